@@ -1,0 +1,387 @@
+#!/usr/bin/env bun
+// Native build: llama.cpp from the pinned source + our shim -> native/lib/libllmatic.so,
+// plus llama.cpp's own llama-bench / llama-server / llama-quantize -> native/bin/.
+//
+//   bun native/build.ts [--cuda] [--force] [--quiet]
+//
+// Source: $LLAMA_CPP_DIR when set (a user's checkout), else llama.cpp tag v0.5.0 as
+// shipped in the npm package node-llama-cpp@3.22.1 (llama/gitRelease.bundle), fetched
+// from the npm registry and checked against its published sha512.
+// Cache: $LLMATIC_CACHE (default ~/.cache/llmatic)/native holds the source and one build
+// tree per configuration; a stamp of (source revision, flags, shim sources) makes a
+// second run with nothing changed return at once.
+import { createHash } from "node:crypto";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const PIN = {
+  tag: "v0.5.0",
+  commit: "de3ff815ea7d559ee917f063901b8986f038abc6",
+  npmPackage: "node-llama-cpp@3.22.1",
+  tarball: "https://registry.npmjs.org/node-llama-cpp/-/node-llama-cpp-3.22.1.tgz",
+  integrity: "sha512-bltIipuWmc123H7tMIgDGKSsSrhmhlQYeVUC48XTjVW7XGJJiJJyCdlTMzQ/LiWoPkGDpcL4FviDpgw7qfTiDw==",
+} as const;
+
+const NATIVE_DIR = import.meta.dir;
+export const LIB_DIR = join(NATIVE_DIR, "lib");
+export const BIN_DIR = join(NATIVE_DIR, "bin");
+export const LIB_PATH = join(LIB_DIR, "libllmatic.so");
+const TOOLS = ["llama-bench", "llama-server", "llama-quantize"] as const;
+const SHIM_SOURCES = [
+  "CMakeLists.txt",
+  "src/shim.c",
+  "src/chat.cpp",
+  "src/sampler.cpp",
+  "src/llmatic.h",
+  "src/exports.map",
+];
+
+export interface BuildOptions {
+  cuda?: boolean;
+  force?: boolean;
+  quiet?: boolean;
+  /** extra -D flags, e.g. from $LLMATIC_CMAKE_ARGS */
+  cmakeArgs?: string[];
+}
+
+export function cacheDir(): string {
+  const base = process.env.LLMATIC_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "llmatic");
+  return resolve(base);
+}
+
+class BuildError extends Error {}
+
+function log(opts: BuildOptions, msg: string): void {
+  if (!opts.quiet) process.stderr.write(`[native] ${msg}\n`);
+}
+
+function which(cmd: string): string | null {
+  return Bun.which(cmd);
+}
+
+function run(cmd: string[], cwd?: string): string {
+  const p = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
+  if (p.exitCode !== 0) {
+    throw new BuildError(`${cmd.join(" ")} failed (exit ${p.exitCode}):\n${p.stderr.toString().slice(-4000)}`);
+  }
+  return p.stdout.toString();
+}
+
+function requireTools(needGit: boolean): void {
+  const missing: string[] = [];
+  if (!which("cmake")) missing.push("cmake");
+  if (!which("c++") && !which("g++") && !which("clang++")) missing.push("a C++ compiler (g++ or clang++)");
+  if (!which("cc") && !which("gcc") && !which("clang")) missing.push("a C compiler (gcc or clang)");
+  if (needGit && !which("git")) missing.push("git");
+  if (!which("tar")) missing.push("tar");
+  if (missing.length > 0) {
+    throw new BuildError(
+      `cannot build the native library: missing ${missing.join(", ")}.\n` +
+        "On Debian/Ubuntu: sudo apt-get install -y cmake build-essential git\n" +
+        "On macOS: xcode-select --install && brew install cmake",
+    );
+  }
+}
+
+function pinnedSourceDir(): string {
+  return join(cacheDir(), "native", `llama.cpp-${PIN.tag}`);
+}
+
+/** A user's checkout is identified by its path, HEAD and uncommitted changes. */
+function userRevision(dir: string): string {
+  let revision = `path:${dir}`;
+  if (which("git") && existsSync(join(dir, ".git"))) {
+    const head = Bun.spawnSync(["git", "rev-parse", "HEAD"], { cwd: dir }).stdout.toString().trim();
+    const dirty = Bun.spawnSync(["git", "status", "--porcelain", "-uno"], { cwd: dir }).stdout.toString();
+    revision += `@${head}${dirty ? `+dirty:${createHash("sha1").update(dirty).digest("hex").slice(0, 8)}` : ""}`;
+  }
+  return revision;
+}
+
+/** The source revision when it can be known without downloading anything. */
+function knownRevision(): string | null {
+  const userDir = process.env.LLAMA_CPP_DIR;
+  if (userDir) return existsSync(join(userDir, "include", "llama.h")) ? userRevision(resolve(userDir)) : null;
+  return existsSync(join(pinnedSourceDir(), ".llmatic-source-ok")) ? PIN.commit : null;
+}
+
+/** Returns the llama.cpp source dir and a revision id that changes when the source does. */
+async function obtainSource(opts: BuildOptions): Promise<{ dir: string; revision: string }> {
+  const userDir = process.env.LLAMA_CPP_DIR;
+  if (userDir) {
+    const dir = resolve(userDir);
+    if (!existsSync(join(dir, "include", "llama.h"))) {
+      throw new BuildError(`LLAMA_CPP_DIR=${userDir} is not a llama.cpp checkout (no include/llama.h)`);
+    }
+    log(opts, `using llama.cpp from LLAMA_CPP_DIR=${dir}`);
+    return { dir, revision: userRevision(dir) };
+  }
+
+  const dir = pinnedSourceDir();
+  const root = join(dir, "..");
+  if (existsSync(join(dir, ".llmatic-source-ok"))) return { dir, revision: PIN.commit };
+
+  mkdirSync(root, { recursive: true });
+  const tgz = join(root, `node-llama-cpp-3.22.1.tgz`);
+  if (!existsSync(tgz) || !integrityOk(tgz)) {
+    log(opts, `downloading ${PIN.npmPackage} (llama.cpp ${PIN.tag} source bundle, ~36 MB) from the npm registry`);
+    const res = await fetch(PIN.tarball);
+    if (!res.ok || !res.body) throw new BuildError(`download of ${PIN.tarball} failed: HTTP ${res.status}`);
+    const total = Number(res.headers.get("content-length") ?? 0);
+    const chunks: Uint8Array[] = [];
+    let got = 0;
+    let lastPct = -10;
+    for await (const chunk of res.body) {
+      chunks.push(chunk);
+      got += chunk.length;
+      const pct = total ? Math.floor((got / total) * 100) : 0;
+      if (pct >= lastPct + 10) {
+        lastPct = pct;
+        log(opts, `  ${pct}% (${(got / 1e6).toFixed(1)} MB)`);
+      }
+    }
+    writeFileSync(`${tgz}.partial`, Buffer.concat(chunks));
+    renameSync(`${tgz}.partial`, tgz);
+    if (!integrityOk(tgz)) {
+      rmSync(tgz, { force: true });
+      throw new BuildError(`${PIN.npmPackage} tarball does not match its pinned sha512 integrity`);
+    }
+  }
+  log(opts, "unpacking the llama.cpp git bundle");
+  const tmp = join(root, "unpack.tmp");
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  run(["tar", "-xzf", tgz, "-C", tmp, "package/llama/gitRelease.bundle"]);
+  rmSync(dir, { recursive: true, force: true });
+  run(["git", "clone", "--quiet", join(tmp, "package/llama/gitRelease.bundle"), dir]);
+  rmSync(tmp, { recursive: true, force: true });
+  const head = run(["git", "rev-parse", "HEAD"], dir).trim();
+  if (head !== PIN.commit) {
+    throw new BuildError(`llama.cpp bundle is at ${head}, expected the pinned ${PIN.commit} (${PIN.tag})`);
+  }
+  writeFileSync(join(dir, ".llmatic-source-ok"), `${PIN.tag} ${PIN.commit}\n`);
+  return { dir, revision: PIN.commit };
+}
+
+function integrityOk(file: string): boolean {
+  const [algo, want] = PIN.integrity.split("-", 2) as [string, string];
+  const got = createHash(algo).update(readFileSync(file)).digest("base64");
+  return got === want;
+}
+
+function cmakeFlags(opts: BuildOptions): string[] {
+  const flags = [
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DGGML_NATIVE=ON",
+    "-DGGML_CCACHE=OFF",
+  ];
+  if (opts.cuda) flags.push("-DGGML_CUDA=ON");
+  flags.push(...(opts.cmakeArgs ?? []));
+  return flags;
+}
+
+function stampKey(revision: string, flags: string[]): string {
+  const h = createHash("sha256");
+  h.update(`${revision}\n${flags.join(" ")}\n`);
+  for (const f of SHIM_SOURCES) h.update(readFileSync(join(NATIVE_DIR, f)));
+  return h.digest("hex");
+}
+
+function outputsPresent(): boolean {
+  return existsSync(LIB_PATH) && TOOLS.every((t) => existsSync(join(BIN_DIR, t)));
+}
+
+/** Streams a build command, turning ninja/make progress into a compact progress line. */
+async function runWithProgress(cmd: string[], cwd: string, opts: BuildOptions): Promise<void> {
+  const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
+  const tail: string[] = [];
+  const tty = process.stderr.isTTY && !opts.quiet;
+  let lastShown = 0;
+  const started = Date.now();
+  const onLine = (line: string) => {
+    tail.push(line);
+    if (tail.length > 60) tail.shift();
+    const m = /^\[\s*(\d+)\/(\d+)\]/.exec(line) ?? /^\[\s*(\d+)%\]/.exec(line);
+    if (!m) return;
+    const pct = m[2] ? Math.floor((Number(m[1]) / Number(m[2])) * 100) : Number(m[1]);
+    const secs = Math.round((Date.now() - started) / 1000);
+    if (tty) {
+      const bar = "#".repeat(Math.floor(pct / 4)).padEnd(25, ".");
+      process.stderr.write(`\r[native] building [${bar}] ${String(pct).padStart(3)}% ${secs}s `);
+    } else if (!opts.quiet && pct >= lastShown + 10) {
+      lastShown = pct - (pct % 10);
+      log(opts, `building ${pct}% (${secs}s)`);
+    }
+  };
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of stream) {
+      buf += dec.decode(chunk, { stream: true });
+      let i = buf.indexOf("\n");
+      while (i >= 0) {
+        onLine(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+        i = buf.indexOf("\n");
+      }
+    }
+    if (buf) onLine(buf);
+  };
+  await Promise.all([pump(proc.stdout), pump(proc.stderr)]);
+  const code = await proc.exited;
+  if (tty) process.stderr.write("\n");
+  if (code !== 0) throw new BuildError(`${cmd.join(" ")} failed (exit ${code}):\n${tail.join("\n")}`);
+}
+
+/** The llama.cpp source tree the build uses (fetching the pinned one if needed). */
+export async function llamaSourceDir(opts: BuildOptions = { quiet: true }): Promise<string> {
+  return (await obtainSource(opts)).dir;
+}
+
+/** Path of a llama.cpp tool built next to the library (llama-bench, llama-server, llama-quantize). */
+export function toolPath(name: (typeof TOOLS)[number]): string {
+  return join(BIN_DIR, name);
+}
+
+export async function buildNative(opts: BuildOptions = {}): Promise<{ built: boolean; seconds: number }> {
+  const started = performance.now();
+  const cmakeArgs = opts.cmakeArgs ?? (process.env.LLMATIC_CMAKE_ARGS?.split(/\s+/).filter(Boolean) || []);
+  opts = { ...opts, cuda: opts.cuda ?? process.env.LLMATIC_CUDA === "1", cmakeArgs };
+  const flags = cmakeFlags(opts);
+  const stampFile = join(LIB_DIR, ".stamp");
+
+  // Fast path: same source revision, same flags, same shim sources, outputs present.
+  const upToDate = (revision: string) =>
+    !opts.force &&
+    outputsPresent() &&
+    existsSync(stampFile) &&
+    readFileSync(stampFile, "utf8").trim() === stampKey(revision, flags);
+  const known = knownRevision();
+  if (known && upToDate(known)) {
+    log(opts, "native library is up to date");
+    return { built: false, seconds: (performance.now() - started) / 1000 };
+  }
+
+  requireTools(!process.env.LLAMA_CPP_DIR);
+  const source = await obtainSource(opts);
+  const key = stampKey(source.revision, flags);
+  if (upToDate(source.revision)) {
+    log(opts, "native library is up to date");
+    return { built: false, seconds: (performance.now() - started) / 1000 };
+  }
+
+  const configId = createHash("sha256")
+    .update(`${source.dir}\n${flags.join(" ")}`)
+    .digest("hex")
+    .slice(0, 12);
+  const buildDir = join(cacheDir(), "native", `build-${configId}`);
+  mkdirSync(buildDir, { recursive: true });
+  const lock = join(buildDir, ".lock");
+  await acquireLock(lock, opts);
+  try {
+    const generator = which("ninja") ? ["-G", "Ninja"] : [];
+    if (!existsSync(join(buildDir, "CMakeCache.txt"))) {
+      log(opts, `configuring (${flags.join(" ")})`);
+    }
+    run(["cmake", ...generator, "-S", NATIVE_DIR, "-B", buildDir, `-DLLAMA_CPP_DIR=${source.dir}`, ...flags]);
+    const jobs = String(Math.max(1, navigator.hardwareConcurrency || 2));
+    log(opts, `compiling llama.cpp + shim with ${jobs} jobs in ${buildDir} (first build takes several minutes)`);
+    await runWithProgress(
+      ["cmake", "--build", buildDir, "--parallel", jobs, "--target", "llmatic", ...TOOLS],
+      buildDir,
+      opts,
+    );
+    mkdirSync(LIB_DIR, { recursive: true });
+    mkdirSync(BIN_DIR, { recursive: true });
+    installFile(join(buildDir, "libllmatic.so"), LIB_PATH);
+    for (const t of TOOLS) installFile(findBinary(buildDir, t), join(BIN_DIR, t));
+    writeFileSync(join(LIB_DIR, "SOURCE"), `${source.revision}\n${source.dir}\n${flags.join(" ")}\n`);
+    writeFileSync(stampFile, `${key}\n`);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const size = statSync(LIB_PATH).size;
+  log(opts, `done in ${seconds.toFixed(1)}s: ${LIB_PATH} (${(size / 1e6).toFixed(1)} MB)`);
+  return { built: true, seconds };
+}
+
+function installFile(from: string, to: string): void {
+  // copy then rename, so a running process never sees a half-written library
+  copyFileSync(from, `${to}.tmp`);
+  renameSync(`${to}.tmp`, to);
+}
+
+function findBinary(buildDir: string, name: string): string {
+  for (const cand of [join(buildDir, "bin", name), join(buildDir, "llama.cpp", "bin", name)]) {
+    if (existsSync(cand)) return cand;
+  }
+  const stack = [buildDir];
+  while (stack.length) {
+    const d = stack.pop() as string;
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) stack.push(join(d, e.name));
+      else if (e.name === name) return join(d, e.name);
+    }
+  }
+  throw new BuildError(`built ${name} not found under ${buildDir}`);
+}
+
+async function acquireLock(lock: string, opts: BuildOptions): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, "pid"), String(process.pid));
+      return;
+    } catch {
+      const pid = Number(existsSync(join(lock, "pid")) ? readFileSync(join(lock, "pid"), "utf8") : 0);
+      let alive = false;
+      try {
+        if (pid) alive = process.kill(pid, 0);
+      } catch {}
+      if (!alive && i > 2) {
+        rmSync(lock, { recursive: true, force: true });
+        continue;
+      }
+      if (i % 30 === 0) log(opts, "waiting for another native build to finish");
+      await Bun.sleep(1000);
+    }
+  }
+}
+
+if (import.meta.main) {
+  const args = new Set(process.argv.slice(2));
+  if (args.has("--help")) {
+    console.log(
+      "usage: bun native/build.ts [--cuda] [--force] [--quiet]\n" +
+        "env: LLAMA_CPP_DIR (use this llama.cpp checkout), LLMATIC_CUDA=1, LLMATIC_CMAKE_ARGS, LLMATIC_CACHE",
+    );
+    process.exit(0);
+  }
+  try {
+    await buildNative({
+      cuda: args.has("--cuda") ? true : undefined,
+      force: args.has("--force"),
+      quiet: args.has("--quiet"),
+    });
+  } catch (e) {
+    if (e instanceof BuildError) {
+      process.stderr.write(`[native] error: ${e.message}\n`);
+      process.exit(1);
+    }
+    throw e;
+  }
+}

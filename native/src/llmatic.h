@@ -1,0 +1,112 @@
+// llmatic.h: the C surface that bun:ffi calls.
+//
+// bun:ffi cannot pass or return structs by value, and llama.h does (model and
+// context params, llama_batch). Every function here takes and returns only
+// scalars and pointers. The TypeScript symbol table in src/ffi/symbols.ts
+// mirrors this header line for line; llama.h functions that already have an
+// FFI-friendly signature are called directly and listed there too.
+//
+// Conventions: functions that can fail return a status (0 = ok, < 0 = error) or
+// NULL; the reason is in the captured log (llmatic_log_drain). Strings returned
+// as `char *` are malloc'd and must be released with llmatic_string_free.
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "llama.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LLMATIC_ABI_VERSION 1
+
+int32_t llmatic_abi_version(void);
+
+// ---- process-wide setup and logging --------------------------------------
+// Initialises the llama backend once and routes every llama/ggml log line into
+// an internal buffer (no JS callback ever runs on a ggml thread).
+void    llmatic_init(int32_t min_log_level);
+// Copies buffered log text ("<level digit><text>\n" per line) into buf, returns
+// the number of bytes written; lines that do not fit stay for the next call.
+int32_t llmatic_log_drain(char * buf, int32_t cap);
+// Number of log lines dropped because the buffer was full since the last call.
+int32_t llmatic_log_dropped(void);
+
+// ---- model ----------------------------------------------------------------
+// progress (may be NULL) receives 0..1 while loading; loading aborts when
+// *cancel (may be NULL) becomes non-zero. Both may point into shared memory.
+struct llama_model * llmatic_model_load(const char * path, int32_t n_gpu_layers, bool use_mmap,
+                                        bool vocab_only, float * progress, const int32_t * cancel);
+
+// ---- context ----------------------------------------------------------------
+struct llama_context * llmatic_context_new(struct llama_model * model, uint32_t n_ctx, uint32_t n_batch,
+                                           uint32_t n_ubatch, uint32_t n_seq_max, int32_t n_threads,
+                                           int32_t n_threads_batch, bool embeddings, int32_t pooling_type,
+                                           int32_t flash_attn_type, bool kv_unified);
+
+// ---- batch ----------------------------------------------------------------
+// A batch owns fixed arrays of `capacity` entries that JS fills in place
+// (one sequence id per token), then llmatic_decode submits the first n.
+typedef struct llmatic_batch llmatic_batch;
+
+llmatic_batch * llmatic_batch_new(int32_t capacity);
+void            llmatic_batch_free(llmatic_batch * batch);
+int32_t *       llmatic_batch_tokens(llmatic_batch * batch);
+int32_t *       llmatic_batch_pos(llmatic_batch * batch);
+int32_t *       llmatic_batch_seq(llmatic_batch * batch);
+int8_t *        llmatic_batch_logits(llmatic_batch * batch);
+// Returns llama_decode's status for the first n_tokens entries.
+int32_t         llmatic_decode(struct llama_context * ctx, llmatic_batch * batch, int32_t n_tokens);
+
+// ---- sampling ---------------------------------------------------------------
+// llama.cpp's common sampler (the one llama-server uses): penalties, top-k/p,
+// min-p, temperature, seed, logit bias, grammars (lazy ones with triggers).
+// Configured from JSON {seed, temp, top_k, top_p, min_p, typ_p, penalty_last_n,
+// penalty_repeat, penalty_freq, penalty_present, logit_bias: [[token, bias]...],
+// grammar, grammar_type: "user"|"output_format"|"tool_calls", grammar_lazy,
+// grammar_triggers: [{type, value, token}], generation_prompt}.
+typedef struct llmatic_sampler llmatic_sampler;
+
+llmatic_sampler * llmatic_sampler_new(const struct llama_model * model, const char * config_json, char ** error);
+void              llmatic_sampler_free(llmatic_sampler * sampler);
+// Samples from output `idx` of the last decode and accepts the token.
+int32_t           llmatic_sampler_sample(llmatic_sampler * sampler, struct llama_context * ctx, int32_t idx);
+// Feeds prompt tokens to the penalty history (not to the grammar).
+void              llmatic_sampler_accept_prompt(llmatic_sampler * sampler, const int32_t * tokens, int32_t n);
+// Log-probabilities of the raw logits of output `idx`: writes the top k
+// (ids and logprobs, most likely first) and returns the logprob of `token`.
+float llmatic_logprobs(struct llama_context * ctx, int32_t idx, int32_t token, int32_t k, int32_t * ids,
+                       float * logprobs);
+
+// ---- strings --------------------------------------------------------------
+void llmatic_string_free(char * s);
+
+// ---- chat templates and grammars (llama.cpp's C++ common library) ---------
+// Opaque handle to the model's chat templates (or `override_template` when not
+// NULL/empty). Returns NULL on error; the reason is in *error (free it).
+typedef struct llmatic_chat llmatic_chat;
+
+llmatic_chat * llmatic_chat_new(const struct llama_model * model, const char * override_template, char ** error);
+void           llmatic_chat_free(llmatic_chat * chat);
+// Input: JSON {messages, tools?, tool_choice?, parallel_tool_calls?, json_schema?,
+// grammar?, add_generation_prompt?, chat_template_kwargs?}. Output: JSON with
+// {prompt, grammar, grammar_lazy, grammar_triggers, preserved_tokens,
+// additional_stops, format, parser, generation_prompt} or {error}.
+char *         llmatic_chat_apply(llmatic_chat * chat, const char * request_json);
+// A parser for one generation's output, configured from llmatic_chat_apply's
+// result: JSON {format, parser, generation_prompt, parse_tool_calls}.
+typedef struct llmatic_chat_parser llmatic_chat_parser;
+
+llmatic_chat_parser * llmatic_chat_parser_new(const char * config_json, char ** error);
+void                  llmatic_chat_parser_free(llmatic_chat_parser * parser);
+// Parses the whole text generated so far. Output: the OpenAI-shaped message
+// JSON {role, content, reasoning_content?, tool_calls?} or {error}.
+char *                llmatic_chat_parser_parse(llmatic_chat_parser * parser, const char * text, bool is_partial);
+// JSON schema (text) -> GBNF grammar. Output JSON {grammar} or {error}.
+char *         llmatic_json_schema_to_grammar(const char * schema_json);
+
+#ifdef __cplusplus
+}
+#endif

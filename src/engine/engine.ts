@@ -1,0 +1,20 @@
+// The engine as the HTTP layer sees it. LlamaEngine (engine/client.ts) runs the
+// real one in a worker; tests inject fakes that implement the same interface.
+import type { TemplateInput, TemplateOutput } from "../ffi/chat";
+import type { EmbedResult, EngineStats, GenerateEvent, GenerateRequest, ModelInfo } from "./types";
+
+export interface Engine {
+  readonly info: ModelInfo;
+  /**
+   * Streams events for one request. The first event is "start" or "error" (the
+   * request was rejected before decoding); then "text" and one "end" per choice.
+   * Aborting `signal` (or leaving the loop early) cancels within one decode step.
+   */
+  generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateEvent, void, void>;
+  tokenize(text: string, addSpecial?: boolean, parseSpecial?: boolean): Promise<number[]>;
+  detokenize(tokens: number[]): Promise<string>;
+  embed(inputs: (string | number[])[]): Promise<EmbedResult>;
+  applyTemplate(chat: TemplateInput): Promise<TemplateOutput>;
+  stats(): EngineStats;
+  close(): Promise<void>;
+}

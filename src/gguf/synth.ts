@@ -1,0 +1,256 @@
+// Synthetic GGUF models: random weights of a chosen Qwen2 shape, with the real
+// Qwen2 tokenizer copied from llama.cpp's models/ggml-vocab-qwen2.gguf and the
+// Qwen2.5 (tool-capable) chat template from models/templates/. Nothing is
+// downloaded; the same seed gives the same file.
+import { GgmlType, type GgufFile, type MetaEntry, readGguf, type TensorSpec, ValueType, writeGguf } from "./gguf";
+
+export interface ModelShape {
+  name: string;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nHeadKv: number;
+  nFf: number;
+  nCtxTrain: number;
+  /** type of token_embd (also the tied output matrix) */
+  embdType: GgmlType.F32 | GgmlType.F16 | GgmlType.Q8_0;
+  /** type of the other 2-D weights */
+  weightType: GgmlType.F32 | GgmlType.F16 | GgmlType.Q8_0;
+  seed: number;
+}
+
+/** A few MB, fast: for tests. */
+export const TINY_SHAPE: ModelShape = {
+  name: "llmatic-tiny (random weights)",
+  nEmbd: 64,
+  nLayer: 2,
+  nHead: 4,
+  nHeadKv: 2,
+  nFf: 128,
+  nCtxTrain: 8192,
+  embdType: GgmlType.Q8_0,
+  weightType: GgmlType.F32,
+  seed: 1234,
+};
+
+/** Qwen2-0.5B's shape: for benchmarks (written as F16, then quantized by llama-quantize). */
+export const BENCH_SHAPE: ModelShape = {
+  name: "llmatic-bench qwen2-0.5b shape (random weights)",
+  nEmbd: 896,
+  nLayer: 24,
+  nHead: 14,
+  nHeadKv: 2,
+  nFf: 4864,
+  nCtxTrain: 32768,
+  embdType: GgmlType.F16,
+  weightType: GgmlType.F16,
+  seed: 42,
+};
+
+/** Qwen2.5's added tokens, which the Qwen2 vocab file holds as [PAD...] placeholders. */
+const QWEN25_ADDED: [number, string, number][] = [
+  [151646, "<|object_ref_start|>", 3],
+  [151647, "<|object_ref_end|>", 3],
+  [151648, "<|box_start|>", 3],
+  [151649, "<|box_end|>", 3],
+  [151650, "<|quad_start|>", 3],
+  [151651, "<|quad_end|>", 3],
+  [151652, "<|vision_start|>", 3],
+  [151653, "<|vision_end|>", 3],
+  [151654, "<|vision_pad|>", 3],
+  [151655, "<|image_pad|>", 3],
+  [151656, "<|video_pad|>", 3],
+  [151657, "<tool_call>", 4],
+  [151658, "</tool_call>", 4],
+  [151659, "<|fim_prefix|>", 3],
+  [151660, "<|fim_middle|>", 3],
+  [151661, "<|fim_suffix|>", 3],
+  [151662, "<|fim_pad|>", 3],
+  [151663, "<|repo_name|>", 3],
+  [151664, "<|file_sep|>", 3],
+];
+const IM_END = 151645;
+const ENDOFTEXT = 151643;
+
+// ---- random numbers ---------------------------------------------------------
+
+/** xorshift32: fast, deterministic, good enough for weights nobody will read. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 0x9e3779b9;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s;
+  };
+}
+
+/** 4096 standard-normal samples; weights draw from this table (fast for 0.5B values). */
+function normalTable(seed: number): Float64Array {
+  const r = rng(seed);
+  const t = new Float64Array(4096);
+  for (let i = 0; i < t.length; i += 2) {
+    const u1 = (r() + 1) / 4294967297;
+    const u2 = r() / 4294967296;
+    const m = Math.sqrt(-2 * Math.log(u1));
+    t[i] = m * Math.cos(2 * Math.PI * u2);
+    t[i + 1] = m * Math.sin(2 * Math.PI * u2);
+  }
+  return t;
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+/** float -> IEEE half bits (round to nearest even is not needed for random data). */
+export function toHalf(v: number): number {
+  f32[0] = v;
+  const x = u32[0] as number;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = ((x >>> 23) & 0xff) - 127 + 15;
+  const mant = x & 0x7fffff;
+  if (exp <= 0) {
+    if (exp < -10) return sign;
+    const m = (mant | 0x800000) >>> (1 - exp);
+    return sign | ((m + 0x1000) >>> 13);
+  }
+  if (exp >= 31) return sign | 0x7c00;
+  return sign | (exp << 10) | ((mant + 0x1000) >>> 13);
+}
+
+function filler(type: GgmlType, std: number, constant: number | null, seed: number): (out: Uint8Array) => void {
+  return (out) => {
+    const table = normalTable(seed);
+    const r = rng(seed ^ 0x5bd1e995);
+    const value = constant === null ? () => (table[r() & 4095] as number) * std : () => constant;
+    if (type === GgmlType.F32) {
+      const v = new Float32Array(out.buffer, out.byteOffset, out.length / 4);
+      for (let i = 0; i < v.length; i++) v[i] = value();
+    } else if (type === GgmlType.F16) {
+      const v = new Uint16Array(out.buffer, out.byteOffset, out.length / 2);
+      if (constant !== null) v.fill(toHalf(constant));
+      else {
+        const half = new Uint16Array(4096);
+        for (let i = 0; i < 4096; i++) half[i] = toHalf((table[i] as number) * std);
+        for (let i = 0; i < v.length; i++) v[i] = half[r() & 4095] as number;
+      }
+    } else if (type === GgmlType.Q8_0) {
+      // block: f16 scale d, then 32 int8 quants; value = d * q
+      const dv = new DataView(out.buffer, out.byteOffset, out.length);
+      const block = new Float32Array(32);
+      for (let b = 0; b < out.length; b += 34) {
+        let amax = 0;
+        for (let i = 0; i < 32; i++) {
+          const x = value();
+          block[i] = x;
+          amax = Math.max(amax, Math.abs(x));
+        }
+        const d = amax / 127;
+        dv.setUint16(b, toHalf(d), true);
+        for (let i = 0; i < 32; i++) dv.setInt8(b + 2 + i, d ? Math.round((block[i] as number) / d) : 0);
+      }
+    } else {
+      throw new Error(`cannot synthesise tensors of type ${type}`);
+    }
+  };
+}
+
+function tensorsFor(s: ModelShape): TensorSpec[] {
+  const headDim = s.nEmbd / s.nHead;
+  const kvDim = headDim * s.nHeadKv;
+  const nVocab = 151936;
+  let seed = s.seed;
+  const w = (name: string, dims: number[], type: GgmlType, std = 0.02): TensorSpec => ({
+    name,
+    dims,
+    type,
+    fill: filler(type, std, null, seed++),
+  });
+  const ones = (name: string, n: number): TensorSpec => ({
+    name,
+    dims: [n],
+    type: GgmlType.F32,
+    fill: filler(GgmlType.F32, 0, 1, 0),
+  });
+  const zeros = (name: string, n: number): TensorSpec => ({
+    name,
+    dims: [n],
+    type: GgmlType.F32,
+    fill: filler(GgmlType.F32, 0, 0, 0),
+  });
+  const out: TensorSpec[] = [
+    w("token_embd.weight", [s.nEmbd, nVocab], s.embdType),
+    ones("output_norm.weight", s.nEmbd),
+  ];
+  for (let i = 0; i < s.nLayer; i++) {
+    const p = `blk.${i}`;
+    out.push(
+      ones(`${p}.attn_norm.weight`, s.nEmbd),
+      w(`${p}.attn_q.weight`, [s.nEmbd, s.nEmbd], s.weightType),
+      zeros(`${p}.attn_q.bias`, s.nEmbd),
+      w(`${p}.attn_k.weight`, [s.nEmbd, kvDim], s.weightType),
+      zeros(`${p}.attn_k.bias`, kvDim),
+      w(`${p}.attn_v.weight`, [s.nEmbd, kvDim], s.weightType),
+      zeros(`${p}.attn_v.bias`, kvDim),
+      w(`${p}.attn_output.weight`, [s.nEmbd, s.nEmbd], s.weightType),
+      ones(`${p}.ffn_norm.weight`, s.nEmbd),
+      w(`${p}.ffn_gate.weight`, [s.nEmbd, s.nFf], s.weightType),
+      w(`${p}.ffn_up.weight`, [s.nEmbd, s.nFf], s.weightType),
+      w(`${p}.ffn_down.weight`, [s.nFf, s.nEmbd], s.weightType),
+    );
+  }
+  return out;
+}
+
+const str = (value: string): MetaEntry => ({ type: ValueType.STRING, value });
+const u32v = (value: number): MetaEntry => ({ type: ValueType.UINT32, value });
+const f32v = (value: number): MetaEntry => ({ type: ValueType.FLOAT32, value });
+const boolv = (value: boolean): MetaEntry => ({ type: ValueType.BOOL, value });
+
+/** Metadata: architecture keys for the shape, then the vocab file's tokenizer, patched to Qwen2.5's. */
+function metadataFor(s: ModelShape, vocab: GgufFile, chatTemplate: string): Map<string, MetaEntry> {
+  const m = new Map<string, MetaEntry>();
+  const mostly = s.embdType === GgmlType.Q8_0 ? s.embdType : s.weightType;
+  const fileType = mostly === GgmlType.F32 ? 0 : mostly === GgmlType.F16 ? 1 : 7;
+  m.set("general.architecture", str("qwen2"));
+  m.set("general.name", str(s.name));
+  m.set("general.file_type", u32v(fileType));
+  m.set("qwen2.context_length", u32v(s.nCtxTrain));
+  m.set("qwen2.embedding_length", u32v(s.nEmbd));
+  m.set("qwen2.block_count", u32v(s.nLayer));
+  m.set("qwen2.feed_forward_length", u32v(s.nFf));
+  m.set("qwen2.attention.head_count", u32v(s.nHead));
+  m.set("qwen2.attention.head_count_kv", u32v(s.nHeadKv));
+  m.set("qwen2.rope.freq_base", f32v(1000000));
+  m.set("qwen2.attention.layer_norm_rms_epsilon", f32v(1e-6));
+  for (const [k, v] of vocab.metadata) {
+    if (!k.startsWith("tokenizer.") || k === "tokenizer.chat_template") continue;
+    if (k === "tokenizer.ggml.tokens" || k === "tokenizer.ggml.token_type") {
+      const arr = [...(v.value as (string | number)[])];
+      for (const [id, text, type] of QWEN25_ADDED) arr[id] = k === "tokenizer.ggml.tokens" ? text : type;
+      m.set(k, { ...v, value: arr });
+    } else {
+      m.set(k, v);
+    }
+  }
+  m.set("tokenizer.ggml.eos_token_id", u32v(IM_END));
+  m.set("tokenizer.ggml.bos_token_id", u32v(ENDOFTEXT));
+  m.set("tokenizer.ggml.padding_token_id", u32v(ENDOFTEXT));
+  m.set("tokenizer.ggml.add_bos_token", boolv(false));
+  m.set("tokenizer.chat_template", str(chatTemplate));
+  return m;
+}
+
+export interface SynthSources {
+  /** llama.cpp's models/ggml-vocab-qwen2.gguf */
+  vocabPath: string;
+  /** llama.cpp's models/templates/Qwen-Qwen2.5-7B-Instruct.jinja */
+  templatePath: string;
+}
+
+export async function writeSyntheticModel(shape: ModelShape, src: SynthSources, outPath: string): Promise<void> {
+  const vocab = readGguf(src.vocabPath);
+  const template = await Bun.file(src.templatePath).text();
+  writeGguf(outPath, metadataFor(shape, vocab, template), tensorsFor(shape));
+}

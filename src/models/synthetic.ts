@@ -1,0 +1,53 @@
+// The project's own GGUF models, generated on demand (never downloaded):
+//  - tiny: Qwen2 tokenizer + Qwen2.5 chat template, 2 small layers; for tests and the demo
+//  - bench: Qwen2-0.5B shape, quantized to Q4_K_M with the llama-quantize we build
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { buildNative, llamaSourceDir, toolPath } from "../../native/build";
+import { BENCH_SHAPE, type ModelShape, TINY_SHAPE, writeSyntheticModel } from "../gguf/synth";
+
+export const MODELS_DIR = join(import.meta.dir, "..", "..", "models");
+export const TINY_MODEL_PATH = join(MODELS_DIR, "llmatic-tiny.gguf");
+export const BENCH_MODEL_PATH = join(MODELS_DIR, "bench", "qwen2-0.5b-shape-q4_k_m.gguf");
+
+async function sources(): Promise<{ vocabPath: string; templatePath: string }> {
+  const src = await llamaSourceDir();
+  return {
+    vocabPath: join(src, "models", "ggml-vocab-qwen2.gguf"),
+    templatePath: join(src, "models", "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"),
+  };
+}
+
+/** Writes `shape` to `path` atomically (a crash never leaves a half-written model). */
+async function synthesize(shape: ModelShape, path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.partial`;
+  await writeSyntheticModel(shape, await sources(), tmp);
+  renameSync(tmp, path);
+}
+
+export async function ensureTinyModel(log: (s: string) => void = () => {}): Promise<string> {
+  if (!existsSync(TINY_MODEL_PATH)) {
+    log(`generating the tiny test model (random weights) at ${TINY_MODEL_PATH}`);
+    await synthesize(TINY_SHAPE, TINY_MODEL_PATH);
+  }
+  return TINY_MODEL_PATH;
+}
+
+export async function ensureBenchModel(log: (s: string) => void = () => {}): Promise<string> {
+  if (existsSync(BENCH_MODEL_PATH)) return BENCH_MODEL_PATH;
+  await buildNative({ quiet: true });
+  const f16 = BENCH_MODEL_PATH.replace(/\.gguf$/, ".f16.gguf");
+  if (!existsSync(f16)) {
+    log(`generating the F16 bench model (Qwen2-0.5B shape, random weights) at ${f16}`);
+    await synthesize(BENCH_SHAPE, f16);
+  }
+  log("quantizing it to Q4_K_M with llama-quantize");
+  const tmp = `${BENCH_MODEL_PATH}.partial`;
+  const p = Bun.spawnSync([toolPath("llama-quantize"), f16, tmp, "Q4_K_M"], { stdout: "pipe", stderr: "pipe" });
+  if (p.exitCode !== 0) throw new Error(`llama-quantize failed:\n${p.stderr.toString().slice(-2000)}`);
+  renameSync(tmp, BENCH_MODEL_PATH);
+  rmSync(f16, { force: true });
+  log(`bench model ready: ${BENCH_MODEL_PATH} (${(statSync(BENCH_MODEL_PATH).size / 1e6).toFixed(0)} MB)`);
+  return BENCH_MODEL_PATH;
+}

@@ -1,0 +1,392 @@
+// The engine against the tiny generated model: real llama.cpp, real worker.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { closeSync, copyFileSync, ftruncateSync, mkdtempSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { LlamaEngine } from "../src/engine/client";
+import { Scheduler } from "../src/engine/scheduler";
+import type { GenerateEvent } from "../src/engine/types";
+import { EngineError } from "../src/errors";
+import { Batch } from "../src/ffi/batch";
+import { ChatTemplates } from "../src/ffi/chat";
+import { Context } from "../src/ffi/context";
+import { Model } from "../src/ffi/model";
+import { DEFAULT_SAMPLING, Sampler } from "../src/ffi/sampler";
+import { collect, failure, startTiny, TINY_MODEL_PATH, textRequest } from "./helpers";
+
+let engine: LlamaEngine;
+beforeAll(async () => {
+  engine = await startTiny();
+});
+afterAll(async () => {
+  await engine.close();
+});
+
+describe("generation", () => {
+  test("the model loads and reports its shape", () => {
+    expect(engine.info.nEmbd).toBe(64);
+    expect(engine.info.nVocab).toBe(151936);
+    expect(engine.info.nCtx).toBe(4096);
+    expect(engine.info.chatTemplate).toContain("<tool_call>");
+  });
+
+  test("start reports the prompt's token count, then text, then one end per choice", async () => {
+    const prompt = "Once upon a time";
+    const r = await collect(engine, textRequest(prompt, { maxTokens: 10 }));
+    expect(r.error).toBeNull();
+    const start = r.events[0] as Extract<GenerateEvent, { type: "start" }>;
+    expect(start.type).toBe("start");
+    expect(start.promptTokens).toBe((await engine.tokenize(prompt)).length);
+    expect(r.ends[0]?.reason).toBe("length");
+    expect(r.ends[0]?.completionTokens).toBe(10);
+    expect(r.ends[0]?.text).toBe(r.texts[0]?.join(""));
+  });
+
+  test("same seed gives the same tokens; another seed does not", async () => {
+    const a = await collect(engine, textRequest("The weather", { maxTokens: 24, sampling: { seed: 42 } }));
+    const b = await collect(engine, textRequest("The weather", { maxTokens: 24, sampling: { seed: 42 } }));
+    const c = await collect(engine, textRequest("The weather", { maxTokens: 24, sampling: { seed: 43 } }));
+    expect(a.ends[0]?.text).toBe(b.ends[0]?.text as string);
+    expect(a.ends[0]?.text).not.toBe(c.ends[0]?.text as string);
+    expect(a.ends[0]?.text.length).toBeGreaterThan(0);
+  });
+
+  test("greedy sampling (temperature 0) is deterministic whatever the seed", async () => {
+    const a = await collect(engine, textRequest("abc", { maxTokens: 16, sampling: { temperature: 0, seed: 1 } }));
+    const b = await collect(engine, textRequest("abc", { maxTokens: 16, sampling: { temperature: 0, seed: 99 } }));
+    expect(a.ends[0]?.text).toBe(b.ends[0]?.text as string);
+  });
+
+  test("a stop string cuts the output exactly before it", async () => {
+    const full = await collect(engine, textRequest("Lorem ipsum", { maxTokens: 48, sampling: { seed: 5 } }));
+    const text = full.ends[0]?.text as string;
+    expect(text.length).toBeGreaterThan(20);
+    // a stop string from the middle of the output, at its first occurrence
+    let k = Math.floor(text.length / 2);
+    let stop = text.slice(k, k + 4);
+    while (text.indexOf(stop) !== k) {
+      k++;
+      stop = text.slice(k, k + 4);
+    }
+    const cut = await collect(
+      engine,
+      textRequest("Lorem ipsum", { maxTokens: 48, stop: [stop], sampling: { seed: 5 } }),
+    );
+    expect(cut.ends[0]?.text).toBe(text.slice(0, k));
+    expect(cut.texts[0]?.join("")).toBe(text.slice(0, k));
+    expect(cut.ends[0]?.reason).toBe("stop");
+  });
+
+  test("a character split across byte tokens arrives whole", async () => {
+    const clef = "𝄞"; // U+1D11E: no single Qwen2 token, so the tokens are raw UTF-8 bytes
+    const toks = await engine.tokenize(clef, false, false);
+    expect(toks.length).toBeGreaterThan(1);
+    // force the output with a grammar: every sampled token is a fragment of the character
+    const r = await collect(
+      engine,
+      textRequest("x", {
+        maxTokens: 40,
+        sampling: {
+          seed: 3,
+          grammar: { text: `root ::= "${clef}${clef}${clef}"`, kind: "user", lazy: false, triggers: [] },
+        },
+      }),
+    );
+    expect(r.error).toBeNull();
+    expect(r.ends[0]?.text).toBe(clef.repeat(3));
+    expect(r.ends[0]?.completionTokens).toBeGreaterThan(3); // more tokens than characters: they were split
+    for (const piece of r.texts[0] as string[]) {
+      expect(piece).not.toContain("\uFFFD");
+      expect([...piece].every((ch) => ch === clef)).toBe(true);
+    }
+  });
+
+  test("max tokens ends with length; end-of-generation can be ignored", async () => {
+    const r = await collect(engine, textRequest("hi", { maxTokens: 200, ignoreEos: true, sampling: { seed: 11 } }));
+    expect(r.ends[0]?.completionTokens).toBe(200);
+    expect(r.ends[0]?.reason).toBe("length");
+  });
+
+  test("n = 2 gives two different choices", async () => {
+    const r = await collect(engine, textRequest("two", { n: 2, maxTokens: 12 }));
+    expect(r.ends).toHaveLength(2);
+    expect(r.ends[0]?.text).not.toBe(r.ends[1]?.text as string);
+  });
+
+  test("a chat prompt goes through the model's jinja template", async () => {
+    const r = await collect(engine, {
+      ...textRequest(""),
+      prompt: { type: "chat", chat: { messages: [{ role: "user", content: "Hello" }] } },
+    });
+    const start = r.events[0] as Extract<GenerateEvent, { type: "start" }>;
+    expect(start.prompt).toBe(
+      "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n",
+    );
+  });
+
+  test("a prompt longer than the context is refused with both numbers", async () => {
+    const small = await startTiny({ nCtx: 256, parallel: 1, noWarmup: true });
+    try {
+      const r = await collect(small, { ...textRequest(""), prompt: { type: "tokens", tokens: Array(300).fill(100) } });
+      expect(r.error?.code).toBe("context_length_exceeded");
+      expect(r.error?.message).toContain("300");
+      expect(r.error?.message).toContain("256");
+      expect(r.events).toHaveLength(1);
+    } finally {
+      await small.close();
+    }
+  });
+
+  test("a generation reaching the end of the context stops with length", async () => {
+    const small = await startTiny({ nCtx: 200, parallel: 1, noWarmup: true });
+    try {
+      const r = await collect(small, textRequest("hello", { maxTokens: null, ignoreEos: true }));
+      expect(r.ends[0]?.reason).toBe("length");
+      const promptTokens = (r.events[0] as Extract<GenerateEvent, { type: "start" }>).promptTokens;
+      // llama.cpp rounds the context up to 256 cells
+      const slot = small.info.nCtxSlot;
+      expect(slot).toBe(256);
+      expect(promptTokens + (r.ends[0]?.completionTokens as number)).toBeLessThanOrEqual(slot);
+      expect(promptTokens + (r.ends[0]?.completionTokens as number)).toBeGreaterThanOrEqual(slot - 1);
+    } finally {
+      await small.close();
+    }
+  });
+
+  test("out-of-range prompt tokens are refused", async () => {
+    const r = await collect(engine, { ...textRequest(""), prompt: { type: "tokens", tokens: [1, 999999] } });
+    expect(r.error?.code).toBe("invalid_request");
+    expect(r.error?.message).toContain("999999");
+  });
+
+  test("an invalid grammar is refused before generation", async () => {
+    const r = await collect(
+      engine,
+      textRequest("x", { sampling: { grammar: { text: "root ::= (", kind: "user", lazy: false, triggers: [] } } }),
+    );
+    expect(r.error?.code).toBe("invalid_request");
+  });
+});
+
+describe("cancellation", () => {
+  test("aborting the signal ends the stream as cancelled", async () => {
+    const ac = new AbortController();
+    const events: GenerateEvent[] = [];
+    let seen = 0;
+    for await (const e of engine.generate(textRequest("go", { maxTokens: 100000, ignoreEos: true }), ac.signal)) {
+      events.push(e);
+      if (e.type === "text" && ++seen === 5) ac.abort();
+    }
+    const end = events.at(-1) as Extract<GenerateEvent, { type: "end" }>;
+    expect(end.type).toBe("end");
+    expect(end.reason).toBe("cancelled");
+    expect(end.completionTokens).toBeLessThan(1000);
+    // the engine is free again
+    const next = await collect(engine, textRequest("again", { maxTokens: 3 }));
+    expect(next.ends[0]?.completionTokens).toBe(3);
+  });
+
+  test("the scheduler stops a cancelled sequence at the very next step", () => {
+    const model = Model.load(TINY_MODEL_PATH);
+    const ctx = new Context(model, { nCtx: 512, nThreads: 2, nSeqMax: 1 });
+    const sched = new Scheduler(model, ctx, null, { nBatch: 512, nCtxSlot: 512 });
+    try {
+      const cancel = new Int32Array(1);
+      const events: GenerateEvent[] = [];
+      sched.submit(1, textRequest("x", { maxTokens: 1000, ignoreEos: true }), cancel, (e) => events.push(e));
+      for (let i = 0; i < 6; i++) sched.step();
+      const before = events.filter((e) => e.type === "text").length;
+      Atomics.store(cancel, 0, 1);
+      sched.step();
+      expect(events.filter((e) => e.type === "text").length).toBe(before);
+      const end = events.at(-1) as Extract<GenerateEvent, { type: "end" }>;
+      expect(end).toMatchObject({ type: "end", reason: "cancelled", completionTokens: 6 });
+      expect(sched.hasWork).toBe(false);
+      expect(sched.stats().slotsBusy).toBe(0);
+    } finally {
+      sched.dispose();
+      ctx.dispose();
+      model.dispose();
+    }
+  });
+
+  test("a queued request cancelled before it runs is never decoded", () => {
+    const model = Model.load(TINY_MODEL_PATH);
+    const ctx = new Context(model, { nCtx: 512, nThreads: 2, nSeqMax: 1 });
+    const sched = new Scheduler(model, ctx, null, { nBatch: 512, nCtxSlot: 512 });
+    try {
+      const a: GenerateEvent[] = [];
+      const b: GenerateEvent[] = [];
+      sched.submit(1, textRequest("x", { maxTokens: 3 }), new Int32Array(1), (e) => a.push(e));
+      const cancelB = new Int32Array(1);
+      sched.submit(2, textRequest("y", { maxTokens: 3 }), cancelB, (e) => b.push(e));
+      sched.step(); // a runs, b waits for the only slot
+      expect(sched.stats().queued).toBe(1);
+      cancelB[0] = 1;
+      while (sched.hasWork) sched.step();
+      expect(b.map((e) => e.type)).toEqual(["end"]);
+      expect(b[0]).toMatchObject({ reason: "cancelled", completionTokens: 0 });
+      expect(a.at(-1)).toMatchObject({ type: "end", completionTokens: 3 });
+    } finally {
+      sched.dispose();
+      ctx.dispose();
+      model.dispose();
+    }
+  });
+});
+
+describe("the main thread stays responsive", () => {
+  test("a timer and a Bun.serve ping keep answering during a long generation", async () => {
+    // 1000 prompt tokens + 1000 generated fit the 2048-token slot
+    const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("pong") });
+    try {
+      let maxGap = 0;
+      let last = performance.now();
+      const timer = setInterval(() => {
+        const now = performance.now();
+        maxGap = Math.max(maxGap, now - last);
+        last = now;
+      }, 5);
+      const pings: number[] = [];
+      let generating = true;
+      const pinger = (async () => {
+        while (generating) {
+          const t = performance.now();
+          expect(await (await fetch(`http://127.0.0.1:${server.port}/`)).text()).toBe("pong");
+          pings.push(performance.now() - t);
+          await Bun.sleep(10);
+        }
+      })();
+      const t0 = performance.now();
+      // a long prompt and a long generation: seconds of FFI work in the worker
+      const r = await collect(engine, {
+        ...textRequest(""),
+        prompt: { type: "tokens", tokens: Array.from({ length: 1000 }, (_, i) => 1000 + (i % 5000)) },
+        maxTokens: 1000,
+        ignoreEos: true,
+      });
+      const elapsed = performance.now() - t0;
+      generating = false;
+      await pinger;
+      clearInterval(timer);
+      expect(r.ends[0]?.completionTokens).toBe(1000);
+      expect(elapsed).toBeGreaterThan(500);
+      expect(pings.length).toBeGreaterThan(10);
+      expect(Math.max(...pings)).toBeLessThan(100);
+      expect(maxGap).toBeLessThan(100);
+    } finally {
+      server.stop(true);
+    }
+  });
+});
+
+describe("embeddings", () => {
+  test("pooled, normalised, deterministic", async () => {
+    const r = await engine.embed(["hello world", "something else entirely", "hello world"]);
+    expect(r.vectors).toHaveLength(3);
+    for (const v of r.vectors) {
+      expect(v.length).toBe(64);
+      const norm = Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+      expect(norm).toBeCloseTo(1, 5);
+    }
+    expect([...(r.vectors[0] as Float32Array)]).toEqual([...(r.vectors[2] as Float32Array)]);
+    expect([...(r.vectors[0] as Float32Array)]).not.toEqual([...(r.vectors[1] as Float32Array)]);
+    expect(r.promptTokens).toBe(
+      (await engine.tokenize("hello world", true, false)).length * 2 +
+        (await engine.tokenize("something else entirely", true, false)).length,
+    );
+  });
+
+  test("token-array input and errors", async () => {
+    const toks = await engine.tokenize("hello world", true, false);
+    const a = await engine.embed([toks]);
+    const b = await engine.embed(["hello world"]);
+    expect([...(a.vectors[0] as Float32Array)]).toEqual([...(b.vectors[0] as Float32Array)]);
+    expect((await failure(engine.embed([""]))).message).toContain("empty");
+    expect((await failure(engine.embed([[1, -5]]))).message).toContain("out of range");
+  });
+});
+
+describe("native objects", () => {
+  test("dispose is idempotent and use after dispose throws", () => {
+    const model = Model.load(TINY_MODEL_PATH);
+    const ctx = new Context(model, { nCtx: 256, nThreads: 1 });
+    const batch = new Batch(8);
+    const sampler = Sampler.create(model, DEFAULT_SAMPLING);
+    const tmpl = ChatTemplates.create(model);
+    for (const o of [tmpl, sampler, batch, ctx, model]) {
+      o.dispose();
+      o.dispose();
+      expect(o.disposed).toBe(true);
+    }
+    expect(() => model.tokenize("x")).toThrow("used after dispose");
+    expect(() => ctx.decode(new Batch(1))).toThrow("used after dispose");
+    expect(batch.tokens.length).toBe(0);
+  });
+
+  test("dispose frees native memory (no growth over many contexts)", () => {
+    const model = Model.load(TINY_MODEL_PATH);
+    const cycle = () => {
+      const ctx = new Context(model, { nCtx: 32768, nThreads: 1, nBatch: 512 });
+      ctx.dispose();
+    };
+    try {
+      for (let i = 0; i < 3; i++) cycle();
+      Bun.gc(true);
+      const before = process.memoryUsage().rss;
+      // each context holds ~8 MB of KV cache plus compute buffers: 30 leaked ones would show
+      for (let i = 0; i < 30; i++) cycle();
+      Bun.gc(true);
+      const grown = process.memoryUsage().rss - before;
+      expect(grown).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  test("engine close is idempotent and later calls fail cleanly", async () => {
+    const e = await startTiny({ noWarmup: true, parallel: 1 });
+    await e.close();
+    await e.close();
+    expect((await failure(e.tokenize("x"))).message).toContain("shut down");
+    const r = await collect(e, textRequest("x"));
+    expect(r.error?.code).toBe("engine_unavailable");
+  });
+});
+
+describe("bad model files", () => {
+  const dir = mkdtempSync(join(tmpdir(), "llmatic-bad-"));
+
+  test("a missing file", async () => {
+    const p = join(dir, "nope.gguf");
+    const err = await startTiny({ modelPath: p }).catch((e) => e);
+    expect(err).toBeInstanceOf(EngineError);
+    expect(err.code).toBe("model_not_found");
+    expect(err.message).toContain(p);
+  });
+
+  test("a file that is not GGUF", async () => {
+    const p = join(dir, "text.gguf");
+    writeFileSync(p, "this is not a model, just some text that is long enough");
+    const err = await startTiny({ modelPath: p }).catch((e) => e);
+    expect(err.code).toBe("invalid_model");
+    expect(err.message).toContain("not a GGUF file");
+  });
+
+  test("a truncated model", async () => {
+    const p = join(dir, "cut.gguf");
+    copyFileSync(TINY_MODEL_PATH, p);
+    const fd = openSync(p, "r+");
+    ftruncateSync(fd, Math.floor(readFileSync(TINY_MODEL_PATH).length * 0.6));
+    closeSync(fd);
+    const err = await startTiny({ modelPath: p }).catch((e) => e);
+    expect(err.code).toBe("invalid_model");
+    expect(err.message).toContain("truncated");
+  });
+
+  test("a directory", async () => {
+    const err = await startTiny({ modelPath: dir }).catch((e) => e);
+    expect(err.code).toBe("invalid_model");
+    expect(err.message).toContain("directory");
+  });
+});
