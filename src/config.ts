@@ -199,7 +199,8 @@ function fromFile(path: string): Partial<ServerConfig> {
 function intOf(name: string, v: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${v}"`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${v}"`);
   return n;
 }
 
@@ -252,15 +253,55 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
 
   const config: ServerConfig = {
     host: pick(s("host"), env.LLMATIC_HOST, file.host, DEFAULTS.host),
-    port: pick(intOf("--port", s("port"), 0, 65535), intOf("LLMATIC_PORT", env.LLMATIC_PORT, 0, 65535), file.port, DEFAULTS.port),
+    port: pick(
+      intOf("--port", s("port"), 0, 65535),
+      intOf("LLMATIC_PORT", env.LLMATIC_PORT, 0, 65535),
+      file.port,
+      DEFAULTS.port,
+    ),
     models: (cliModels ?? envModels ?? file.models ?? DEFAULTS.models).map((p) => resolve(p)),
-    ctxSize: pick(intOf("--ctx-size", s("ctx-size"), 64), intOf("LLMATIC_CTX_SIZE", env.LLMATIC_CTX_SIZE, 64), file.ctxSize, DEFAULTS.ctxSize),
-    threads: pick(intOf("--threads", s("threads"), 0, 1024), intOf("LLMATIC_THREADS", env.LLMATIC_THREADS, 0, 1024), file.threads, DEFAULTS.threads),
-    threadsBatch: pick(intOf("--threads-batch", s("threads-batch"), 0, 1024), undefined, undefined, DEFAULTS.threadsBatch),
-    parallel: pick(intOf("--parallel", s("parallel"), 1, 256), intOf("LLMATIC_PARALLEL", env.LLMATIC_PARALLEL, 1, 256), file.parallel, DEFAULTS.parallel),
-    batchSize: pick(intOf("--batch-size", s("batch-size"), 1), intOf("LLMATIC_BATCH_SIZE", env.LLMATIC_BATCH_SIZE, 1), file.batchSize, DEFAULTS.batchSize),
-    queueSize: pick(intOf("--queue", s("queue"), 0), intOf("LLMATIC_QUEUE", env.LLMATIC_QUEUE, 0), file.queueSize, DEFAULTS.queueSize),
-    nGpuLayers: pick(intOf("--n-gpu-layers", s("n-gpu-layers"), -1), intOf("LLMATIC_N_GPU_LAYERS", env.LLMATIC_N_GPU_LAYERS, -1), file.nGpuLayers, DEFAULTS.nGpuLayers),
+    ctxSize: pick(
+      intOf("--ctx-size", s("ctx-size"), 64),
+      intOf("LLMATIC_CTX_SIZE", env.LLMATIC_CTX_SIZE, 64),
+      file.ctxSize,
+      DEFAULTS.ctxSize,
+    ),
+    threads: pick(
+      intOf("--threads", s("threads"), 0, 1024),
+      intOf("LLMATIC_THREADS", env.LLMATIC_THREADS, 0, 1024),
+      file.threads,
+      DEFAULTS.threads,
+    ),
+    threadsBatch: pick(
+      intOf("--threads-batch", s("threads-batch"), 0, 1024),
+      undefined,
+      undefined,
+      DEFAULTS.threadsBatch,
+    ),
+    parallel: pick(
+      intOf("--parallel", s("parallel"), 1, 256),
+      intOf("LLMATIC_PARALLEL", env.LLMATIC_PARALLEL, 1, 256),
+      file.parallel,
+      DEFAULTS.parallel,
+    ),
+    batchSize: pick(
+      intOf("--batch-size", s("batch-size"), 1),
+      intOf("LLMATIC_BATCH_SIZE", env.LLMATIC_BATCH_SIZE, 1),
+      file.batchSize,
+      DEFAULTS.batchSize,
+    ),
+    queueSize: pick(
+      intOf("--queue", s("queue"), 0),
+      intOf("LLMATIC_QUEUE", env.LLMATIC_QUEUE, 0),
+      file.queueSize,
+      DEFAULTS.queueSize,
+    ),
+    nGpuLayers: pick(
+      intOf("--n-gpu-layers", s("n-gpu-layers"), -1),
+      intOf("LLMATIC_N_GPU_LAYERS", env.LLMATIC_N_GPU_LAYERS, -1),
+      file.nGpuLayers,
+      DEFAULTS.nGpuLayers,
+    ),
     apiKey: pick(s("api-key"), env.LLMATIC_API_KEY, file.apiKey, DEFAULTS.apiKey) || null,
     maxBodyBytes: DEFAULTS.maxBodyBytes,
     chatTemplateFile: pick(s("chat-template-file"), undefined, file.chatTemplateFile, DEFAULTS.chatTemplateFile),

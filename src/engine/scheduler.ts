@@ -121,6 +121,23 @@ export class Scheduler {
       prompt = Int32Array.from(p.tokens);
     } else if (p.type === "text") {
       prompt = this.model.tokenize(p.text, p.addSpecial ?? true, p.parseSpecial ?? true);
+    } else if (p.type === "infill") {
+      const fim = this.model.fimTokens();
+      if (!fim) {
+        throw new EngineError(
+          "invalid_request",
+          "this model has no fill-in-the-middle tokens, so suffix cannot be used with it",
+          "suffix",
+        );
+      }
+      const [pre, suf, mid] = fim;
+      prompt = Int32Array.from([
+        pre,
+        ...this.model.tokenize(p.prefix, false, false),
+        suf,
+        ...this.model.tokenize(p.suffix, false, false),
+        mid,
+      ]);
     } else {
       if (!this.templates) throw new EngineError("invalid_request", "this model has no chat template", "messages");
       promptText = this.templates.apply(p.chat).prompt;
@@ -275,6 +292,8 @@ export class Scheduler {
         }
         for (const c of job.choices) c.outIdx = job.promptOutIdx;
         job.state = "generate";
+        // max_tokens 0: the prompt is processed (echo), nothing is generated
+        if (job.req.maxTokens === 0) for (const c of job.choices) this.endChoice(job, c, "length");
       }
       for (const c of job.choices) {
         if (c.done || c.outIdx < 0) continue;

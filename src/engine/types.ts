@@ -46,7 +46,9 @@ export interface ModelInfo {
 export type PromptInput =
   | { type: "text"; text: string; addSpecial?: boolean; parseSpecial?: boolean }
   | { type: "tokens"; tokens: number[] }
-  | { type: "chat"; chat: TemplateInput };
+  | { type: "chat"; chat: TemplateInput }
+  /** fill-in-the-middle: the model writes what goes between prefix and suffix */
+  | { type: "infill"; prefix: string; suffix: string };
 
 export interface GenerateRequest {
   prompt: PromptInput;

@@ -195,6 +195,17 @@ export class Model extends NativeObject {
     return new TextDecoder().decode(all);
   }
 
+  /** Fill-in-the-middle tokens [prefix, suffix, middle], or null when the vocabulary has none. */
+  fimTokens(): [number, number, number] | null {
+    const l = lib();
+    const t: [number, number, number] = [
+      l.llama_vocab_fim_pre(this.vocab),
+      l.llama_vocab_fim_suf(this.vocab),
+      l.llama_vocab_fim_mid(this.vocab),
+    ];
+    return t.every((x) => x >= 0) ? t : null;
+  }
+
   isEog(token: number): boolean {
     return lib().llama_vocab_is_eog(this.vocab, token);
   }

@@ -1,0 +1,43 @@
+// The llmatic HTTP app. It never listens: server.ts does, tests call app.handle().
+import { cors } from "@elysiajs/cors";
+import { Elysia } from "elysia";
+import pkg from "../package.json" with { type: "json" };
+import type { ServerConfig } from "./config";
+import { docs } from "./http/docs";
+import { httpLayer } from "./http/layer";
+import type { ModelRegistry } from "./registry";
+import { chatRoutes } from "./routes/chat";
+import { completionRoutes } from "./routes/completions";
+import { embeddingRoutes } from "./routes/embeddings";
+import { healthRoutes } from "./routes/health";
+import { modelRoutes } from "./routes/models";
+import { unsupportedRoutes } from "./routes/unsupported";
+import { services } from "./services";
+
+export const VERSION: string = pkg.version;
+
+export function createApp(registry: ModelRegistry, config: ServerConfig) {
+  const svc = services(registry, config);
+  const v1 = new Elysia({ name: "v1", prefix: "/v1" })
+    .use(modelRoutes(svc))
+    .use(completionRoutes(svc))
+    .use(chatRoutes(svc))
+    .use(embeddingRoutes(svc))
+    .use(unsupportedRoutes());
+  return new Elysia({ name: "llmatic" })
+    .use(
+      cors({
+        // browsers may call from anywhere; the SDKs add x-stainless-* headers
+        origin: true,
+        allowedHeaders: true,
+        exposeHeaders: ["x-request-id", "retry-after", "x-should-retry"],
+        maxAge: 600,
+      }),
+    )
+    .use(httpLayer({ apiKey: config.apiKey, maxBodyBytes: config.maxBodyBytes }))
+    .use(docs(VERSION))
+    .use(healthRoutes(svc))
+    .use(v1);
+}
+
+export type App = ReturnType<typeof createApp>;

@@ -1,0 +1,33 @@
+// POST /v1/embeddings: pooled, normalised vectors as float arrays or base64 float32.
+import { Elysia } from "elysia";
+import { toApiError } from "../http/errors";
+import { embeddingInputs, embeddingToBase64 } from "../openai/convert";
+import { openaiModels } from "../openai/schemas";
+import type { Services } from "../services";
+
+export const embeddingRoutes = (svc: Services) =>
+  new Elysia({ name: "routes/embeddings" })
+    .use(svc)
+    .use(openaiModels)
+    .post(
+      "/embeddings",
+      async ({ body, registry }) => {
+        const engine = registry.engine(body.model);
+        const inputs = embeddingInputs(body, engine.info);
+        const r = await engine.embed(inputs).catch((e) => {
+          throw toApiError(e);
+        });
+        const base64 = body.encoding_format === "base64";
+        return {
+          object: "list" as const,
+          data: r.vectors.map((v, index) => ({
+            object: "embedding" as const,
+            index,
+            embedding: base64 ? embeddingToBase64(v) : Array.from(v),
+          })),
+          model: engine.info.id,
+          usage: { prompt_tokens: r.promptTokens, total_tokens: r.promptTokens },
+        };
+      },
+      { body: "EmbeddingRequest", detail: { summary: "Create embeddings", tags: ["Embeddings"] } },
+    );

@@ -1,0 +1,86 @@
+// Running engine requests for the routes: every check happens before the first
+// byte is sent (begin), then events are read as they come (events / drain).
+import type { Engine } from "../engine/engine";
+import type { GenerateEvent, GenerateRequest } from "../engine/types";
+import { EngineError } from "../errors";
+import { fromEngineError } from "../http/errors";
+
+export type StartEvent = Extract<GenerateEvent, { type: "start" }>;
+
+export interface Generation {
+  /** the admission of each request, in request order */
+  starts: StartEvent[];
+  /** every later event of every request, interleaved as they come: [request index, event] */
+  events: AsyncGenerator<[number, GenerateEvent], void, void>;
+  /** stops every request (idempotent) */
+  abort: () => void;
+}
+
+/**
+ * Submits the requests and waits until each is admitted (its "start") or
+ * refused. A refusal throws the OpenAI error and cancels the others, so a
+ * client never gets a 200 for a request that cannot run. Aborting `signal`
+ * (the client went away) cancels everything.
+ */
+export async function begin(engine: Engine, requests: GenerateRequest[], signal: AbortSignal): Promise<Generation> {
+  const local = new AbortController();
+  const abort = () => local.abort();
+  signal.addEventListener("abort", abort, { once: true });
+  const gens = requests.map((r) => engine.generate(r, local.signal));
+  try {
+    const firsts = await Promise.all(gens.map((g) => g.next()));
+    const starts = firsts.map((f): StartEvent => {
+      if (f.done) throw new EngineError("cancelled", "the request was cancelled");
+      if (f.value.type === "error") throw fromEngineError(EngineError.from(f.value));
+      if (f.value.type !== "start") throw new EngineError("internal", `unexpected first event ${f.value.type}`);
+      return f.value;
+    });
+    return { starts, events: merge(gens, abort), abort };
+  } catch (e) {
+    abort();
+    await Promise.all(gens.map((g) => g.return()));
+    throw e;
+  }
+}
+
+async function* merge(
+  streams: AsyncGenerator<GenerateEvent, void, void>[],
+  abort: () => void,
+): AsyncGenerator<[number, GenerateEvent], void, void> {
+  const pending = new Map<number, Promise<[number, IteratorResult<GenerateEvent, void>]>>();
+  const pull = (i: number) =>
+    pending.set(
+      i,
+      (streams[i] as AsyncGenerator<GenerateEvent, void, void>).next().then((r): [number, typeof r] => [i, r]),
+    );
+  streams.forEach((_, i) => {
+    pull(i);
+  });
+  let finished = false;
+  try {
+    while (pending.size > 0) {
+      const [i, r] = await Promise.race(pending.values());
+      if (r.done) {
+        pending.delete(i);
+        continue;
+      }
+      pull(i);
+      yield [i, r.value];
+    }
+    finished = true;
+  } finally {
+    // left early (client gone, error): stop decoding before waiting for the streams to close
+    if (!finished) abort();
+    await Promise.all(streams.map((s) => s.return()));
+  }
+}
+
+/** Reads every remaining event (non-streaming responses); an engine error becomes the OpenAI error. */
+export async function drain(g: Generation, count: number): Promise<GenerateEvent[][]> {
+  const out: GenerateEvent[][] = Array.from({ length: count }, () => []);
+  for await (const [i, e] of g.events) {
+    if (e.type === "error") throw fromEngineError(EngineError.from(e));
+    (out[i] as GenerateEvent[]).push(e);
+  }
+  return out;
+}

@@ -1,0 +1,60 @@
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, DEFAULTS, loadConfig, modelIdOf } from "../src/config";
+
+describe("configuration", () => {
+  test("defaults", () => {
+    const { config, help } = loadConfig([], {});
+    expect(help).toBe(false);
+    expect(config.host).toBe("127.0.0.1");
+    expect(config.port).toBe(3000);
+    expect(config.parallel).toBe(DEFAULTS.parallel);
+    expect(config.threads).toBeGreaterThan(0);
+    expect(config.apiKey).toBeNull();
+  });
+
+  test("flags, llama.cpp-style short flags, repeatable --model", () => {
+    const { config } = loadConfig(
+      ["-m", "a.gguf", "--model", "b.gguf", "-c", "2048", "-t", "3", "-np", "2", "--port", "8080", "--api-key", "k"],
+      {},
+    );
+    expect(config.models.map((p) => p.split("/").at(-1))).toEqual(["a.gguf", "b.gguf"]);
+    expect(config).toMatchObject({ ctxSize: 2048, threads: 3, parallel: 2, port: 8080, apiKey: "k" });
+  });
+
+  test("flags win over environment, environment over the config file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "llmatic-cfg-"));
+    const file = join(dir, "llmatic.config.json");
+    // node-llmatic's keys
+    writeFileSync(
+      file,
+      JSON.stringify({ modelPath: "./m.gguf", numCtxTokens: 1024, numThreads: 1, temperature: 0.1, topK: 5 }),
+    );
+    const { config } = loadConfig(["--config", file, "-t", "4"], { LLMATIC_CTX_SIZE: "512" });
+    expect(config.models).toEqual([join(dir, "m.gguf")]);
+    expect(config.ctxSize).toBe(512);
+    expect(config.threads).toBe(4);
+    expect(config.sampling.temperature).toBe(0.1);
+    expect(config.sampling.topK).toBe(5);
+  });
+
+  test("bad values are clear errors", () => {
+    expect(() => loadConfig(["--port", "abc"], {})).toThrow(ConfigError);
+    expect(() => loadConfig(["--bogus"], {})).toThrow(/bogus/);
+    expect(() => loadConfig(["-np", "0"], {})).toThrow(/--parallel/);
+    const dir = mkdtempSync(join(tmpdir(), "llmatic-cfg-"));
+    const file = join(dir, "c.json");
+    writeFileSync(file, JSON.stringify({ what: 1 }));
+    expect(() => loadConfig(["--config", file], {})).toThrow(/unknown key "what"/);
+  });
+
+  test("--help", () => {
+    expect(loadConfig(["--help"], {}).help).toBe(true);
+  });
+
+  test("model ids come from file names", () => {
+    expect(modelIdOf("/x/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf")).toBe("Qwen2.5-0.5B-Instruct-Q4_K_M");
+  });
+});

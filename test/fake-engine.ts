@@ -1,0 +1,101 @@
+// A scripted Engine for route tests: no native code, exact control over events.
+import type { Engine } from "../src/engine/engine";
+import type { EmbedResult, EngineStats, GenerateEvent, GenerateRequest, ModelInfo } from "../src/engine/types";
+import type { TemplateInput, TemplateOutput } from "../src/ffi/chat";
+
+export interface Script {
+  /** refuse at admission with this error */
+  refuse?: Extract<GenerateEvent, { type: "error" }>;
+  /** text pieces per choice (default: ["Hello", " world"]) */
+  pieces?: string[];
+  /** finish reason (default "stop") */
+  reason?: "stop" | "length";
+  /** fail after this many pieces with this error */
+  failAfter?: { pieces: number; error: Extract<GenerateEvent, { type: "error" }> };
+  promptTokens?: number;
+  cachedTokens?: number;
+  /** wait between pieces (ms) */
+  delay?: number;
+}
+
+export const FAKE_INFO: ModelInfo = {
+  id: "fake-model",
+  path: "/models/fake-model.gguf",
+  description: "fake",
+  nCtx: 4096,
+  nCtxSlot: 1024,
+  nCtxTrain: 4096,
+  nEmbd: 4,
+  nVocab: 1000,
+  nParams: 1,
+  sizeBytes: 1,
+  parallel: 4,
+  chatTemplate: null,
+  eogTokens: [2],
+  createdAt: 1700000000,
+};
+
+export class FakeEngine implements Engine {
+  readonly requests: GenerateRequest[] = [];
+  readonly signals: AbortSignal[] = [];
+  script: Script = {};
+  closed = false;
+
+  constructor(readonly info: ModelInfo = FAKE_INFO) {}
+
+  async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateEvent, void, void> {
+    this.requests.push(req);
+    if (signal) this.signals.push(signal);
+    const s = this.script;
+    if (s.refuse) {
+      yield s.refuse;
+      return;
+    }
+    yield { type: "start", promptTokens: s.promptTokens ?? 7, cachedTokens: s.cachedTokens ?? 0, prompt: null };
+    const pieces = s.pieces ?? ["Hello", " world"];
+    for (let c = 0; c < req.n; c++) {
+      let text = "";
+      for (let i = 0; i < pieces.length; i++) {
+        if (signal?.aborted) {
+          yield { type: "end", choice: c, reason: "cancelled", completionTokens: i, text };
+          return;
+        }
+        if (s.failAfter && i === s.failAfter.pieces) {
+          yield s.failAfter.error;
+          return;
+        }
+        if (s.delay) await Bun.sleep(s.delay);
+        text += pieces[i];
+        yield { type: "text", choice: c, text: pieces[i] as string, tokens: i + 1 };
+      }
+      yield { type: "end", choice: c, reason: s.reason ?? "stop", completionTokens: pieces.length, text };
+    }
+  }
+
+  async tokenize(text: string): Promise<number[]> {
+    return [...text].map((ch) => ch.charCodeAt(0) % 1000);
+  }
+
+  async detokenize(tokens: number[]): Promise<string> {
+    return tokens.map((t) => `<${t}>`).join("");
+  }
+
+  async embed(inputs: (string | number[])[]): Promise<EmbedResult> {
+    return {
+      vectors: inputs.map((_, i) => Float32Array.from([0.5, -0.5, 0.5, i === 0 ? -0.5 : 0.25])),
+      promptTokens: inputs.length * 3,
+    };
+  }
+
+  async applyTemplate(_chat: TemplateInput): Promise<TemplateOutput> {
+    throw new Error("not used");
+  }
+
+  stats(): EngineStats {
+    return { slotsBusy: 1, slotsTotal: 4, queued: 0 };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}

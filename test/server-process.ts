@@ -1,0 +1,55 @@
+// Runs `bun src/main.ts` as a real child process on a free loopback port.
+import { join } from "node:path";
+
+export interface ServerProcess {
+  url: string;
+  proc: ReturnType<typeof Bun.spawn>;
+  /** everything the server printed so far */
+  output: () => string;
+  exitCode: () => number | null;
+  /** SIGTERM, then wait for a clean exit */
+  stop: () => Promise<number>;
+}
+
+const ROOT = join(import.meta.dir, "..");
+
+export async function startServerProcess(
+  args: string[],
+  opts: { env?: Record<string, string>; cmd?: string[]; cwd?: string; timeoutMs?: number } = {},
+): Promise<ServerProcess> {
+  const cmd = opts.cmd ?? [process.execPath, join(ROOT, "src", "main.ts")];
+  const proc = Bun.spawn([...cmd, "--host", "127.0.0.1", "--port", "0", ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: { ...process.env, LLMATIC_LOG_LEVEL: "info", ...opts.env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let out = "";
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    const dec = new TextDecoder();
+    for await (const chunk of s) out += dec.decode(chunk, { stream: true });
+  };
+  void pump(proc.stdout as ReadableStream<Uint8Array>);
+  void pump(proc.stderr as ReadableStream<Uint8Array>);
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  let url = "";
+  while (!url) {
+    const m = /llmatic ready on (http:\/\/[^\s/]+)\/v1/.exec(out);
+    if (m) url = m[1] as string;
+    else if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}:\n${out}`);
+    else if (Date.now() > deadline) {
+      proc.kill();
+      throw new Error(`server did not get ready:\n${out}`);
+    } else await Bun.sleep(25);
+  }
+  return {
+    url,
+    proc,
+    output: () => out,
+    exitCode: () => proc.exitCode,
+    stop: async () => {
+      if (proc.exitCode === null) proc.kill("SIGTERM");
+      return await proc.exited;
+    },
+  };
+}
