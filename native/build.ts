@@ -292,11 +292,15 @@ export async function buildNative(opts: BuildOptions = {}): Promise<{ built: boo
   const lock = join(buildDir, ".lock");
   await acquireLock(lock, opts);
   try {
+    // the CMake project is configured from a stable copy, so every clone of the
+    // repository shares one build tree (only changed shim files recompile)
+    const projectDir = join(buildDir, "project");
+    syncProject(projectDir);
     const generator = which("ninja") ? ["-G", "Ninja"] : [];
     if (!existsSync(join(buildDir, "CMakeCache.txt"))) {
       log(opts, `configuring (${flags.join(" ")})`);
     }
-    run(["cmake", ...generator, "-S", NATIVE_DIR, "-B", buildDir, `-DLLAMA_CPP_DIR=${source.dir}`, ...flags]);
+    run(["cmake", ...generator, "-S", projectDir, "-B", buildDir, `-DLLAMA_CPP_DIR=${source.dir}`, ...flags]);
     const jobs = String(Math.max(1, navigator.hardwareConcurrency || 2));
     log(opts, `compiling llama.cpp + shim with ${jobs} jobs in ${buildDir} (first build takes several minutes)`);
     await runWithProgress(
@@ -317,6 +321,18 @@ export async function buildNative(opts: BuildOptions = {}): Promise<{ built: boo
   const size = statSync(LIB_PATH).size;
   log(opts, `done in ${seconds.toFixed(1)}s: ${LIB_PATH} (${(size / 1e6).toFixed(1)} MB)`);
   return { built: true, seconds };
+}
+
+/** Copies the shim sources into `dest`, touching only files whose content changed. */
+function syncProject(dest: string): void {
+  for (const f of SHIM_SOURCES) {
+    const from = join(NATIVE_DIR, f);
+    const to = join(dest, f);
+    const data = readFileSync(from);
+    if (existsSync(to) && readFileSync(to).equals(data)) continue;
+    mkdirSync(join(to, ".."), { recursive: true });
+    writeFileSync(to, data);
+  }
 }
 
 function installFile(from: string, to: string): void {
