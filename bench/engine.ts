@@ -18,6 +18,8 @@ const opt = (name: string, def: number) => {
 };
 const threads = opt("--threads", navigator.hardwareConcurrency || 2);
 const reps = opt("--reps", 5);
+// --no-repack: batch-invariant numerics (llmatic's --deterministic), to see what it costs
+const repack = !args.includes("--no-repack");
 const N_PROMPT = 512;
 const N_GEN = 128;
 
@@ -66,7 +68,14 @@ if (!lbPP || !lbTG) throw new Error("llama-bench output lacks the pp/tg rows");
 
 // ---- llmatic engine --------------------------------------------------------------
 say(`llmatic engine: same model, ${threads} threads, ${reps} reps (+1 warm-up)`);
-const engine = await LlamaEngine.start({ modelPath: model, id: "bench", nCtx: 2048, nThreads: threads, parallel: 1 });
+const engine = await LlamaEngine.start({
+  modelPath: model,
+  id: "bench",
+  nCtx: 2048,
+  nThreads: threads,
+  parallel: 1,
+  repack,
+});
 
 /** Random prompt tokens (llama-bench uses random tokens too); a fresh first token defeats the prompt cache. */
 function randomTokens(n: number, salt: number): number[] {
@@ -123,6 +132,6 @@ const line = (name: string, ours: number[], ref: { avg_ts: number; stddev_ts: nu
     `${name.padEnd(6)} llama-bench ${fmt(ref.avg_ts, ref.stddev_ts).padEnd(22)} llmatic ${fmt(mean(ours), stddev(ours)).padEnd(22)} ratio ${ratio.toFixed(3)} (target >= ${target}) ${ratio >= target ? "OK" : "BELOW TARGET"}`,
   );
 };
-console.log(`model ${model}, threads ${threads}, reps ${reps}`);
+console.log(`model ${model}, threads ${threads}, reps ${reps}${repack ? "" : ", llmatic without weight repacking"}`);
 line(`pp${N_PROMPT}`, pp, lbPP, 0.97);
 line(`tg${N_GEN}`, tg, lbTG, 0.98);

@@ -18,7 +18,7 @@ const opt = (name: string, def: number) => {
 };
 const threads = opt("--threads", navigator.hardwareConcurrency || 2);
 const reps = opt("--reps", 5);
-const ctx = opt("--ctx", 4096);
+const ctx = opt("--ctx", 8192);
 const N_GEN = 128;
 const ROOT = join(import.meta.dir, "..");
 
@@ -109,6 +109,16 @@ export interface Measured {
   tps: number;
 }
 
+/** A pooled keep-alive connection the server has since closed fails once; clients retry it (the SDKs do). */
+async function fetchRetry(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    if ((e as { code?: string }).code !== "ECONNRESET") throw e;
+    return await fetch(url, init);
+  }
+}
+
 /** One streaming chat request, timed from the client side. */
 export async function streamChat(
   s: Server,
@@ -116,7 +126,7 @@ export async function streamChat(
   maxTokens: number,
 ): Promise<Measured> {
   const t0 = performance.now();
-  const res = await fetch(`${s.url}/v1/chat/completions`, {
+  const res = await fetchRetry(`${s.url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: "Bearer bench" },
     body: JSON.stringify({
@@ -170,10 +180,76 @@ export function stopServers(servers: Server[]): Promise<unknown> {
   return Promise.all(servers.map((s) => s.proc.exited));
 }
 
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
+}
+
+/** C clients, each sending `rounds` streaming requests back to back; returns aggregate t/s and TTFTs. */
+async function concurrent(s: Server, clients: number, rounds: number, healthProbe: boolean) {
+  const ttfts: number[] = [];
+  let tokens = 0;
+  const health: number[] = [];
+  let running = true;
+  const prober = healthProbe
+    ? (async () => {
+        while (running) {
+          const t = performance.now();
+          await (await fetch(`${s.url}/health`)).arrayBuffer();
+          health.push(performance.now() - t);
+          await Bun.sleep(20);
+        }
+      })()
+    : Promise.resolve();
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let r = 0; r < rounds; r++) {
+        const m = await streamChat(
+          s,
+          [{ role: "user", content: `Client ${c} round ${r}: tell me a long story about the sea.` }],
+          N_GEN,
+        );
+        ttfts.push(m.ttft);
+        tokens += m.tokens;
+      }
+    }),
+  );
+  const wall = (performance.now() - t0) / 1000;
+  running = false;
+  await prober;
+  return { tps: tokens / wall, p50: percentile(ttfts, 50), p99: percentile(ttfts, 99), health };
+}
+
+/** A chat's second turn: the first turn's prompt (a long system prompt) must not be processed again. */
+async function secondTurn(s: Server, round: number) {
+  const system = `You are assistant number ${round}. ${"Follow the house rules carefully and answer politely. ".repeat(80)}`;
+  const first = [
+    { role: "system", content: system },
+    { role: "user", content: "Hello, who are you?" },
+  ];
+  const res = await fetchRetry(`${s.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: s.modelId, messages: first, max_tokens: 32, ignore_eos: true, seed: 7 }),
+  });
+  const answer =
+    ((await res.json()) as { choices: { message: { content: string } }[] }).choices[0]?.message.content ?? "";
+  const turn2 = await streamChat(
+    s,
+    [...first, { role: "assistant", content: answer }, { role: "user", content: "And what can you do?" }],
+    8,
+  );
+  return turn2.ttft;
+}
+
 if (import.meta.main) {
-  say(`starting llmatic and llama-server: ${model}, ctx ${ctx}, ${threads} threads, 1 slot`);
-  const servers = await startServers(1);
+  const parallel = 8;
+  const rounds = opt("--rounds", 2);
+  say(`starting llmatic and llama-server: ${model}, ctx ${ctx}, ${threads} threads, --parallel ${parallel}`);
+  const servers = await startServers(parallel);
   try {
+    // ---- one client: tokens/s, TTFT, total time
     const results = new Map<string, Measured[]>(servers.map((s) => [s.name, []]));
     for (let r = -1; r < reps; r++) {
       for (const s of servers) {
@@ -197,19 +273,57 @@ if (import.meta.main) {
     };
     const a = row("llmatic");
     const b = row("llama-server");
-    console.log(`streaming chat, ${N_GEN} tokens, ${reps} reps, ${threads} threads, ctx ${ctx}, 1 slot`);
+    console.log(
+      `single streaming chat, ${N_GEN} tokens, ${reps} reps, ${threads} threads, ctx ${ctx}, --parallel ${parallel}`,
+    );
     for (const [name, r] of [
       ["llama-server", b],
       ["llmatic", a],
     ] as const) {
       console.log(
-        `${name.padEnd(13)} ${r.tps.toFixed(2).padStart(7)} t/s   ttft ${r.ttft.toFixed(1).padStart(7)} ms   total ${r.total.toFixed(1).padStart(8)} ms`,
+        `  ${name.padEnd(13)} ${r.tps.toFixed(2).padStart(7)} t/s   ttft ${r.ttft.toFixed(1).padStart(7)} ms   total ${r.total.toFixed(1).padStart(8)} ms`,
       );
     }
     const tpsRatio = a.tps / b.tps;
     const totalRatio = a.total / b.total;
     console.log(
-      `ratio         tokens/s ${tpsRatio.toFixed(3)} (target >= 0.97) ${tpsRatio >= 0.97 ? "OK" : "BELOW TARGET"}   ttft ${(a.ttft / b.ttft).toFixed(3)}   total ${totalRatio.toFixed(3)} (target <= 1.03) ${totalRatio <= 1.03 ? "OK" : "ABOVE TARGET"}`,
+      `  ratio         tokens/s ${tpsRatio.toFixed(3)} (target >= 0.97) ${tpsRatio >= 0.97 ? "OK" : "BELOW TARGET"}   ttft ${(a.ttft / b.ttft).toFixed(3)}   total ${totalRatio.toFixed(3)} (target <= 1.03) ${totalRatio <= 1.03 ? "OK" : "ABOVE TARGET"}`,
+    );
+
+    // ---- C concurrent clients
+    console.log(`\nconcurrent streaming clients (${N_GEN} tokens each, ${rounds} requests per client)`);
+    console.log("  C  server         aggregate t/s   ttft p50   ttft p99");
+    for (const C of [1, 4, 8]) {
+      const got = new Map<string, Awaited<ReturnType<typeof concurrent>>>();
+      for (const s of servers) got.set(s.name, await concurrent(s, C, rounds, C === 8 && s.name === "llmatic"));
+      for (const s of servers) {
+        const g = got.get(s.name) as Awaited<ReturnType<typeof concurrent>>;
+        console.log(
+          `  ${String(C).padStart(1)}  ${s.name.padEnd(13)} ${g.tps.toFixed(2).padStart(13)}   ${g.p50.toFixed(0).padStart(6)} ms  ${g.p99.toFixed(0).padStart(6)} ms`,
+        );
+      }
+      const ours = got.get("llmatic") as Awaited<ReturnType<typeof concurrent>>;
+      const theirs = got.get("llama-server") as Awaited<ReturnType<typeof concurrent>>;
+      const ratio = ours.tps / theirs.tps;
+      const target = C >= 4 ? 1.15 : 0.97;
+      console.log(
+        `     ratio          ${ratio.toFixed(3).padStart(13)}   ${(ours.p50 / theirs.p50).toFixed(3).padStart(9)}  ${(ours.p99 / theirs.p99).toFixed(3).padStart(9)}   (aggregate target >= ${target}) ${ratio >= target ? "OK" : "BELOW TARGET"}`,
+      );
+      if (ours.health.length) {
+        const p99 = percentile(ours.health, 99);
+        console.log(
+          `     llmatic /health during 8 streams: p50 ${percentile(ours.health, 50).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms over ${ours.health.length} probes (target < 5 ms) ${p99 < 5 ? "OK" : "ABOVE TARGET"}`,
+        );
+      }
+    }
+
+    // ---- two-turn chat: the second turn's time to first token
+    const turn = new Map<string, number[]>(servers.map((s) => [s.name, []]));
+    for (let r = 0; r < 3; r++) for (const s of servers) turn.get(s.name)?.push(await secondTurn(s, r));
+    const t2a = mean(turn.get("llmatic") as number[]);
+    const t2b = mean(turn.get("llama-server") as number[]);
+    console.log(
+      `\ntwo-turn chat (long system prompt), second turn TTFT: llama-server ${t2b.toFixed(1)} ms, llmatic ${t2a.toFixed(1)} ms, ratio ${(t2a / t2b).toFixed(3)} (target <= 1.0) ${t2a <= t2b ? "OK" : "ABOVE TARGET"}`,
     );
   } finally {
     await stopServers(servers);

@@ -5,6 +5,7 @@ import pkg from "../package.json" with { type: "json" };
 import type { ServerConfig } from "./config";
 import { docs } from "./http/docs";
 import { httpLayer } from "./http/layer";
+import { Metrics } from "./metrics";
 import type { ModelRegistry } from "./registry";
 import { chatRoutes } from "./routes/chat";
 import { completionRoutes } from "./routes/completions";
@@ -16,8 +17,8 @@ import { services } from "./services";
 
 export const VERSION: string = pkg.version;
 
-export function createApp(registry: ModelRegistry, config: ServerConfig) {
-  const svc = services(registry, config);
+export function createApp(registry: ModelRegistry, config: ServerConfig, metrics = new Metrics()) {
+  const svc = services(registry, config, metrics);
   const v1 = new Elysia({ name: "v1", prefix: "/v1" })
     .use(modelRoutes(svc))
     .use(completionRoutes(svc))
@@ -34,7 +35,7 @@ export function createApp(registry: ModelRegistry, config: ServerConfig) {
         maxAge: 600,
       }),
     )
-    .use(httpLayer({ apiKey: config.apiKey, maxBodyBytes: config.maxBodyBytes }))
+    .use(httpLayer({ apiKey: config.apiKey, maxBodyBytes: config.maxBodyBytes, metrics }))
     .use(docs(VERSION))
     .use(healthRoutes(svc))
     .use(v1);

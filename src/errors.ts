@@ -8,6 +8,7 @@ export type EngineErrorCode =
   | "context_length_exceeded" // prompt (plus what it needs) longer than the context
   | "invalid_request" // parameters the engine cannot honour (bad grammar, token out of range...)
   | "engine_unavailable" // worker gone, shutting down
+  | "queue_full" // every slot busy and the wait queue full
   | "cancelled"
   | "internal";
 

@@ -49,6 +49,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         nThreads: config.threads,
         nThreadsBatch: config.threadsBatch,
         parallel: config.parallel,
+        queueSize: config.queueSize,
+        niceness: 5,
         nBatch: config.batchSize,
         nGpuLayers: config.nGpuLayers,
         chatTemplate,

@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define LLMATIC_ABI_VERSION 1
+#define LLMATIC_ABI_VERSION 2
 
 int32_t llmatic_abi_version(void);
 
@@ -33,12 +33,19 @@ void    llmatic_init(int32_t min_log_level);
 int32_t llmatic_log_drain(char * buf, int32_t cap);
 // Number of log lines dropped because the buffer was full since the last call.
 int32_t llmatic_log_dropped(void);
+// Lowers the calling thread's scheduling priority by `nice` (Linux: per thread;
+// threads it creates later, such as ggml's compute threads, inherit it), so the
+// HTTP thread wins the CPU whenever it has work. Returns 0 or an errno.
+int32_t llmatic_thread_nice(int32_t nice);
 
 // ---- model ----------------------------------------------------------------
 // progress (may be NULL) receives 0..1 while loading; loading aborts when
 // *cancel (may be NULL) becomes non-zero. Both may point into shared memory.
+// repack: let ggml repack quantized weights for faster CPU kernels (the
+// default); without it every token is computed by the same kernel whatever
+// the batch holds, which makes batched results bit-identical to solo ones.
 struct llama_model * llmatic_model_load(const char * path, int32_t n_gpu_layers, bool use_mmap,
-                                        bool vocab_only, float * progress, const int32_t * cancel);
+                                        bool vocab_only, bool repack, float * progress, const int32_t * cancel);
 
 // ---- context ----------------------------------------------------------------
 struct llama_context * llmatic_context_new(struct llama_model * model, uint32_t n_ctx, uint32_t n_batch,

@@ -1,8 +1,13 @@
 // shim.c: pointer-taking wrappers over llama.h for bun:ffi, and log capture.
+#define _GNU_SOURCE
 #include "llmatic.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +84,19 @@ int32_t llmatic_log_dropped(void) {
     return d;
 }
 
+int32_t llmatic_thread_nice(int32_t nice) {
+#if defined(__linux__)
+    const pid_t tid = (pid_t) syscall(SYS_gettid);
+    errno           = 0;
+    const int cur   = getpriority(PRIO_PROCESS, (id_t) tid);
+    if (errno != 0) return errno;
+    return setpriority(PRIO_PROCESS, (id_t) tid, cur + nice) == 0 ? 0 : errno;
+#else
+    (void) nice;
+    return 0;
+#endif
+}
+
 // ---- model ---------------------------------------------------------------------
 
 struct load_progress {
@@ -93,12 +111,13 @@ static bool load_progress_cb(float p, void * user_data) {
 }
 
 struct llama_model * llmatic_model_load(const char * path, int32_t n_gpu_layers, bool use_mmap, bool vocab_only,
-                                        float * progress, const int32_t * cancel) {
+                                        bool repack, float * progress, const int32_t * cancel) {
     struct load_progress         lp = { progress, cancel };
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers                 = n_gpu_layers;
     mp.load_mode                    = use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
     mp.vocab_only                   = vocab_only;
+    mp.use_extra_bufts              = repack;
     mp.progress_callback            = load_progress_cb;
     mp.progress_callback_user_data  = &lp;
     return llama_model_load_from_file(path, mp);

@@ -52,6 +52,8 @@ export interface Job {
 
 export interface SchedulerOptions {
   nBatch: number;
+  /** requests that may wait for a free slot; beyond it submit() refuses */
+  queueSize?: number;
   /** tokens of context each slot may use */
   nCtxSlot: number;
   /** prompt tokens decoded per step while other sequences are generating */
@@ -104,6 +106,17 @@ export class Scheduler {
         `n=${req.n} needs ${req.n} parallel sequences but this model has ${this.slots.length} (start the server with a larger --parallel)`,
         "n",
       );
+    }
+    const queueSize = this.opts.queueSize ?? Number.POSITIVE_INFINITY;
+    if (this.queue.length >= queueSize) {
+      const free = this.slots.filter((s) => !s.busy).length;
+      const demand = this.queue.reduce((a, j) => a + j.choices.length, 0) + req.n;
+      if (demand > free) {
+        throw new EngineError(
+          "queue_full",
+          `all ${this.slots.length} slots are busy and ${this.queue.length} requests are already waiting (--queue ${queueSize}); retry shortly`,
+        );
+      }
     }
     let promptText: string | null = null;
     let prompt: Int32Array;
@@ -255,12 +268,12 @@ export class Scheduler {
         c.slot.tokens.push(c.pending);
       }
     }
-    // 2. prompt chunks with what is left of the batch
-    const generating = batch.length > 0;
+    // 2. prompt chunks with what is left of the batch; while others are generating,
+    //    at most prefillChunk prompt tokens per step, so their streams keep flowing
+    let budget = batch.room;
+    if (batch.length > 0 && this.opts.prefillChunk) budget = Math.min(budget, this.opts.prefillChunk);
     for (const job of this.active) {
       if (job.state !== "prefill") continue;
-      let budget = batch.room;
-      if (generating && this.opts.prefillChunk) budget = Math.min(budget, this.opts.prefillChunk);
       if (budget <= 0) break;
       const slot = (job.choices[0] as Choice).slot;
       const end = Math.min(job.prompt.length, job.prefillPos + budget);
@@ -270,6 +283,7 @@ export class Scheduler {
         slot.tokens.push(t);
         if (i === job.prompt.length - 1) job.promptOutIdx = idx;
       }
+      budget -= end - job.prefillPos;
       job.prefillPos = end;
     }
 

@@ -14,14 +14,20 @@ export interface EngineConfig {
   nThreadsBatch?: number;
   /** number of sequences decoded together (slots) */
   parallel: number;
+  /** requests that may wait for a slot; more are refused (queue_full) */
+  queueSize?: number;
   nBatch?: number;
   nUbatch?: number;
   nGpuLayers?: number;
   useMmap?: boolean;
+  /** let ggml repack quantized weights (faster); false = batch-invariant numerics */
+  repack?: boolean;
   kvUnified?: boolean;
   flashAttn?: "auto" | "on" | "off";
   /** jinja source that replaces the model's chat template */
   chatTemplate?: string;
+  /** lower the decode threads' CPU priority by this much, so HTTP stays responsive (0 = off) */
+  niceness?: number;
   /** skip the warm-up decode (tests of load errors) */
   noWarmup?: boolean;
 }

@@ -7,7 +7,7 @@ import { EngineError } from "../errors";
 import { Batch } from "../ffi/batch";
 import { ChatTemplates } from "../ffi/chat";
 import { Context, FlashAttn, PoolingType } from "../ffi/context";
-import { drainNativeLogs, type NativeLogLine } from "../ffi/library";
+import { drainNativeLogs, lib, type NativeLogLine } from "../ffi/library";
 import { Model } from "../ffi/model";
 import { Scheduler } from "./scheduler";
 import type { EmbedResult, EngineConfig, FromWorker, ModelInfo, ToWorker } from "./types";
@@ -21,6 +21,8 @@ let embedCtx: { ctx: Context; batch: Batch } | null = null;
 let closing = false;
 let wake: (() => void) | null = null;
 let lastStats = "";
+/** after idling, how long to wait for more requests before the first decode */
+const GATHER_MS = 2;
 
 function post(m: FromWorker): void {
   self.postMessage(m);
@@ -37,10 +39,13 @@ function asEngineError(e: unknown): EngineError {
 
 function init(cfg: EngineConfig, progressBuf: SharedArrayBuffer): void {
   config = cfg;
+  // the decode threads (this one and ggml's, created from it) yield to the HTTP thread
+  if (cfg.niceness) lib().llmatic_thread_nice(cfg.niceness);
   const progress = new Float32Array(progressBuf);
   model = Model.load(cfg.modelPath, {
     nGpuLayers: cfg.nGpuLayers ?? 0,
     useMmap: cfg.useMmap ?? true,
+    repack: cfg.repack ?? true,
     progress,
     onLog: forwardLogs,
   });
@@ -55,15 +60,21 @@ function init(cfg: EngineConfig, progressBuf: SharedArrayBuffer): void {
     nSeqMax: parallel,
     nThreads: cfg.nThreads,
     nThreadsBatch: cfg.nThreadsBatch ?? cfg.nThreads,
-    kvUnified: cfg.kvUnified ?? true,
+    kvUnified: cfg.kvUnified ?? false,
     flashAttn:
       cfg.flashAttn === "on" ? FlashAttn.ENABLED : cfg.flashAttn === "off" ? FlashAttn.DISABLED : FlashAttn.AUTO,
     onLog: forwardLogs,
   });
   templates = ChatTemplates.create(model, cfg.chatTemplate);
   forwardLogs();
-  const nCtxSlot = Math.floor(ctx.nCtx / parallel);
-  scheduler = new Scheduler(model, ctx, templates, { nBatch: ctx.nBatch, nCtxSlot, prefillChunk: 512 });
+  // each slot owns ctx / parallel cells (llama.cpp: one KV stream per sequence, as llama-server -np N)
+  const nCtxSlot = ctx.nCtxSeq;
+  scheduler = new Scheduler(model, ctx, templates, {
+    nBatch: ctx.nBatch,
+    nCtxSlot,
+    prefillChunk: 256,
+    queueSize: cfg.queueSize,
+  });
   if (!cfg.noWarmup) warmup(model, ctx);
   const info: ModelInfo = {
     id: cfg.id,
@@ -175,6 +186,9 @@ async function loop(): Promise<void> {
         wake = r;
       });
       wake = null;
+      // clients often arrive together: let the others of a burst in, so their
+      // prompts share the first decode instead of waiting for it
+      await Bun.sleep(GATHER_MS);
       continue;
     }
     try {

@@ -9,6 +9,8 @@ export interface ModelLoadOptions {
   nGpuLayers?: number;
   useMmap?: boolean;
   vocabOnly?: boolean;
+  /** repack quantized weights for faster CPU kernels (default true) */
+  repack?: boolean;
   /** receives load progress 0..1 (may live in a SharedArrayBuffer) */
   progress?: Float32Array;
   /** loading stops when [0] becomes non-zero */
@@ -91,6 +93,7 @@ export class Model extends NativeObject {
       opts.nGpuLayers ?? 0,
       opts.useMmap ?? true,
       opts.vocabOnly ?? false,
+      opts.repack ?? true,
       opts.progress ? ptr(opts.progress) : null,
       opts.cancel ? ptr(opts.cancel) : null,
     ) as Pointer | null;

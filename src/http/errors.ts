@@ -75,6 +75,8 @@ export function fromEngineError(e: EngineError): ApiError {
       return ApiError.invalid(e.message, e.param);
     case "engine_unavailable":
       return ApiError.unavailable(e.message, "engine_unavailable", 5);
+    case "queue_full":
+      return ApiError.unavailable(e.message, "queue_full", 1);
     case "cancelled":
       return new ApiError(499, e.message, "invalid_request_error", "cancelled");
     case "model_not_found":

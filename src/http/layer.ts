@@ -4,6 +4,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { Elysia, ValidationError } from "elysia";
 import { log } from "../log";
+import type { Metrics } from "../metrics";
 import { ApiError, paramFromPath, toApiError } from "./errors";
 
 function pathOf(url: string): string {
@@ -119,7 +120,12 @@ function validationError(e: ValidationError): ApiError {
   );
 }
 
-export const httpLayer = (opts: { apiKey: string | null; maxBodyBytes: number }) =>
+/** Paths that need the API key when one is set (/health and /docs stay open). */
+function protectedPath(path: string): boolean {
+  return path.startsWith("/v1") || path === "/metrics";
+}
+
+export const httpLayer = (opts: { apiKey: string | null; maxBodyBytes: number; metrics: Metrics }) =>
   new Elysia({ name: "http-layer" })
     .onRequest(({ request }) => {
       const length = Number(request.headers.get("content-length") ?? 0);
@@ -131,10 +137,15 @@ export const httpLayer = (opts: { apiKey: string | null; maxBodyBytes: number })
           "request_too_large",
         ).toResponse();
       }
-      if (opts.apiKey && request.method !== "OPTIONS" && pathOf(request.url).startsWith("/v1")) {
+      if (opts.apiKey && request.method !== "OPTIONS" && protectedPath(pathOf(request.url))) {
         const err = authError(request.headers.get("authorization"), opts.apiKey);
         if (err) return err.toResponse();
       }
+    })
+    .onAfterResponse({ as: "global" }, ({ request, route, set, responseValue }) => {
+      if (request.method === "OPTIONS") return;
+      const status = responseValue instanceof Response ? responseValue.status : Number(set.status ?? 200);
+      opts.metrics.request(route || "unmatched", status);
     })
     .onError({ as: "global" }, ({ code, error, request }) => {
       let api: ApiError;

@@ -54,7 +54,7 @@ export const chatRoutes = (svc: Services) =>
     .use(openaiModels)
     .post(
       "/chat/completions",
-      async ({ body, registry, config, request, server }) => {
+      async ({ body, registry, config, metrics, request, server }) => {
         const engine = registry.engine(body.model);
         const plan = chatPlan(body, config.sampling, engine.info);
         const meta: ResponseMeta = {
@@ -65,7 +65,7 @@ export const chatRoutes = (svc: Services) =>
         };
         // generation can be silent for longer than the idle timeout (long prompts, non-streamed answers)
         keepOpen(server, request);
-        const g = await begin(engine, [plan.request], request.signal);
+        const g = await begin(engine, [plan.request], request.signal, metrics);
         if (plan.stream) {
           return stream(meta, plan, g);
         }

@@ -71,7 +71,7 @@ export const completionRoutes = (svc: Services) =>
     .use(openaiModels)
     .post(
       "/completions",
-      async ({ body, registry, config, request, server }) => {
+      async ({ body, registry, config, metrics, request, server }) => {
         const engine = registry.engine(body.model);
         const plan = completionPlan(body, config.sampling, engine.info);
         const meta: ResponseMeta = {
@@ -82,7 +82,7 @@ export const completionRoutes = (svc: Services) =>
         };
         // generation can be silent for longer than the idle timeout (long prompts, non-streamed answers)
         keepOpen(server, request);
-        const g = await begin(engine, plan.requests, request.signal);
+        const g = await begin(engine, plan.requests, request.signal, metrics);
         const echo = plan.echo ? await echoTexts(engine, plan.requests) : null;
         if (plan.stream) {
           return stream(meta, plan, g, echo);

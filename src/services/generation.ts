@@ -4,6 +4,7 @@ import type { Engine } from "../engine/engine";
 import type { GenerateEvent, GenerateRequest } from "../engine/types";
 import { EngineError } from "../errors";
 import { fromEngineError } from "../http/errors";
+import type { Metrics } from "../metrics";
 
 export type StartEvent = Extract<GenerateEvent, { type: "start" }>;
 
@@ -22,7 +23,13 @@ export interface Generation {
  * client never gets a 200 for a request that cannot run. Aborting `signal`
  * (the client went away) cancels everything.
  */
-export async function begin(engine: Engine, requests: GenerateRequest[], signal: AbortSignal): Promise<Generation> {
+export async function begin(
+  engine: Engine,
+  requests: GenerateRequest[],
+  signal: AbortSignal,
+  metrics?: Metrics,
+): Promise<Generation> {
+  const startedAt = performance.now();
   const local = new AbortController();
   const abort = () => local.abort();
   signal.addEventListener("abort", abort, { once: true });
@@ -30,12 +37,15 @@ export async function begin(engine: Engine, requests: GenerateRequest[], signal:
   try {
     const firsts = await Promise.all(gens.map((g) => g.next()));
     const starts = firsts.map((f): StartEvent => {
-      if (f.done) throw new EngineError("cancelled", "the request was cancelled");
+      if (f.done || (f.value.type === "end" && f.value.reason === "cancelled")) {
+        throw new EngineError("cancelled", "the request was cancelled before it started");
+      }
       if (f.value.type === "error") throw fromEngineError(EngineError.from(f.value));
       if (f.value.type !== "start") throw new EngineError("internal", `unexpected first event ${f.value.type}`);
       return f.value;
     });
-    return { starts, events: merge(gens, abort), abort };
+    if (metrics) for (const s of starts) metrics.prompt(s.promptTokens, s.cachedTokens);
+    return { starts, events: merge(gens, abort, metrics ? observe(metrics, startedAt) : undefined), abort };
   } catch (e) {
     abort();
     await Promise.all(gens.map((g) => g.return()));
@@ -43,9 +53,21 @@ export async function begin(engine: Engine, requests: GenerateRequest[], signal:
   }
 }
 
+/** Feeds time to first token and generated tokens into the metrics. */
+function observe(metrics: Metrics, startedAt: number): (i: number, e: GenerateEvent) => void {
+  const seen = new Set<number>();
+  return (i, e) => {
+    if (e.type === "text" && !seen.has(i)) {
+      seen.add(i);
+      metrics.firstToken((performance.now() - startedAt) / 1000);
+    } else if (e.type === "end") metrics.generated(e.completionTokens);
+  };
+}
+
 async function* merge(
   streams: AsyncGenerator<GenerateEvent, void, void>[],
   abort: () => void,
+  onEvent?: (i: number, e: GenerateEvent) => void,
 ): AsyncGenerator<[number, GenerateEvent], void, void> {
   const pending = new Map<number, Promise<[number, IteratorResult<GenerateEvent, void>]>>();
   const pull = (i: number) =>
@@ -65,6 +87,7 @@ async function* merge(
         continue;
       }
       pull(i);
+      onEvent?.(i, r.value);
       yield [i, r.value];
     }
     finished = true;
