@@ -31,6 +31,8 @@ export interface ServerConfig {
   apiKey: string | null;
   maxBodyBytes: number;
   chatTemplateFile: string | null;
+  /** batch-invariant numerics: no weight repacking */
+  deterministic: boolean;
   sampling: SamplingDefaults;
   configFile: string | null;
 }
@@ -51,6 +53,7 @@ export const DEFAULTS: ServerConfig = {
   apiKey: null,
   maxBodyBytes: 16 * 1024 * 1024,
   chatTemplateFile: null,
+  deterministic: false,
   sampling: {
     maxTokens: null,
     temperature: 0.8,
@@ -85,6 +88,9 @@ options (environment variable in brackets):
   -ngl, --n-gpu-layers N    layers to offload when built with CUDA (default 0) [LLMATIC_N_GPU_LAYERS]
       --api-key KEY         require "Authorization: Bearer KEY" [LLMATIC_API_KEY]
       --chat-template-file F  jinja template replacing the models' own
+      --deterministic       batch-invariant numerics: a seeded request gives the same
+                            output alone or batched beside others, also on quantized
+                            models (turns off weight repacking: slower) [LLMATIC_DETERMINISTIC=1]
       --config FILE         JSON config file (llmatic.config.json keys accepted)
                             [LLMATIC_CONFIG; ./llmatic.config.json is read when present]
   -h, --help                this help
@@ -154,6 +160,10 @@ function fromFile(path: string): Partial<ServerConfig> {
         break;
       case "chatTemplateFile":
         out.chatTemplateFile = rel(str(k, v));
+        break;
+      case "deterministic":
+        if (typeof v !== "boolean") throw new ConfigError(`${path}: "deterministic" must be true or false`);
+        out.deterministic = v;
         break;
       case "numPredict":
       case "maxTokens":
@@ -231,6 +241,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
         "n-gpu-layers": { type: "string" },
         "api-key": { type: "string" },
         "chat-template-file": { type: "string" },
+        deterministic: { type: "boolean" },
         config: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -305,6 +316,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     apiKey: pick(s("api-key"), env.LLMATIC_API_KEY, file.apiKey, DEFAULTS.apiKey) || null,
     maxBodyBytes: DEFAULTS.maxBodyBytes,
     chatTemplateFile: pick(s("chat-template-file"), undefined, file.chatTemplateFile, DEFAULTS.chatTemplateFile),
+    deterministic: v.deterministic === true || env.LLMATIC_DETERMINISTIC === "1" || file.deterministic === true,
     sampling: file.sampling ?? DEFAULTS.sampling,
     configFile: configFile ? resolve(configFile) : null,
   };

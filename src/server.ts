@@ -51,6 +51,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         parallel: config.parallel,
         queueSize: config.queueSize,
         niceness: 5,
+        repack: !config.deterministic,
         nBatch: config.batchSize,
         nGpuLayers: config.nGpuLayers,
         chatTemplate,

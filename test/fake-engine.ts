@@ -16,6 +16,8 @@ export interface Script {
   cachedTokens?: number;
   /** wait between pieces (ms) */
   delay?: number;
+  /** replaces everything after "start" (choice 0 only) */
+  events?: GenerateEvent[];
 }
 
 export const FAKE_INFO: ModelInfo = {
@@ -52,6 +54,10 @@ export class FakeEngine implements Engine {
       return;
     }
     yield { type: "start", promptTokens: s.promptTokens ?? 7, cachedTokens: s.cachedTokens ?? 0, prompt: null };
+    if (s.events) {
+      yield* s.events;
+      return;
+    }
     const pieces = s.pieces ?? ["Hello", " world"];
     for (let c = 0; c < req.n; c++) {
       let text = "";

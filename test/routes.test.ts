@@ -206,8 +206,9 @@ describe("completions", () => {
 
   test("unsupported values are refused, never ignored", async () => {
     const cases: [Record<string, unknown>, string][] = [
-      [{ best_of: 3, n: 1 }, "best_of"],
-      [{ logprobs: 2 }, "logprobs"],
+      [{ best_of: 3, n: 1, stream: true }, "best_of"],
+      [{ best_of: 1, n: 2 }, "best_of"],
+      [{ logprobs: 6 }, "logprobs"],
       [{ n: 9 }, "n"], // more than the 4 parallel slots
       [{ logit_bias: { abc: 1 } }, "logit_bias"],
       [{ logit_bias: { "5000": 1 } }, "logit_bias"],
@@ -420,6 +421,210 @@ describe("chat completions", () => {
   test("the client's abort signal reaches the engine", async () => {
     await call("POST", "/v1/chat/completions", { model: "fake-model", messages });
     expect(engine.signals).toHaveLength(1);
+  });
+});
+
+describe("tools and logprobs, frame by frame", () => {
+  const tools = [
+    {
+      type: "function",
+      function: { name: "lookup", parameters: { type: "object", properties: { q: { type: "string" } } } },
+    },
+  ];
+  const bytes = (s: string) => [...new TextEncoder().encode(s)];
+  const toolEvents = (): any[] => [
+    { type: "text", choice: 0, text: "<tool_call>", tokens: 1, delta: { content: "", reasoning: "", toolCalls: [] } },
+    {
+      type: "text",
+      choice: 0,
+      text: '{"name": "lookup", "arguments": {"q": "a',
+      tokens: 5,
+      delta: {
+        content: "",
+        reasoning: "",
+        toolCalls: [{ index: 0, id: "call_1", name: "lookup", arguments: '{"q": "a' }],
+      },
+    },
+    {
+      type: "text",
+      choice: 0,
+      text: 'b"}}',
+      tokens: 7,
+      delta: { content: "", reasoning: "", toolCalls: [{ index: 0, arguments: 'b"}' }] },
+    },
+    {
+      type: "end",
+      choice: 0,
+      reason: "stop",
+      completionTokens: 8,
+      text: '<tool_call>{"name": "lookup", "arguments": {"q": "ab"}}</tool_call>',
+      message: { content: "", reasoning: "", toolCalls: [{ id: "call_1", name: "lookup", arguments: '{"q": "ab"}' }] },
+    },
+  ];
+
+  test("tool calls: parsed request, streamed fragments, finish_reason tool_calls", async () => {
+    engine.script = { events: toolEvents() };
+    const f = await frames(
+      await call("POST", "/v1/chat/completions", {
+        model: "fake-model",
+        messages: [{ role: "user", content: "x" }],
+        tools,
+        tool_choice: "required",
+        stream: true,
+      }),
+    );
+    expect(f.map((c) => (c === "[DONE]" ? c : c.choices[0].delta))).toEqual([
+      { role: "assistant", content: "" },
+      {
+        tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "lookup", arguments: '{"q": "a' } }],
+      },
+      { tool_calls: [{ index: 0, function: { arguments: 'b"}' } }] },
+      {},
+      "[DONE]",
+    ]);
+    expect(f.at(-2).choices[0].finish_reason).toBe("tool_calls");
+    const r = engine.requests[0];
+    expect(r?.parse).toBe("tools");
+    const chat = r?.prompt.type === "chat" ? r.prompt.chat : null;
+    expect(chat?.toolChoice).toBe("required");
+    expect(chat?.tools?.[0]?.function.name).toBe("lookup");
+  });
+
+  test("tool calls, non-streamed; the legacy functions shape", async () => {
+    engine.script = { events: toolEvents() };
+    const body = await json(
+      await call("POST", "/v1/chat/completions", {
+        model: "fake-model",
+        messages: [{ role: "user", content: "x" }],
+        tools,
+      }),
+    );
+    expect(body.choices[0]).toEqual({
+      index: 0,
+      message: {
+        role: "assistant",
+        content: null,
+        refusal: null,
+        tool_calls: [{ id: "call_1", type: "function", function: { name: "lookup", arguments: '{"q": "ab"}' } }],
+      },
+      logprobs: null,
+      finish_reason: "tool_calls",
+    });
+    engine.script = { events: toolEvents() };
+    const legacy = await json(
+      await call("POST", "/v1/chat/completions", {
+        model: "fake-model",
+        messages: [{ role: "user", content: "x" }],
+        functions: [tools[0]?.function],
+        function_call: { name: "lookup" },
+      }),
+    );
+    expect(legacy.choices[0].message.function_call).toEqual({ name: "lookup", arguments: '{"q": "ab"}' });
+    expect(legacy.choices[0].finish_reason).toBe("function_call");
+    const r = engine.requests[1];
+    const chat = r?.prompt.type === "chat" ? r.prompt.chat : null;
+    expect(chat?.toolChoice).toBe("required");
+    expect(chat?.parallelToolCalls).toBe(false);
+  });
+
+  test("response_format becomes a schema for the template; unsupported schema keywords are 400s", async () => {
+    await call("POST", "/v1/chat/completions", {
+      model: "fake-model",
+      messages: [{ role: "user", content: "x" }],
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "s", schema: { type: "object", properties: { a: { type: "integer" } } } },
+      },
+    });
+    const r = engine.requests[0];
+    expect(r?.parse).toBe("content");
+    expect(r?.prompt.type === "chat" && r.prompt.chat.jsonSchema).toEqual({
+      type: "object",
+      properties: { a: { type: "integer" } },
+    });
+    const bad = await call("POST", "/v1/chat/completions", {
+      model: "fake-model",
+      messages: [{ role: "user", content: "x" }],
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "s", schema: { type: "object", patternProperties: {} } },
+      },
+    });
+    expect(bad.status).toBe(400);
+    const body = await json(bad);
+    expectOpenAIError(body, "unsupported_schema", "response_format.json_schema.schema");
+    expect(body.error.message).toContain("patternProperties");
+  });
+
+  test("chat logprobs: entries travel with the text they complete", async () => {
+    engine.script = {
+      events: [
+        {
+          type: "text",
+          choice: 0,
+          text: "Hi",
+          tokens: 1,
+          logprobs: [
+            { token: 5, bytes: bytes("Hi"), logprob: -0.5, top: [{ token: 5, bytes: bytes("Hi"), logprob: -0.5 }] },
+          ],
+        },
+        { type: "end", choice: 0, reason: "stop", completionTokens: 1, text: "Hi" },
+      ],
+    };
+    const f = await frames(
+      await call("POST", "/v1/chat/completions", {
+        model: "fake-model",
+        messages: [{ role: "user", content: "x" }],
+        logprobs: true,
+        top_logprobs: 1,
+        stream: true,
+      }),
+    );
+    expect(f[1].choices[0].logprobs).toEqual({
+      content: [
+        {
+          token: "Hi",
+          logprob: -0.5,
+          bytes: [72, 105],
+          top_logprobs: [{ token: "Hi", logprob: -0.5, bytes: [72, 105] }],
+        },
+      ],
+      refusal: null,
+    });
+    expect(engine.requests[0]?.logprobs).toBe(1);
+  });
+
+  test("completion logprobs with echo: the prompt's tokens first, offsets across the whole text", async () => {
+    engine.script = {
+      events: [
+        {
+          type: "prompt",
+          logprobs: [
+            { token: 1, bytes: bytes("A"), logprob: null, top: [] },
+            { token: 2, bytes: bytes(" b"), logprob: -1, top: [{ token: 3, bytes: bytes(" c"), logprob: -0.5 }] },
+          ],
+        },
+        {
+          type: "text",
+          choice: 0,
+          text: "!",
+          tokens: 1,
+          logprobs: [{ token: 4, bytes: bytes("!"), logprob: -2, top: [{ token: 4, bytes: bytes("!"), logprob: -2 }] }],
+        },
+        { type: "end", choice: 0, reason: "length", completionTokens: 1, text: "!" },
+      ],
+    };
+    const body = await json(
+      await call("POST", "/v1/completions", { model: "fake-model", prompt: "A b", echo: true, logprobs: 1 }),
+    );
+    expect(body.choices[0].text).toBe("A b!");
+    expect(body.choices[0].logprobs).toEqual({
+      tokens: ["A", " b", "!"],
+      token_logprobs: [null, -1, -2],
+      top_logprobs: [null, { " c": -0.5, " b": -1 }, { "!": -2 }],
+      text_offset: [0, 1, 3],
+    });
+    expect(engine.requests[0]?.promptLogprobs).toBe(1);
   });
 });
 

@@ -4,12 +4,20 @@
 // worker (never on the HTTP thread).
 import { EngineError } from "../errors";
 import { Batch } from "../ffi/batch";
-import type { ChatTemplates } from "../ffi/chat";
+import { ChatParser, type ChatTemplates, type TemplateOutput } from "../ffi/chat";
 import type { Context } from "../ffi/context";
 import type { Model } from "../ffi/model";
-import { Sampler } from "../ffi/sampler";
+import { Sampler, type SamplingParams } from "../ffi/sampler";
 import { TextAssembler } from "./text";
-import type { EngineStats, FinishReason, GenerateEvent, GenerateRequest } from "./types";
+import type {
+  EngineStats,
+  FinishReason,
+  GenerateEvent,
+  GenerateRequest,
+  ParsedMessage,
+  TokenLogprob,
+  ToolCallDelta,
+} from "./types";
 
 interface Slot {
   seq: number;
@@ -30,6 +38,16 @@ interface Choice {
   /** batch index whose logits this choice samples next, -1 if none */
   outIdx: number;
   done: boolean;
+  /** logprobs of tokens whose text has not been sent yet */
+  pendingLogprobs: TokenLogprob[];
+  logprobSum: number;
+  /** output parsing (chat with tools or structured output) */
+  parser: ChatParser | null;
+  /** the latest parse of everything generated so far */
+  parsed: ParsedMessage;
+  /** what has been reported in deltas (only ever grows) */
+  sent: ParsedMessage;
+  toolCallIds: string[];
 }
 
 export interface Job {
@@ -45,6 +63,10 @@ export interface Job {
   state: "queued" | "prefill" | "generate" | "done";
   /** the chat template's output, reported in the start event */
   promptText: string | null;
+  /** tokens rendered with their special text (the template's preserved tokens) */
+  preserved: Set<number>;
+  /** prompt logprobs collected during prefill (promptLogprobs) */
+  promptLogprobs: TokenLogprob[] | null;
   /** an error event was sent: no end events follow it */
   failed: boolean;
   emit: (e: GenerateEvent) => void;
@@ -60,11 +82,37 @@ export interface SchedulerOptions {
   prefillChunk?: number;
 }
 
+/** Prompt tokens per step when every prompt position needs its logits (their buffer is n_vocab floats each). */
+const LOGPROB_PREFILL_CHUNK = 64;
+
 function commonPrefix(a: readonly number[], b: Int32Array): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
   return i;
+}
+
+function callId(): string {
+  return `call_${Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("base64url")}`;
+}
+
+const EMPTY_MESSAGE: ParsedMessage = { content: "", reasoning: "", toolCalls: [] };
+
+/**
+ * Tightens llama.cpp's tool-call grammar where it is looser than the request:
+ * - tool_choice "required": its grammars let free text come first
+ *   ("root ::= <generation prompt> space until-N? tool-calls"); a client that
+ *   requires a call expects it at once (OpenAI answers with the call and no
+ *   content), and a weak model could wander in that text forever;
+ * - parallel_tool_calls false: templates with per-call markers (Hermes' <tool_call>)
+ *   get "tool-calls ::= (tool-call space)+" whatever the flag says: one call.
+ * Grammars of other shapes are left as they are.
+ */
+export function tightenToolGrammar(grammar: string, required: boolean, parallel: boolean): string {
+  let g = grammar;
+  if (required) g = g.replace(/^root ::= .*$/m, (root) => root.replace(/\s+until-\d+\?/g, ""));
+  if (!parallel) g = g.replace(/^tool-calls ::= \(tool-call space\)\+$/m, "tool-calls ::= tool-call space");
+  return g;
 }
 
 export class Scheduler {
@@ -98,8 +146,7 @@ export class Scheduler {
     };
   }
 
-  /** Tokenizes and validates a request; errors here reach the client before any output. */
-  submit(id: number, req: GenerateRequest, cancel: Int32Array, emit: (e: GenerateEvent) => void): void {
+  private checkAdmissible(req: GenerateRequest): void {
     if (req.n < 1 || req.n > this.slots.length) {
       throw new EngineError(
         "invalid_request",
@@ -118,8 +165,10 @@ export class Scheduler {
         );
       }
     }
-    let promptText: string | null = null;
-    let prompt: Int32Array;
+  }
+
+  /** The prompt as tokens, plus the chat template's output for chat prompts. */
+  private promptOf(req: GenerateRequest): { prompt: Int32Array; template: TemplateOutput | null } {
     const p = req.prompt;
     if (p.type === "tokens") {
       for (const t of p.tokens) {
@@ -131,10 +180,12 @@ export class Scheduler {
           );
         }
       }
-      prompt = Int32Array.from(p.tokens);
-    } else if (p.type === "text") {
-      prompt = this.model.tokenize(p.text, p.addSpecial ?? true, p.parseSpecial ?? true);
-    } else if (p.type === "infill") {
+      return { prompt: Int32Array.from(p.tokens), template: null };
+    }
+    if (p.type === "text") {
+      return { prompt: this.model.tokenize(p.text, p.addSpecial ?? true, p.parseSpecial ?? true), template: null };
+    }
+    if (p.type === "infill") {
       const fim = this.model.fimTokens();
       if (!fim) {
         throw new EngineError(
@@ -144,18 +195,56 @@ export class Scheduler {
         );
       }
       const [pre, suf, mid] = fim;
-      prompt = Int32Array.from([
+      const prompt = Int32Array.from([
         pre,
         ...this.model.tokenize(p.prefix, false, false),
         suf,
         ...this.model.tokenize(p.suffix, false, false),
         mid,
       ]);
-    } else {
-      if (!this.templates) throw new EngineError("invalid_request", "this model has no chat template", "messages");
-      promptText = this.templates.apply(p.chat).prompt;
-      prompt = this.model.tokenize(promptText, true, true);
+      return { prompt, template: null };
     }
+    if (!this.templates) throw new EngineError("invalid_request", "this model has no chat template", "messages");
+    const template = this.templates.apply(p.chat);
+    return { prompt: this.model.tokenize(template.prompt, true, true), template };
+  }
+
+  /** The request's sampling, with the template's grammar (structured output, tool calls) when it has one. */
+  private samplingOf(req: GenerateRequest, template: TemplateOutput | null): SamplingParams {
+    let sampling = req.sampling;
+    if (template?.grammar) {
+      const chat = req.prompt.type === "chat" ? req.prompt.chat : null;
+      const text =
+        req.parse === "tools"
+          ? tightenToolGrammar(template.grammar, chat?.toolChoice === "required", chat?.parallelToolCalls ?? true)
+          : template.grammar;
+      sampling = {
+        ...sampling,
+        grammar: {
+          text,
+          kind: req.parse === "tools" ? "tool_calls" : "output_format",
+          lazy: template.grammarLazy,
+          triggers: template.grammarTriggers,
+        },
+        generationPrompt: template.generationPrompt,
+      };
+    }
+    if (req.ignoreEos) {
+      sampling = {
+        ...sampling,
+        logitBias: [
+          ...sampling.logitBias,
+          ...[...this.eog].map((t): [number, number] => [t, Number.NEGATIVE_INFINITY]),
+        ],
+      };
+    }
+    return sampling;
+  }
+
+  /** Tokenizes and validates a request; errors here reach the client before any output. */
+  submit(id: number, req: GenerateRequest, cancel: Int32Array, emit: (e: GenerateEvent) => void): void {
+    this.checkAdmissible(req);
+    let { prompt, template } = this.promptOf(req);
     if (prompt.length === 0) {
       // nothing to condition on: start from BOS like llama.cpp does
       prompt = Int32Array.of(this.model.startToken);
@@ -164,26 +253,28 @@ export class Scheduler {
       throw new EngineError(
         "context_length_exceeded",
         `the prompt has ${prompt.length} tokens but the context window is ${this.opts.nCtxSlot} tokens (it must leave room for at least one generated token)`,
-        p.type === "chat" ? "messages" : "prompt",
+        req.prompt.type === "chat" ? "messages" : "prompt",
       );
     }
+    const preserved = new Set<number>();
+    for (const text of template?.preservedTokens ?? []) {
+      const ids = this.model.tokenize(text, false, true);
+      if (ids.length === 1) preserved.add(ids[0] as number);
+    }
+    const sampling = this.samplingOf(req, template);
     const samplers: Sampler[] = [];
+    const parsers: ChatParser[] = [];
     try {
       for (let i = 0; i < req.n; i++) {
-        const sampling = {
-          ...req.sampling,
-          // choices of one request must differ: each gets its own seed
-          seed: (req.sampling.seed + i) >>> 0,
-          logitBias: req.ignoreEos
-            ? [...req.sampling.logitBias, ...[...this.eog].map((t): [number, number] => [t, -Infinity])]
-            : req.sampling.logitBias,
-        };
-        const s = Sampler.create(this.model, sampling);
-        s.acceptPrompt(prompt);
+        // choices of one request must differ: each gets its own seed
+        const s = Sampler.create(this.model, { ...sampling, seed: (sampling.seed + i) >>> 0 });
         samplers.push(s);
+        s.acceptPrompt(prompt);
+        if (req.parse && template) parsers.push(ChatParser.create(template, req.parse === "tools"));
       }
     } catch (e) {
       for (const s of samplers) s.dispose();
+      for (const p of parsers) p.dispose();
       throw e;
     }
     const job: Job = {
@@ -201,11 +292,19 @@ export class Scheduler {
         pending: -1,
         outIdx: -1,
         done: false,
+        pendingLogprobs: [],
+        logprobSum: 0,
+        parser: parsers[index] ?? null,
+        parsed: EMPTY_MESSAGE,
+        sent: EMPTY_MESSAGE,
+        toolCallIds: [],
       })),
       prefillPos: 0,
       promptOutIdx: -1,
       state: "queued",
-      promptText,
+      promptText: template?.prompt ?? null,
+      preserved,
+      promptLogprobs: req.promptLogprobs !== null && req.promptLogprobs !== undefined ? [] : null,
       failed: false,
       emit,
     };
@@ -234,11 +333,20 @@ export class Scheduler {
           primary = s;
         }
       }
-      // keep at least one prompt token to decode: its logits start generation
-      const keep = Math.min(best, job.prompt.length - 1);
+      // keep at least one prompt token to decode: its logits start generation;
+      // prompt logprobs need every position's logits, so nothing is reused then
+      const keep = job.promptLogprobs ? 0 : Math.min(best, job.prompt.length - 1);
       this.ctx.seqRemove(primary.seq, keep, -1);
       primary.tokens.length = keep;
       job.prefillPos = keep;
+      if (job.promptLogprobs && job.prompt.length > 0) {
+        job.promptLogprobs.push({
+          token: job.prompt[0] as number,
+          bytes: this.bytesOf(job, job.prompt[0] as number),
+          logprob: null,
+          top: [],
+        });
+      }
       const others = free.filter((s) => s !== primary).sort((a, b) => a.tokens.length - b.tokens.length);
       job.choices.forEach((c, i) => {
         c.slot = i === 0 ? primary : (others[i - 1] as Slot);
@@ -272,17 +380,22 @@ export class Scheduler {
     //    at most prefillChunk prompt tokens per step, so their streams keep flowing
     let budget = batch.room;
     if (batch.length > 0 && this.opts.prefillChunk) budget = Math.min(budget, this.opts.prefillChunk);
+    const prefilled: { job: Job; from: number; firstIdx: number }[] = [];
     for (const job of this.active) {
       if (job.state !== "prefill") continue;
       if (budget <= 0) break;
       const slot = (job.choices[0] as Choice).slot;
-      const end = Math.min(job.prompt.length, job.prefillPos + budget);
+      const chunk = job.promptLogprobs ? Math.min(budget, LOGPROB_PREFILL_CHUNK) : budget;
+      const end = Math.min(job.prompt.length, job.prefillPos + chunk);
+      const firstIdx = batch.length;
       for (let i = job.prefillPos; i < end; i++) {
         const t = job.prompt[i] as number;
-        const idx = batch.add(t, slot.tokens.length, slot.seq, i === job.prompt.length - 1);
+        const last = i === job.prompt.length - 1;
+        const idx = batch.add(t, slot.tokens.length, slot.seq, last || job.promptLogprobs !== null);
         slot.tokens.push(t);
-        if (i === job.prompt.length - 1) job.promptOutIdx = idx;
+        if (last) job.promptOutIdx = idx;
       }
+      prefilled.push({ job, from: job.prefillPos, firstIdx });
       budget -= end - job.prefillPos;
       job.prefillPos = end;
     }
@@ -292,6 +405,7 @@ export class Scheduler {
       this.failDecode(status);
       return true;
     }
+    for (const p of prefilled) if (p.job.promptLogprobs) this.collectPromptLogprobs(p.job, p.from, p.firstIdx);
 
     for (const job of [...this.active]) {
       if (job.state === "prefill") {
@@ -306,6 +420,7 @@ export class Scheduler {
         }
         for (const c of job.choices) c.outIdx = job.promptOutIdx;
         job.state = "generate";
+        if (job.promptLogprobs) job.emit({ type: "prompt", logprobs: job.promptLogprobs });
         // max_tokens 0: the prompt is processed (echo), nothing is generated
         if (job.req.maxTokens === 0) for (const c of job.choices) this.endChoice(job, c, "length");
       }
@@ -318,20 +433,51 @@ export class Scheduler {
     return true;
   }
 
+  private bytesOf(job: Job, token: number): number[] {
+    return [...this.model.piece(token, job.preserved.has(token))];
+  }
+
+  private entry(job: Job, idx: number, token: number, k: number): TokenLogprob {
+    const { logprob, top } = this.ctx.logprobs(idx, token, k);
+    return {
+      token,
+      bytes: this.bytesOf(job, token),
+      logprob,
+      top: top.map(([t, lp]) => ({ token: t, bytes: this.bytesOf(job, t), logprob: lp })),
+    };
+  }
+
+  /** After a prefill chunk: the logprob of each next prompt token, from the logits before it. */
+  private collectPromptLogprobs(job: Job, from: number, firstIdx: number): void {
+    const k = job.req.promptLogprobs ?? 0;
+    const out = job.promptLogprobs as TokenLogprob[];
+    for (let i = from; i < job.prefillPos; i++) {
+      if (i + 1 >= job.prompt.length) break; // the last position's logits are for the first generated token
+      out.push(this.entry(job, firstIdx + (i - from), job.prompt[i + 1] as number, k));
+    }
+  }
+
   private sampleChoice(job: Job, c: Choice): void {
     const token = c.sampler.sample(this.ctx, c.outIdx);
-    c.outIdx = -1;
     if (token < 0) {
+      c.outIdx = -1;
       this.failJob(job, "sampling failed");
       return;
     }
+    const wantLogprobs = job.req.logprobs !== null && job.req.logprobs !== undefined;
+    if (wantLogprobs || job.req.scoreChoices) {
+      const e = this.entry(job, c.outIdx, token, job.req.logprobs ?? 0);
+      c.logprobSum += e.logprob ?? 0;
+      if (wantLogprobs) c.pendingLogprobs.push(e);
+    }
+    c.outIdx = -1;
     c.generated++;
     if (!job.req.ignoreEos && this.eog.has(token)) {
       this.endChoice(job, c, "stop");
       return;
     }
-    const { text, stop } = c.text.push(this.model.piece(token));
-    if (text) job.emit({ type: "text", choice: c.index, text, tokens: c.generated });
+    const { text, stop } = c.text.push(this.model.piece(token, job.preserved.has(token)));
+    if (text) this.emitText(job, c, text, true);
     // the next step would decode this token at position tokens.length: it must fit the slot
     const full = c.slot.tokens.length + 1 >= this.opts.nCtxSlot;
     if (stop) this.endChoice(job, c, "stop");
@@ -339,13 +485,79 @@ export class Scheduler {
     else c.pending = token;
   }
 
+  /** Sends text with the logprobs of the tokens it completes and, when parsing, what it adds to the message. */
+  private emitText(job: Job, c: Choice, text: string, partial: boolean): void {
+    const logprobs = c.pendingLogprobs.length ? c.pendingLogprobs : undefined;
+    c.pendingLogprobs = [];
+    const delta = c.parser ? this.parseDelta(c, partial) : undefined;
+    if (!text && !logprobs && !(delta && (delta.content || delta.reasoning || delta.toolCalls.length))) return;
+    job.emit({ type: "text", choice: c.index, text, tokens: c.generated, logprobs, delta });
+  }
+
+  /**
+   * Re-parses everything generated so far and returns what it adds to what was
+   * already reported. The final parse (partial = false) is the message of record.
+   */
+  private parseDelta(c: Choice, partial: boolean): { content: string; reasoning: string; toolCalls: ToolCallDelta[] } {
+    let next: ParsedMessage;
+    try {
+      const m = (c.parser as ChatParser).parse(c.text.text, partial);
+      next = { content: m.content, reasoning: m.reasoningContent, toolCalls: m.toolCalls };
+    } catch {
+      // an unparsable partial is simply not ready yet; at the end it is reported as plain content
+      if (partial) return { content: "", reasoning: "", toolCalls: [] };
+      next = { content: c.text.text, reasoning: "", toolCalls: [] };
+    }
+    next.toolCalls.forEach((call, i) => {
+      if (call.name) c.toolCallIds[i] ??= call.id || callId();
+      call.id = c.toolCallIds[i] ?? call.id;
+    });
+    c.parsed = next;
+    // deltas only ever extend what was sent; a parse that rewrites the past is reported in the final message
+    const sent = c.sent;
+    const grow = (a: string, b: string) => (b.startsWith(a) ? b.slice(a.length) : "");
+    const toolCalls: ToolCallDelta[] = [];
+    const sentCalls = sent.toolCalls.slice();
+    next.toolCalls.forEach((call, i) => {
+      if (!call.name) return;
+      const before = sentCalls[i];
+      if (!before) {
+        toolCalls.push({ index: i, id: call.id, name: call.name, arguments: call.arguments });
+        sentCalls[i] = { ...call };
+        return;
+      }
+      const more = grow(before.arguments, call.arguments);
+      if (more) {
+        toolCalls.push({ index: i, arguments: more });
+        sentCalls[i] = { ...before, arguments: before.arguments + more };
+      }
+    });
+    const content = grow(sent.content, next.content);
+    const reasoning = grow(sent.reasoning, next.reasoning);
+    c.sent = { content: sent.content + content, reasoning: sent.reasoning + reasoning, toolCalls: sentCalls };
+    return { content, reasoning, toolCalls };
+  }
+
   private endChoice(job: Job, c: Choice, reason: FinishReason): void {
     if (c.done) return;
     c.done = true;
     if (job.failed) return;
-    const rest = reason === "cancelled" ? "" : c.text.flush();
-    if (rest) job.emit({ type: "text", choice: c.index, text: rest, tokens: c.generated });
-    job.emit({ type: "end", choice: c.index, reason, completionTokens: c.generated, text: c.text.text });
+    if (reason !== "cancelled") {
+      const rest = c.text.flush();
+      // tokens held back for a stop string that did match are not part of the answer
+      if (reason === "stop" && c.text.isStopped) c.pendingLogprobs = [];
+      this.emitText(job, c, rest, false);
+    }
+    job.emit({
+      type: "end",
+      choice: c.index,
+      reason,
+      completionTokens: c.generated,
+      text: c.text.text,
+      // after the final (non-partial) parse in emitText above
+      message: c.parser ? c.parsed : undefined,
+      meanLogprob: job.req.scoreChoices ? c.logprobSum / Math.max(1, c.generated) : undefined,
+    });
   }
 
   /** Ends a job: every open choice gets `reason` (null: they all ended on their own). */
@@ -353,6 +565,7 @@ export class Scheduler {
     for (const c of job.choices) {
       if (!c.done) this.endChoice(job, c, reason ?? "stop");
       c.sampler.dispose();
+      c.parser?.dispose();
       if (c.slot) {
         c.slot.busy = false;
         c.slot.lastUsed = ++this.clock;

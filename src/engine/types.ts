@@ -66,6 +66,41 @@ export interface GenerateRequest {
   stop: string[];
   /** never end on an end-of-generation token (benchmarks) */
   ignoreEos?: boolean;
+  /**
+   * chat: parse the output with the template's parser: "content" strips what the
+   * format wraps around the answer (e.g. code fences around JSON), "tools" also
+   * extracts tool calls. Unset: the raw text is the answer.
+   */
+  parse?: "content" | "tools";
+  /** report the log-probability of each generated token and its `n` most likely alternatives (0..20) */
+  logprobs?: number | null;
+  /** also report the prompt's tokens with their log-probabilities (completions echo); top `n` alternatives */
+  promptLogprobs?: number | null;
+  /** report each choice's mean token log-probability in its end event (best_of) */
+  scoreChoices?: boolean;
+}
+
+/** One token with its log-probability; `bytes` is its raw UTF-8 (possibly a fragment of a character). */
+export interface TokenLogprob {
+  token: number;
+  bytes: number[];
+  /** null for a prompt's first token, which has nothing before it */
+  logprob: number | null;
+  top: { token: number; bytes: number[]; logprob: number }[];
+}
+
+export interface ToolCallDelta {
+  index: number;
+  /** set on a call's first delta */
+  id?: string;
+  name?: string;
+  arguments: string;
+}
+
+export interface ParsedMessage {
+  content: string;
+  reasoning: string;
+  toolCalls: { id: string; name: string; arguments: string }[];
 }
 
 export type FinishReason = "stop" | "length" | "cancelled";
@@ -73,8 +108,30 @@ export type FinishReason = "stop" | "length" | "cancelled";
 /** What the worker tells the main thread about one generate request. */
 export type GenerateEvent =
   | { type: "start"; promptTokens: number; cachedTokens: number; prompt: string | null }
-  | { type: "text"; choice: number; text: string; tokens: number }
-  | { type: "end"; choice: number; reason: FinishReason; completionTokens: number; text: string }
+  /** the prompt's tokens with log-probabilities (only when promptLogprobs was asked) */
+  | { type: "prompt"; logprobs: TokenLogprob[] }
+  | {
+      type: "text";
+      choice: number;
+      /** raw text (tool-call markup included) */
+      text: string;
+      tokens: number;
+      /** the tokens whose text this event completes */
+      logprobs?: TokenLogprob[];
+      /** with parse: what the text adds to the parsed message */
+      delta?: { content: string; reasoning: string; toolCalls: ToolCallDelta[] };
+    }
+  | {
+      type: "end";
+      choice: number;
+      reason: FinishReason;
+      completionTokens: number;
+      text: string;
+      /** with parse: the final parsed message */
+      message?: ParsedMessage;
+      /** with scoreChoices */
+      meanLogprob?: number;
+    }
   | { type: "error"; code: EngineErrorCode; message: string; param: string | null };
 
 export interface EmbedResult {

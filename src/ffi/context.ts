@@ -1,5 +1,5 @@
 // Context: owns a llama_context (KV cache, compute buffers) bound to one Model.
-import { type Pointer, toArrayBuffer } from "bun:ffi";
+import { type Pointer, ptr, toArrayBuffer } from "bun:ffi";
 import { EngineError } from "../errors";
 import type { Batch } from "./batch";
 import { drainNativeLogs, LogLevel, lib, type NativeLogLine, NativeObject } from "./library";
@@ -34,6 +34,10 @@ export interface ContextOptions {
   kvUnified?: boolean;
   onLog?: (lines: NativeLogLine[]) => void;
 }
+
+const TOP_MAX = 20;
+const topIds = new Int32Array(TOP_MAX);
+const topLps = new Float32Array(TOP_MAX);
 
 export class Context extends NativeObject {
   readonly nCtx: number;
@@ -116,6 +120,18 @@ export class Context extends NativeObject {
 
   clearMemory(): void {
     lib().llama_memory_clear(this.memory, true);
+  }
+
+  /**
+   * Log-probabilities from the raw logits of output `idx` of the last decode:
+   * the given token's, and the `k` most likely tokens (most likely first).
+   */
+  logprobs(idx: number, token: number, k: number): { logprob: number; top: [number, number][] } {
+    const n = Math.max(0, Math.min(k, TOP_MAX));
+    const logprob = lib().llmatic_logprobs(this.handle, idx, token, n, ptr(topIds), ptr(topLps));
+    const top: [number, number][] = [];
+    for (let i = 0; i < n; i++) top.push([topIds[i] as number, topLps[i] as number]);
+    return { logprob, top };
   }
 
   /** Pooled embedding of a sequence after a decode (copied out of native memory). */

@@ -1,11 +1,12 @@
-// Pure translations between OpenAI JSON and the engine's typed requests and
-// events (in: request -> GenerateRequest; out: events -> response objects and
-// stream chunks). No I/O here: every function is tested frame by frame.
+// Pure translations of OpenAI requests into the engine's typed requests
+// (responses.ts goes the other way). No I/O here.
 import type { SamplingDefaults } from "../config";
-import type { FinishReason, GenerateRequest, ModelInfo, PromptInput } from "../engine/types";
-import type { TemplateMessage } from "../ffi/chat";
+import type { GenerateRequest, ModelInfo, PromptInput } from "../engine/types";
+import type { TemplateMessage, TemplateTool } from "../ffi/chat";
 import type { SamplingParams } from "../ffi/sampler";
 import { ApiError } from "../http/errors";
+import type { ToolStyle } from "./responses";
+import { checkSchema } from "./schema";
 import type { ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest } from "./schemas";
 
 // ---- shared request pieces --------------------------------------------------
@@ -60,11 +61,11 @@ export function stopList(stop: string | string[] | null | undefined): string[] {
   return (typeof stop === "string" ? [stop] : stop).filter((s) => s.length > 0);
 }
 
-function checkN(n: number, info: ModelInfo): void {
+function checkN(n: number, info: ModelInfo, param = "n"): void {
   if (n > info.parallel) {
     throw ApiError.invalid(
-      `n=${n} is more than this model's ${info.parallel} parallel slots (start the server with --parallel ${n} or more)`,
-      "n",
+      `${param}=${n} is more than this model's ${info.parallel} parallel slots (start the server with --parallel ${n} or more)`,
+      param,
     );
   }
 }
@@ -74,24 +75,25 @@ function checkN(n: number, info: ModelInfo): void {
 export interface CompletionPlan {
   /** one engine request per prompt; choice index = promptIndex * n + choice */
   requests: GenerateRequest[];
-  /** the prompt text each choice starts with when echo is on (filled later for token prompts) */
+  /** the prompt is sent back before each choice's text */
   echo: boolean;
+  /** choices returned per prompt */
   n: number;
+  /** choices generated per prompt (best_of); the n with the highest mean logprob are returned */
+  bestOf: number;
+  /** top alternatives per token in the logprobs (null: no logprobs) */
+  logprobs: number | null;
   stream: boolean;
   includeUsage: boolean;
 }
 
 export function completionPlan(body: CompletionRequest, defaults: SamplingDefaults, info: ModelInfo): CompletionPlan {
   const n = body.n ?? 1;
-  checkN(n, info);
-  if (body.logprobs !== null && body.logprobs !== undefined) {
-    throw ApiError.unsupported("logprobs on /v1/completions (coming in a later release)", "logprobs");
-  }
   const bestOf = body.best_of ?? n;
-  if (bestOf > n) {
-    throw ApiError.unsupported(`best_of=${bestOf} greater than n=${n} (coming in a later release)`, "best_of");
-  }
   if (bestOf < n) throw ApiError.invalid(`best_of (${bestOf}) must be at least n (${n})`, "best_of");
+  const stream = body.stream ?? false;
+  if (stream && bestOf > n) throw ApiError.invalid("best_of cannot be used with stream", "best_of");
+  checkN(bestOf, info, bestOf > n ? "best_of" : "n");
   const p = body.prompt ?? "";
   let prompts: PromptInput[];
   if (typeof p === "string") prompts = [{ type: "text", text: p }];
@@ -107,25 +109,24 @@ export function completionPlan(body: CompletionRequest, defaults: SamplingDefaul
       return { type: "infill", prefix: pr.text, suffix: body.suffix as string };
     });
   }
+  const logprobs = body.logprobs ?? null;
+  const echo = body.echo ?? false;
   const sampling = samplingFrom(body, defaults, info);
   const requests = prompts.map(
     (prompt): GenerateRequest => ({
       prompt,
-      n,
+      n: bestOf,
       // the spec's default for completions is 16 tokens
       maxTokens: body.max_tokens ?? 16,
       sampling,
       stop: stopList(body.stop),
       ignoreEos: body.ignore_eos ?? false,
+      logprobs,
+      promptLogprobs: echo && logprobs !== null ? logprobs : null,
+      scoreChoices: bestOf > n,
     }),
   );
-  return {
-    requests,
-    echo: body.echo ?? false,
-    n,
-    stream: body.stream ?? false,
-    includeUsage: body.stream_options?.include_usage ?? false,
-  };
+  return { requests, echo, n, bestOf, logprobs, stream, includeUsage: body.stream_options?.include_usage ?? false };
 }
 
 // ---- chat completions ------------------------------------------------------------
@@ -194,37 +195,123 @@ export interface ChatPlan {
   n: number;
   stream: boolean;
   includeUsage: boolean;
+  /** how tool calls are reported back */
+  toolStyle: ToolStyle;
+  logprobs: boolean;
+}
+
+type ToolDef = NonNullable<ChatCompletionRequest["tools"]>[number];
+
+/** tools/tool_choice, or the legacy functions/function_call, as the template's tools and choice. */
+function toolsOf(body: ChatCompletionRequest): { tools: TemplateTool[]; choice: string; style: ToolStyle } {
+  if (body.tools?.length && body.functions?.length) {
+    throw ApiError.invalid("Use either tools or the deprecated functions, not both", "functions");
+  }
+  let defs: ToolDef[] = [];
+  let choice: ChatCompletionRequest["tool_choice"] = body.tool_choice ?? "auto";
+  let style: ToolStyle = "none";
+  let choiceParam = "tool_choice";
+  if (body.tools?.length) {
+    defs = body.tools;
+    style = "tools";
+  } else if (body.functions?.length) {
+    defs = body.functions.map((f) => ({ type: "function", function: f }));
+    style = "functions";
+    choiceParam = "function_call";
+    const fc = body.function_call ?? "auto";
+    choice = typeof fc === "string" ? fc : { type: "function", function: { name: fc.name } };
+  } else {
+    if (body.tool_choice && body.tool_choice !== "none" && body.tool_choice !== "auto") {
+      throw ApiError.invalid("tool_choice needs tools", "tool_choice");
+    }
+    return { tools: [], choice: "auto", style };
+  }
+  const names = new Set<string>();
+  defs.forEach((d, i) => {
+    const param = style === "tools" ? `tools[${i}]` : `functions[${i}]`;
+    if (d.type !== "function")
+      throw ApiError.invalid(`Tool type '${d.type}' is not supported (only 'function')`, `${param}.type`);
+    if (!/^[a-zA-Z0-9_-]{1,64}$/.test(d.function.name)) {
+      throw ApiError.invalid(
+        `Invalid function name '${d.function.name}': use 1-64 letters, digits, underscores or dashes`,
+        `${param}.function.name`,
+      );
+    }
+    if (names.has(d.function.name))
+      throw ApiError.invalid(`Duplicate function name '${d.function.name}'`, `${param}.function.name`);
+    names.add(d.function.name);
+    if (d.function.parameters) checkSchema(d.function.parameters, `${param}.function.parameters`);
+  });
+  let tools: TemplateTool[] = defs.map((d) => ({
+    type: "function",
+    function: {
+      name: d.function.name,
+      description: d.function.description ?? undefined,
+      parameters: d.function.parameters ?? { type: "object", properties: {} },
+    },
+  }));
+  let choiceText: string;
+  if (typeof choice === "string") choiceText = choice;
+  else {
+    // a named function: only that tool, and a call is required
+    const name = choice.function.name;
+    if (!names.has(name))
+      throw ApiError.invalid(`tool_choice names '${name}', which is not among the tools`, choiceParam);
+    tools = tools.filter((t) => t.function.name === name);
+    choiceText = "required";
+  }
+  return { tools, choice: choiceText, style };
+}
+
+/** response_format -> the JSON schema the output must follow (undefined: free text). */
+function outputSchema(body: ChatCompletionRequest): unknown {
+  const rf = body.response_format;
+  if (!rf || rf.type === "text") return undefined;
+  if (rf.type === "json_object") return { type: "object" };
+  const schema = rf.json_schema?.schema;
+  if (!schema || Object.keys(schema).length === 0) return { type: "object" };
+  checkSchema(schema, "response_format.json_schema.schema");
+  return schema;
 }
 
 export function chatPlan(body: ChatCompletionRequest, defaults: SamplingDefaults, info: ModelInfo): ChatPlan {
   const n = body.n ?? 1;
   checkN(n, info);
-  if (body.logprobs)
-    throw ApiError.unsupported("logprobs on /v1/chat/completions (coming in a later release)", "logprobs");
   if (body.top_logprobs !== null && body.top_logprobs !== undefined && !body.logprobs) {
     throw ApiError.invalid("top_logprobs requires logprobs to be true", "top_logprobs");
   }
-  if (body.tools?.length || body.functions?.length) {
-    throw ApiError.unsupported("tools / functions (coming in a later release)", body.tools ? "tools" : "functions");
+  const { tools, choice, style } = toolsOf(body);
+  const jsonSchema = outputSchema(body);
+  if (jsonSchema !== undefined && tools.length && choice !== "none") {
+    throw ApiError.invalid("response_format cannot be combined with tools the model may call", "response_format");
   }
-  if (body.response_format && body.response_format.type !== "text") {
-    throw ApiError.unsupported(
-      `response_format '${body.response_format.type}' (coming in a later release)`,
-      "response_format",
-    );
-  }
+  const logprobs = body.logprobs ?? false;
   return {
     request: {
-      prompt: { type: "chat", chat: { messages: templateMessages(body.messages) } },
+      prompt: {
+        type: "chat",
+        chat: {
+          messages: templateMessages(body.messages),
+          tools: tools.length ? tools : undefined,
+          toolChoice: choice,
+          // the legacy functions API has one call per answer
+          parallelToolCalls: style === "functions" ? false : (body.parallel_tool_calls ?? true),
+          jsonSchema,
+        },
+      },
       n,
       maxTokens: body.max_completion_tokens ?? body.max_tokens ?? defaults.maxTokens,
       sampling: samplingFrom(body, defaults, info),
       stop: stopList(body.stop),
       ignoreEos: body.ignore_eos ?? false,
+      parse: tools.length > 0 && choice !== "none" ? "tools" : jsonSchema !== undefined ? "content" : undefined,
+      logprobs: logprobs ? (body.top_logprobs ?? 0) : null,
     },
     n,
     stream: body.stream ?? false,
     includeUsage: body.stream_options?.include_usage ?? false,
+    toolStyle: style,
+    logprobs,
   };
 }
 
@@ -249,142 +336,4 @@ export function embeddingToBase64(v: Float32Array): string {
   const dv = new DataView(bytes.buffer);
   for (let i = 0; i < v.length; i++) dv.setFloat32(i * 4, v[i] as number, true);
   return Buffer.from(bytes).toString("base64");
-}
-
-// ---- responses ---------------------------------------------------------------------
-
-export function finishReason(r: FinishReason): "stop" | "length" {
-  return r === "length" ? "length" : "stop";
-}
-
-export interface Usage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-  prompt_tokens_details?: { cached_tokens: number };
-}
-
-export function usage(prompt: number, completion: number, cached?: number): Usage {
-  const u: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
-  if (cached !== undefined) u.prompt_tokens_details = { cached_tokens: cached };
-  return u;
-}
-
-export interface ResponseMeta {
-  id: string;
-  created: number;
-  model: string;
-  fingerprint: string;
-}
-
-export function newId(prefix: string): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  return `${prefix}-${Buffer.from(bytes).toString("base64url")}`;
-}
-
-export function nowSeconds(): number {
-  return Math.floor(Date.now() / 1000);
-}
-
-export interface CompletionChoice {
-  text: string;
-  index: number;
-  logprobs: null;
-  finish_reason: "stop" | "length" | null;
-}
-
-export function completionObject(meta: ResponseMeta, choices: CompletionChoice[], u: Usage) {
-  return {
-    id: meta.id,
-    object: "text_completion" as const,
-    created: meta.created,
-    model: meta.model,
-    system_fingerprint: meta.fingerprint,
-    choices,
-    usage: u,
-  };
-}
-
-export function completionChunk(meta: ResponseMeta, index: number, text: string, finish: "stop" | "length" | null) {
-  return {
-    id: meta.id,
-    object: "text_completion" as const,
-    created: meta.created,
-    model: meta.model,
-    system_fingerprint: meta.fingerprint,
-    choices: [{ text, index, logprobs: null, finish_reason: finish }],
-  };
-}
-
-export function completionUsageChunk(meta: ResponseMeta, u: Usage) {
-  return {
-    id: meta.id,
-    object: "text_completion" as const,
-    created: meta.created,
-    model: meta.model,
-    system_fingerprint: meta.fingerprint,
-    choices: [],
-    usage: u,
-  };
-}
-
-export interface ChatChoice {
-  index: number;
-  message: { role: "assistant"; content: string | null; refusal: null };
-  logprobs: null;
-  finish_reason: "stop" | "length";
-}
-
-export function chatObject(meta: ResponseMeta, choices: ChatChoice[], u: Usage) {
-  return {
-    id: meta.id,
-    object: "chat.completion" as const,
-    created: meta.created,
-    model: meta.model,
-    system_fingerprint: meta.fingerprint,
-    choices,
-    usage: u,
-  };
-}
-
-export interface ChatDelta {
-  role?: "assistant";
-  content?: string;
-}
-
-export function chatChunk(meta: ResponseMeta, index: number, delta: ChatDelta, finish: "stop" | "length" | null) {
-  return {
-    id: meta.id,
-    object: "chat.completion.chunk" as const,
-    created: meta.created,
-    model: meta.model,
-    system_fingerprint: meta.fingerprint,
-    choices: [{ index, delta, logprobs: null, finish_reason: finish }],
-  };
-}
-
-export function chatUsageChunk(meta: ResponseMeta, u: Usage) {
-  return {
-    id: meta.id,
-    object: "chat.completion.chunk" as const,
-    created: meta.created,
-    model: meta.model,
-    system_fingerprint: meta.fingerprint,
-    choices: [],
-    usage: u,
-  };
-}
-
-export function modelObject(info: Pick<ModelInfo, "id" | "createdAt">) {
-  return { id: info.id, object: "model" as const, created: info.createdAt, owned_by: "llmatic" };
-}
-
-export function engineObject(info: Pick<ModelInfo, "id" | "createdAt">, ready: boolean) {
-  return { id: info.id, object: "engine" as const, created: info.createdAt, owner: "llmatic", ready };
-}
-
-/** Changes when the model file or the engine build changes (OpenAI's system_fingerprint). */
-export function fingerprint(info: Pick<ModelInfo, "path" | "sizeBytes" | "nParams" | "description">): string {
-  const h = Bun.hash(`${info.path}\n${info.sizeBytes}\n${info.nParams}\n${info.description}`).toString(16);
-  return `fp_${h.padStart(16, "0").slice(0, 10)}`;
 }

@@ -1,36 +1,46 @@
-// POST /v1/chat/completions: the model's own chat template, streamed or not.
+// POST /v1/chat/completions: the model's own chat template, structured output,
+// tools (and the legacy functions), logprobs; streamed or not.
 import { Elysia } from "elysia";
+import type { GenerateEvent } from "../engine/types";
 import { EngineError } from "../errors";
 import { fromEngineError } from "../http/errors";
 import { DONE, errorFrame, frame, keepOpen } from "../http/sse";
+import { type ChatPlan, chatPlan } from "../openai/convert";
+import type { ChatLogprob } from "../openai/logprobs";
 import {
   type ChatChoice,
-  type ChatPlan,
+  chatChoiceLogprobs,
   chatChunk,
+  chatDelta,
+  chatFinish,
+  chatMessage,
   chatObject,
-  chatPlan,
   chatUsageChunk,
-  fingerprint,
-  finishReason,
-  newId,
-  nowSeconds,
+  meta,
   type ResponseMeta,
   usage,
-} from "../openai/convert";
+} from "../openai/responses";
 import { openaiModels } from "../openai/schemas";
 import type { Services } from "../services";
 import { begin, drain, type Generation } from "../services/generation";
 
-async function* stream(meta: ResponseMeta, plan: ChatPlan, g: Generation) {
+type End = Extract<GenerateEvent, { type: "end" }>;
+
+const madeCalls = (e: End) => (e.message?.toolCalls.length ?? 0) > 0;
+
+async function* stream(m: ResponseMeta, plan: ChatPlan, g: Generation) {
   try {
     // clients read the role from the first delta of each choice
-    for (let c = 0; c < plan.n; c++) yield frame(chatChunk(meta, c, { role: "assistant", content: "" }, null));
+    for (let c = 0; c < plan.n; c++) yield frame(chatChunk(m, c, { role: "assistant", content: "" }, null));
     let completion = 0;
     for await (const [, e] of g.events) {
-      if (e.type === "text") yield frame(chatChunk(meta, e.choice, { content: e.text }, null));
-      else if (e.type === "end") {
+      if (e.type === "text") {
+        const delta = chatDelta(e, plan.toolStyle);
+        const lp = plan.logprobs ? chatChoiceLogprobs(e.logprobs) : null;
+        if (delta || lp) yield frame(chatChunk(m, e.choice, delta ?? {}, null, lp));
+      } else if (e.type === "end") {
         completion += e.completionTokens;
-        yield frame(chatChunk(meta, e.choice, {}, finishReason(e.reason)));
+        yield frame(chatChunk(m, e.choice, {}, chatFinish(e.reason, madeCalls(e), plan.toolStyle)));
       } else if (e.type === "error") {
         yield errorFrame(fromEngineError(EngineError.from(e)));
         return;
@@ -38,7 +48,7 @@ async function* stream(meta: ResponseMeta, plan: ChatPlan, g: Generation) {
     }
     if (plan.includeUsage) {
       const start = g.starts[0];
-      yield frame(chatUsageChunk(meta, usage(start?.promptTokens ?? 0, completion, start?.cachedTokens)));
+      yield frame(chatUsageChunk(m, usage(start?.promptTokens ?? 0, completion, start?.cachedTokens)));
     }
     yield DONE;
   } catch (e) {
@@ -46,6 +56,30 @@ async function* stream(meta: ResponseMeta, plan: ChatPlan, g: Generation) {
   } finally {
     g.abort();
   }
+}
+
+/** The whole answer at once: one choice per end event, with the logprobs its text events carried. */
+function choices(plan: ChatPlan, events: GenerateEvent[]): { choices: ChatChoice[]; completion: number } {
+  const lps = new Map<number, ChatLogprob[]>();
+  const out: ChatChoice[] = [];
+  let completion = 0;
+  for (const e of events) {
+    if (e.type === "text" && plan.logprobs) {
+      const list = lps.get(e.choice) ?? [];
+      list.push(...(chatChoiceLogprobs(e.logprobs) ?? []));
+      lps.set(e.choice, list);
+    } else if (e.type === "end") {
+      completion += e.completionTokens;
+      out.push({
+        index: e.choice,
+        message: chatMessage(e, plan.toolStyle),
+        logprobs: plan.logprobs ? { content: lps.get(e.choice) ?? [], refusal: null } : null,
+        finish_reason: chatFinish(e.reason, madeCalls(e), plan.toolStyle),
+      });
+    }
+  }
+  out.sort((a, b) => a.index - b.index);
+  return { choices: out, completion };
 }
 
 export const chatRoutes = (svc: Services) =>
@@ -57,37 +91,21 @@ export const chatRoutes = (svc: Services) =>
       async ({ body, registry, config, metrics, request, server }) => {
         const engine = registry.engine(body.model);
         const plan = chatPlan(body, config.sampling, engine.info);
-        const meta: ResponseMeta = {
-          id: newId("chatcmpl"),
-          created: nowSeconds(),
-          model: engine.info.id,
-          fingerprint: fingerprint(engine.info),
-        };
+        const m = meta("chatcmpl", engine.info);
         // generation can be silent for longer than the idle timeout (long prompts, non-streamed answers)
         keepOpen(server, request);
         const g = await begin(engine, [plan.request], request.signal, metrics);
-        if (plan.stream) {
-          return stream(meta, plan, g);
-        }
+        if (plan.stream) return stream(m, plan, g);
         const [events = []] = await drain(g, 1);
-        const choices: ChatChoice[] = [];
-        let completion = 0;
-        for (const e of events) {
-          if (e.type !== "end") continue;
-          completion += e.completionTokens;
-          choices.push({
-            index: e.choice,
-            message: { role: "assistant", content: e.text, refusal: null },
-            logprobs: null,
-            finish_reason: finishReason(e.reason),
-          });
-        }
-        choices.sort((a, b) => a.index - b.index);
+        const r = choices(plan, events);
         const start = g.starts[0];
-        return chatObject(meta, choices, usage(start?.promptTokens ?? 0, completion, start?.cachedTokens));
+        return chatObject(m, r.choices, usage(start?.promptTokens ?? 0, r.completion, start?.cachedTokens));
       },
       {
         body: "ChatCompletionRequest",
-        detail: { summary: "Create a chat completion (stream with SSE when stream is true)", tags: ["Chat"] },
+        detail: {
+          summary: "Create a chat completion (tools, structured output, logprobs; SSE when stream is true)",
+          tags: ["Chat"],
+        },
       },
     );

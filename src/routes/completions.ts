@@ -1,24 +1,23 @@
-// POST /v1/completions: prompt(s) as text or tokens, n choices each, streamed or not.
+// POST /v1/completions: prompt(s) as text or tokens, n choices each (best_of
+// picks by mean logprob), echo, logprobs; streamed or not.
 import { Elysia } from "elysia";
 import type { Engine } from "../engine/engine";
-import type { GenerateRequest } from "../engine/types";
+import type { GenerateEvent, GenerateRequest, TokenLogprob } from "../engine/types";
 import { EngineError } from "../errors";
 import { fromEngineError } from "../http/errors";
 import { DONE, errorFrame, frame, keepOpen } from "../http/sse";
+import { type CompletionPlan, completionPlan } from "../openai/convert";
+import { CompletionLogprobs } from "../openai/logprobs";
 import {
   type CompletionChoice,
-  type CompletionPlan,
   completionChunk,
   completionObject,
-  completionPlan,
   completionUsageChunk,
-  fingerprint,
   finishReason,
-  newId,
-  nowSeconds,
+  meta,
   type ResponseMeta,
   usage,
-} from "../openai/convert";
+} from "../openai/responses";
 import { openaiModels } from "../openai/schemas";
 import type { Services } from "../services";
 import { begin, drain, type Generation } from "../services/generation";
@@ -35,19 +34,63 @@ async function echoTexts(engine: Engine, requests: GenerateRequest[]): Promise<s
   );
 }
 
-async function* stream(meta: ResponseMeta, plan: CompletionPlan, g: Generation, echo: string[] | null) {
-  try {
-    if (echo) {
-      for (let p = 0; p < plan.requests.length; p++) {
-        for (let c = 0; c < plan.n; c++) yield frame(completionChunk(meta, p * plan.n + c, echo[p] as string, null));
-      }
+/** Per generated choice (prompt p, choice c): its logprobs so far. */
+class ChoiceLogprobs {
+  private readonly map = new Map<number, CompletionLogprobs>();
+  constructor(private readonly plan: CompletionPlan) {}
+  of(p: number, c: number): CompletionLogprobs {
+    const k = p * this.plan.bestOf + c;
+    let v = this.map.get(k);
+    if (!v) {
+      v = new CompletionLogprobs();
+      this.map.set(k, v);
     }
+    return v;
+  }
+}
+
+async function* stream(m: ResponseMeta, plan: CompletionPlan, g: Generation, echo: string[] | null) {
+  const lps = new ChoiceLogprobs(plan);
+  const index = (p: number, c: number) => p * plan.n + c;
+  try {
     let completion = 0;
+    // the prompt goes first; with logprobs each prompt's echo waits for its logprobs (its "prompt" event)
+    const echoChunks = function* (p: number, entries: TokenLogprob[] | null) {
+      for (let c = 0; c < plan.n; c++) {
+        let logprobs: unknown = null;
+        if (entries) {
+          const l = lps.of(p, c);
+          l.add(entries);
+          logprobs = l.take();
+        }
+        yield frame(
+          completionChunk(m, {
+            text: (echo as string[])[p] as string,
+            index: index(p, c),
+            logprobs,
+            finish_reason: null,
+          }),
+        );
+      }
+    };
+    if (echo && plan.logprobs === null) for (let p = 0; p < plan.requests.length; p++) yield* echoChunks(p, null);
     for await (const [p, e] of g.events) {
-      if (e.type === "text") yield frame(completionChunk(meta, p * plan.n + e.choice, e.text, null));
-      else if (e.type === "end") {
+      if (e.type === "prompt") {
+        if (echo) yield* echoChunks(p, e.logprobs);
+      } else if (e.type === "text") {
+        let logprobs: unknown = null;
+        if (plan.logprobs !== null) {
+          const l = lps.of(p, e.choice);
+          l.add(e.logprobs ?? []);
+          logprobs = l.take();
+        }
+        yield frame(completionChunk(m, { text: e.text, index: index(p, e.choice), logprobs, finish_reason: null }));
+      } else if (e.type === "end") {
         completion += e.completionTokens;
-        yield frame(completionChunk(meta, p * plan.n + e.choice, "", finishReason(e.reason)));
+        const logprobs = plan.logprobs !== null ? lps.of(p, e.choice).take() : null;
+        yield frame(
+          completionChunk(m, { text: "", index: index(p, e.choice), logprobs, finish_reason: finishReason(e.reason) }),
+        );
       } else if (e.type === "error") {
         yield errorFrame(fromEngineError(EngineError.from(e)));
         return;
@@ -55,7 +98,7 @@ async function* stream(meta: ResponseMeta, plan: CompletionPlan, g: Generation, 
     }
     if (plan.includeUsage) {
       const prompt = g.starts.reduce((a, s) => a + s.promptTokens, 0);
-      yield frame(completionUsageChunk(meta, usage(prompt, completion)));
+      yield frame(completionUsageChunk(m, usage(prompt, completion)));
     }
     yield DONE;
   } catch (e) {
@@ -63,6 +106,43 @@ async function* stream(meta: ResponseMeta, plan: CompletionPlan, g: Generation, 
   } finally {
     g.abort();
   }
+}
+
+/** The whole answer at once; with best_of, the n choices with the highest mean logprob per prompt. */
+function choices(plan: CompletionPlan, events: GenerateEvent[][], echo: string[] | null) {
+  const out: CompletionChoice[] = [];
+  let completion = 0;
+  events.forEach((evs, p) => {
+    const lps = new ChoiceLogprobs(plan);
+    const prompt = evs.find((e) => e.type === "prompt");
+    const ends: { choice: CompletionChoice; score: number }[] = [];
+    for (const e of evs) {
+      if (e.type === "text" && plan.logprobs !== null) {
+        const l = lps.of(p, e.choice);
+        // the echoed prompt's tokens come first in the logprobs
+        if (l.toJSON().tokens.length === 0 && prompt?.type === "prompt") l.add(prompt.logprobs);
+        l.add(e.logprobs ?? []);
+      } else if (e.type === "end") {
+        completion += e.completionTokens;
+        const l = plan.logprobs !== null ? lps.of(p, e.choice) : null;
+        if (l && l.toJSON().tokens.length === 0 && prompt?.type === "prompt") l.add(prompt.logprobs);
+        ends.push({
+          choice: {
+            text: (echo ? echo[p] : "") + e.text,
+            index: e.choice,
+            logprobs: l ? l.toJSON() : null,
+            finish_reason: finishReason(e.reason),
+          },
+          score: e.meanLogprob ?? 0,
+        });
+      }
+    }
+    ends.sort((a, b) => (plan.bestOf > plan.n ? b.score - a.score : a.choice.index - b.choice.index));
+    ends.slice(0, plan.n).forEach((x, c) => {
+      out.push({ ...x.choice, index: p * plan.n + c });
+    });
+  });
+  return { choices: out, completion };
 }
 
 export const completionRoutes = (svc: Services) =>
@@ -74,40 +154,22 @@ export const completionRoutes = (svc: Services) =>
       async ({ body, registry, config, metrics, request, server }) => {
         const engine = registry.engine(body.model);
         const plan = completionPlan(body, config.sampling, engine.info);
-        const meta: ResponseMeta = {
-          id: newId("cmpl"),
-          created: nowSeconds(),
-          model: engine.info.id,
-          fingerprint: fingerprint(engine.info),
-        };
+        const m = meta("cmpl", engine.info);
         // generation can be silent for longer than the idle timeout (long prompts, non-streamed answers)
         keepOpen(server, request);
         const g = await begin(engine, plan.requests, request.signal, metrics);
         const echo = plan.echo ? await echoTexts(engine, plan.requests) : null;
-        if (plan.stream) {
-          return stream(meta, plan, g, echo);
-        }
+        if (plan.stream) return stream(m, plan, g, echo);
         const events = await drain(g, plan.requests.length);
-        const choices: CompletionChoice[] = [];
-        let completion = 0;
-        events.forEach((evs, p) => {
-          for (const e of evs) {
-            if (e.type !== "end") continue;
-            completion += e.completionTokens;
-            choices.push({
-              text: (echo ? echo[p] : "") + e.text,
-              index: p * plan.n + e.choice,
-              logprobs: null,
-              finish_reason: finishReason(e.reason),
-            });
-          }
-        });
-        choices.sort((a, b) => a.index - b.index);
+        const r = choices(plan, events, echo);
         const prompt = g.starts.reduce((a, s) => a + s.promptTokens, 0);
-        return completionObject(meta, choices, usage(prompt, completion));
+        return completionObject(m, r.choices, usage(prompt, r.completion));
       },
       {
         body: "CompletionRequest",
-        detail: { summary: "Create a completion (stream with SSE when stream is true)", tags: ["Completions"] },
+        detail: {
+          summary: "Create a completion (echo, logprobs, best_of; SSE when stream is true)",
+          tags: ["Completions"],
+        },
       },
     );

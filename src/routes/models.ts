@@ -1,7 +1,7 @@
 // GET /v1/models, GET /v1/models/{model}, and the legacy /v1/engines shapes of the same.
 import { Elysia } from "elysia";
 import { ApiError } from "../http/errors";
-import { engineObject, modelObject } from "../openai/convert";
+import { engineObject, modelObject } from "../openai/responses";
 import type { Services } from "../services";
 
 export const modelRoutes = (svc: Services) =>
