@@ -12,6 +12,7 @@ import { completionRoutes } from "./routes/completions";
 import { embeddingRoutes } from "./routes/embeddings";
 import { healthRoutes } from "./routes/health";
 import { modelRoutes } from "./routes/models";
+import { uiRoutes } from "./routes/ui";
 import { unsupportedRoutes } from "./routes/unsupported";
 import { services } from "./services";
 
@@ -38,6 +39,7 @@ export function createApp(registry: ModelRegistry, config: ServerConfig, metrics
     .use(httpLayer({ apiKey: config.apiKey, maxBodyBytes: config.maxBodyBytes, metrics }))
     .use(docs(VERSION))
     .use(healthRoutes(svc))
+    .use(uiRoutes())
     .use(v1);
 }
 

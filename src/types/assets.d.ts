@@ -3,6 +3,18 @@ declare module "swagger-ui-dist/swagger-ui-bundle.js" {
   const path: string;
   export default path;
 }
+declare module "*.so" {
+  const path: string;
+  export default path;
+}
+declare module "*.gguf" {
+  const path: string;
+  export default path;
+}
+declare module "*.jinja" {
+  const path: string;
+  export default path;
+}
 declare module "*.css" {
   const path: string;
   export default path;
