@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The chat page in a real browser: Debian's headless Chromium driven by
 // playwright-core (no browser download). A screenshot is kept as an artifact.
 import { afterAll, beforeAll, expect, test } from "bun:test";
