@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 // The chat page in a real browser: Debian's headless Chromium driven by
 // playwright-core (no browser download). A screenshot is kept as an artifact.
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -7,6 +6,12 @@ import { join } from "node:path";
 import { type Browser, chromium } from "playwright-core";
 import { TINY_MODEL_PATH } from "../src/models/synthetic";
 import { type ServerProcess, startServerProcess } from "./server-process";
+
+// the callbacks given to waitForFunction run in the page
+declare const document: {
+  querySelectorAll(selector: string): { length: number };
+  querySelector(selector: string): { textContent: string | null } | null;
+};
 
 export const ARTIFACTS = join(import.meta.dir, "..", "test-artifacts");
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
