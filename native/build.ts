@@ -22,8 +22,8 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { homedir } from "node:os";
 import { join, resolve } from "node:path";
+import { cacheDir } from "../src/paths";
 
 export const PIN = {
   tag: "v0.5.0",
@@ -37,6 +37,11 @@ const NATIVE_DIR = import.meta.dir;
 export const LIB_DIR = join(NATIVE_DIR, "lib");
 export const BIN_DIR = join(NATIVE_DIR, "bin");
 export const LIB_PATH = join(LIB_DIR, "libllmatic.so");
+/** Files from the pinned source the compiled executable embeds (its demo model's tokenizer and template). */
+export const ASSETS = {
+  vocab: { from: "models/ggml-vocab-qwen2.gguf", to: join(LIB_DIR, "ggml-vocab-qwen2.gguf") },
+  template: { from: "models/templates/Qwen-Qwen2.5-7B-Instruct.jinja", to: join(LIB_DIR, "qwen2.5-instruct.jinja") },
+} as const;
 const TOOLS = ["llama-bench", "llama-server", "llama-quantize"] as const;
 const SHIM_SOURCES = [
   "CMakeLists.txt",
@@ -53,11 +58,6 @@ export interface BuildOptions {
   quiet?: boolean;
   /** extra -D flags, e.g. from $LLMATIC_CMAKE_ARGS */
   cmakeArgs?: string[];
-}
-
-export function cacheDir(): string {
-  const base = process.env.LLMATIC_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "llmatic");
-  return resolve(base);
 }
 
 class BuildError extends Error {}
@@ -201,7 +201,11 @@ function stampKey(revision: string, flags: string[]): string {
 }
 
 function outputsPresent(): boolean {
-  return existsSync(LIB_PATH) && TOOLS.every((t) => existsSync(join(BIN_DIR, t)));
+  return (
+    existsSync(LIB_PATH) &&
+    TOOLS.every((t) => existsSync(join(BIN_DIR, t))) &&
+    Object.values(ASSETS).every((a) => existsSync(a.to))
+  );
 }
 
 /** Streams a build command, turning ninja/make progress into a compact progress line. */
@@ -312,6 +316,7 @@ export async function buildNative(opts: BuildOptions = {}): Promise<{ built: boo
     mkdirSync(BIN_DIR, { recursive: true });
     installFile(join(buildDir, "libllmatic.so"), LIB_PATH);
     for (const t of TOOLS) installFile(findBinary(buildDir, t), join(BIN_DIR, t));
+    for (const a of Object.values(ASSETS)) installFile(join(source.dir, a.from), a.to);
     writeFileSync(join(LIB_DIR, "SOURCE"), `${source.revision}\n${source.dir}\n${flags.join(" ")}\n`);
     writeFileSync(stampFile, `${key}\n`);
   } finally {

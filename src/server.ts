@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { createApp } from "./app";
 import { expandModelPaths, modelIdOf, type ServerConfig } from "./config";
+import { embedded } from "./embedded";
 import { LlamaEngine } from "./engine/client";
 import { log } from "./log";
 import { ensureTinyModel } from "./models/synthetic";
@@ -28,7 +29,9 @@ async function resolveModels(config: ServerConfig): Promise<{ id: string; path: 
       log.warn("=".repeat(78));
       log.warn("No model given and no .gguf file in ./models: serving llmatic's tiny DEMO model.");
       log.warn("It has RANDOM WEIGHTS: its answers are gibberish. To use a real model:");
-      log.warn("  bun run serve -- --model /path/to/model.gguf   (or put .gguf files in ./models)");
+      log.warn(
+        `  ${embedded() ? "llmatic" : "bun run serve --"} --model /path/to/model.gguf   (or put .gguf files in ./models)`,
+      );
       log.warn("=".repeat(78));
       paths = [demo];
     }
@@ -44,6 +47,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     LlamaEngine.start(
       {
         modelPath: entry.path,
+        libPath: process.env.LLMATIC_LIB,
         id: entry.id,
         nCtx: config.ctxSize,
         nThreads: config.threads,

@@ -15,12 +15,21 @@ const ROOT = join(import.meta.dir, "..");
 
 export async function startServerProcess(
   args: string[],
-  opts: { env?: Record<string, string>; cmd?: string[]; cwd?: string; timeoutMs?: number } = {},
+  opts: {
+    env?: Record<string, string>;
+    /** only `env`, not this process's environment */
+    cleanEnv?: boolean;
+    cmd?: string[];
+    cwd?: string;
+    timeoutMs?: number;
+  } = {},
 ): Promise<ServerProcess> {
   const cmd = opts.cmd ?? [process.execPath, join(ROOT, "src", "main.ts")];
   const proc = Bun.spawn([...cmd, "--host", "127.0.0.1", "--port", "0", ...args], {
     cwd: opts.cwd ?? ROOT,
-    env: { ...process.env, LLMATIC_LOG_LEVEL: "info", ...opts.env },
+    env: opts.cleanEnv
+      ? { LLMATIC_LOG_LEVEL: "info", ...opts.env }
+      : { ...process.env, LLMATIC_LOG_LEVEL: "info", ...opts.env },
     stdout: "pipe",
     stderr: "pipe",
   });

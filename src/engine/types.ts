@@ -7,6 +7,8 @@ import type { SamplingParams } from "../ffi/sampler";
 
 export interface EngineConfig {
   modelPath: string;
+  /** libllmatic.so to open (default: LLMATIC_LIB, then native/lib/) */
+  libPath?: string;
   /** model id shown to clients */
   id: string;
   nCtx: number;

@@ -7,7 +7,7 @@ import { EngineError } from "../errors";
 import { Batch } from "../ffi/batch";
 import { ChatTemplates } from "../ffi/chat";
 import { Context, FlashAttn, PoolingType } from "../ffi/context";
-import { drainNativeLogs, lib, type NativeLogLine } from "../ffi/library";
+import { drainNativeLogs, lib, type NativeLogLine, setLibraryPath } from "../ffi/library";
 import { Model } from "../ffi/model";
 import { Scheduler } from "./scheduler";
 import type { EmbedResult, EngineConfig, FromWorker, ModelInfo, ToWorker } from "./types";
@@ -39,6 +39,7 @@ function asEngineError(e: unknown): EngineError {
 
 function init(cfg: EngineConfig, progressBuf: SharedArrayBuffer): void {
   config = cfg;
+  if (cfg.libPath) setLibraryPath(cfg.libPath);
   // the decode threads (this one and ggml's, created from it) yield to the HTTP thread
   if (cfg.niceness) lib().llmatic_thread_nice(cfg.niceness);
   const progress = new Float32Array(progressBuf);
@@ -231,7 +232,11 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
           init(m.config, m.progress);
         } catch (e) {
           const err = asEngineError(e);
-          forwardLogs();
+          try {
+            forwardLogs();
+          } catch {
+            // the library itself may be what failed to load
+          }
           post({ type: "fatal", code: err.code, message: err.message });
         }
         return;

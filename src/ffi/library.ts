@@ -22,10 +22,17 @@ export interface NativeLogLine {
 }
 
 let opened: { lib: Lib; path: string } | null = null;
+let explicitPath: string | null = null;
+
+/** Opens this library instead of searching (workers get the path from their config). */
+export function setLibraryPath(path: string): void {
+  explicitPath = path;
+}
 
 /** Where the library is looked for, in order. */
 export function libraryCandidates(): string[] {
   const out: string[] = [];
+  if (explicitPath) out.push(explicitPath);
   if (process.env.LLMATIC_LIB) out.push(process.env.LLMATIC_LIB);
   out.push(join(import.meta.dir, "..", "..", "native", "lib", "libllmatic.so"));
   return out;

@@ -3,14 +3,23 @@
 //  - bench: Qwen2-0.5B shape, quantized to Q4_K_M with the llama-quantize we build
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { buildNative, llamaSourceDir, toolPath } from "../../native/build";
+import { embedded, extractOnce } from "../embedded";
 import { BENCH_SHAPE, type ModelShape, TINY_SHAPE, writeSyntheticModel } from "../gguf/synth";
+import { cacheDir } from "../paths";
 
 export const MODELS_DIR = join(import.meta.dir, "..", "..", "models");
 export const TINY_MODEL_PATH = join(MODELS_DIR, "llmatic-tiny.gguf");
 export const BENCH_MODEL_PATH = join(MODELS_DIR, "bench", "qwen2-0.5b-shape-q4_k_m.gguf");
 
+/** Where the demo model goes: the repository's models/, or the cache for the compiled executable. */
+export function demoModelPath(): string {
+  return embedded() ? join(cacheDir(), "models", "llmatic-tiny.gguf") : TINY_MODEL_PATH;
+}
+
 async function sources(): Promise<{ vocabPath: string; templatePath: string }> {
+  const e = embedded();
+  if (e) return { vocabPath: extractOnce(e.vocab), templatePath: e.template };
+  const { llamaSourceDir } = await import("../../native/build");
   const src = await llamaSourceDir();
   return {
     vocabPath: join(src, "models", "ggml-vocab-qwen2.gguf"),
@@ -27,15 +36,17 @@ async function synthesize(shape: ModelShape, path: string): Promise<void> {
 }
 
 export async function ensureTinyModel(log: (s: string) => void = () => {}): Promise<string> {
-  if (!existsSync(TINY_MODEL_PATH)) {
-    log(`generating the tiny test model (random weights) at ${TINY_MODEL_PATH}`);
-    await synthesize(TINY_SHAPE, TINY_MODEL_PATH);
+  const path = demoModelPath();
+  if (!existsSync(path)) {
+    log(`generating the tiny test model (random weights) at ${path}`);
+    await synthesize(TINY_SHAPE, path);
   }
-  return TINY_MODEL_PATH;
+  return path;
 }
 
 export async function ensureBenchModel(log: (s: string) => void = () => {}): Promise<string> {
   if (existsSync(BENCH_MODEL_PATH)) return BENCH_MODEL_PATH;
+  const { buildNative, toolPath } = await import("../../native/build");
   await buildNative({ quiet: true });
   const f16 = BENCH_MODEL_PATH.replace(/\.gguf$/, ".f16.gguf");
   if (!existsSync(f16)) {

@@ -1,0 +1,52 @@
+#!/usr/bin/env bun
+// bun run bench:startup [--reps N]: executable size, and process start -> ready
+// (the "llmatic ready" line) for dist/llmatic, `bun src/main.ts` and `bun run serve`,
+// on the tiny model and on the bench model.
+import { statSync } from "node:fs";
+import { join } from "node:path";
+import { ensureBenchModel, ensureTinyModel } from "../src/models/synthetic";
+
+const ROOT = join(import.meta.dir, "..");
+const args = process.argv.slice(2);
+const reps = args.includes("--reps") ? Number(args[args.indexOf("--reps") + 1]) : 5;
+const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+
+const built = Bun.spawnSync([process.execPath, join(ROOT, "scripts", "compile.ts")], { stderr: "inherit" });
+if (built.exitCode !== 0) process.exit(1);
+const exe = join(ROOT, "dist", "llmatic");
+const models = { tiny: await ensureTinyModel(), bench: await ensureBenchModel(say) };
+
+async function timeToReady(cmd: string[]): Promise<number> {
+  const t0 = performance.now();
+  const proc = Bun.spawn([...cmd, "--port", "0"], {
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, LLMATIC_LOG_LEVEL: "info" },
+  });
+  let out = "";
+  const dec = new TextDecoder();
+  for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) {
+    out += dec.decode(chunk, { stream: true });
+    if (out.includes("llmatic ready on")) break;
+  }
+  const ms = performance.now() - t0;
+  proc.kill("SIGTERM");
+  await proc.exited;
+  if (!out.includes("llmatic ready on")) throw new Error(`${cmd.join(" ")} did not get ready:\n${out}`);
+  return ms;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+console.log(`dist/llmatic: ${(statSync(exe).size / 1e6).toFixed(1)} MB`);
+console.log(`start -> ready, median of ${reps} (ms)`);
+console.log("model   dist/llmatic   bun src/main.ts   bun run serve");
+for (const [name, path] of Object.entries(models)) {
+  const row: number[] = [];
+  for (const cmd of [[exe], [process.execPath, "src/main.ts"], [process.execPath, "run", "serve", "--"]]) {
+    const times: number[] = [];
+    for (let i = 0; i < reps; i++) times.push(await timeToReady([...cmd, "-m", path]));
+    row.push(median(times));
+  }
+  console.log(`${name.padEnd(7)} ${row.map((t) => t.toFixed(0).padStart(12)).join("    ")}`);
+}

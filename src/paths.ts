@@ -1,0 +1,9 @@
+// Where llmatic keeps what it builds and downloads: $LLMATIC_CACHE, else
+// $XDG_CACHE_HOME/llmatic, else ~/.cache/llmatic.
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+
+export function cacheDir(): string {
+  const base = process.env.LLMATIC_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "llmatic");
+  return resolve(base);
+}
