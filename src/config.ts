@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { parseModelRef } from "./models/hub";
 
 export interface SamplingDefaults {
   /** default max tokens when a request gives none; null = until the context is full */
@@ -19,8 +20,10 @@ export interface SamplingDefaults {
 export interface ServerConfig {
   host: string;
   port: number;
-  /** model files or directories as given (directories are expanded at start-up) */
+  /** model files, directories or hub references, as given */
   models: string[];
+  /** models loaded at once; others load on demand and the least recently used idle one makes room */
+  maxLoaded: number;
   ctxSize: number;
   threads: number;
   threadsBatch: number;
@@ -43,6 +46,7 @@ export const DEFAULTS: ServerConfig = {
   host: "127.0.0.1",
   port: 3000,
   models: [],
+  maxLoaded: Number.POSITIVE_INFINITY,
   ctxSize: 8192,
   threads: 0, // 0 = one per core
   threadsBatch: 0,
@@ -70,11 +74,17 @@ export const DEFAULTS: ServerConfig = {
 export const HELP = `llmatic: a self-hosted LLM server with an OpenAI-compatible API
 
 usage: bun run serve -- [options]        (or: llmatic [options])
+       bun run pull -- REF...           (or: llmatic pull REF...) download models without serving
 
 options (environment variable in brackets):
-  -m, --model PATH          a .gguf file or a directory of them; repeat for several
-                            models, each addressed by its file name [LLMATIC_MODEL,
-                            several separated by ':']. Default: the .gguf files in ./models
+  -m, --model REF           a .gguf file, a directory of them, or a Hugging Face model:
+                            hf:owner/repo/file.gguf or owner/repo:Q4_K_M (downloaded once
+                            into the cache); repeat for several models, each addressed by
+                            its file name (or owner/repo:QUANT) [LLMATIC_MODEL, several
+                            separated by ','].  Default: the .gguf files in ./models
+      --max-loaded N        models kept loaded at once; others load on their first request
+                            and the least recently used idle model is unloaded to make room
+                            (default: all) [LLMATIC_MAX_LOADED]
       --host HOST           address to listen on (default 127.0.0.1) [LLMATIC_HOST]
       --port PORT           port (default 3000) [LLMATIC_PORT]
   -c, --ctx-size N          context tokens per model, shared by its slots (default 8192)
@@ -108,6 +118,8 @@ function fromFile(path: string): Partial<ServerConfig> {
   const o = raw as Record<string, unknown>;
   const dir = dirname(resolve(path));
   const rel = (p: string) => (isAbsolute(p) ? p : resolve(dir, p));
+  // file paths are relative to the config file; hub references stay as written
+  const relRef = (p: string) => (parseModelRef(p).kind === "hf" ? p : rel(p));
   const num = (k: string, v: unknown): number => {
     if (typeof v !== "number" || !Number.isFinite(v)) throw new ConfigError(`${path}: "${k}" must be a number`);
     return v;
@@ -122,11 +134,14 @@ function fromFile(path: string): Partial<ServerConfig> {
     switch (k) {
       case "modelPath":
       case "model":
-        out.models = [rel(str(k, v))];
+        out.models = [relRef(str(k, v))];
         break;
       case "models":
         if (!Array.isArray(v)) throw new ConfigError(`${path}: "models" must be an array of paths`);
-        out.models = v.map((p) => rel(str(k, p)));
+        out.models = v.map((p) => relRef(str(k, p)));
+        break;
+      case "maxLoaded":
+        out.maxLoaded = num(k, v);
         break;
       case "host":
         out.host = str(k, v);
@@ -230,6 +245,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
       allowPositionals: false,
       options: {
         model: { type: "string", short: "m", multiple: true },
+        "max-loaded": { type: "string" },
         host: { type: "string" },
         port: { type: "string" },
         "ctx-size": { type: "string", short: "c" },
@@ -260,7 +276,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   const pick = <T>(cli: T | undefined, envv: T | undefined, fileV: T | undefined, def: T): T =>
     cli ?? envv ?? fileV ?? def;
   const cliModels = v.model as string[] | undefined;
-  const envModels = env.LLMATIC_MODEL ? env.LLMATIC_MODEL.split(":").filter(Boolean) : undefined;
+  const envModels = env.LLMATIC_MODEL ? env.LLMATIC_MODEL.split(",").filter(Boolean) : undefined;
 
   const config: ServerConfig = {
     host: pick(s("host"), env.LLMATIC_HOST, file.host, DEFAULTS.host),
@@ -270,7 +286,13 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
       file.port,
       DEFAULTS.port,
     ),
-    models: (cliModels ?? envModels ?? file.models ?? DEFAULTS.models).map((p) => resolve(p)),
+    models: cliModels ?? envModels ?? file.models ?? DEFAULTS.models,
+    maxLoaded: pick(
+      intOf("--max-loaded", s("max-loaded"), 1),
+      intOf("LLMATIC_MAX_LOADED", env.LLMATIC_MAX_LOADED, 1),
+      file.maxLoaded,
+      DEFAULTS.maxLoaded,
+    ),
     ctxSize: pick(
       intOf("--ctx-size", s("ctx-size"), 64),
       intOf("LLMATIC_CTX_SIZE", env.LLMATIC_CTX_SIZE, 64),

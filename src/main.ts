@@ -2,17 +2,23 @@
 // llmatic's command line: `bun run serve -- [options]` (see --help).
 import { ConfigError, HELP, loadConfig } from "./config";
 import { log } from "./log";
-import { handleSignals, startServer } from "./server";
+import { HubError } from "./models/hub";
+import { handleSignals, pull, startServer } from "./server";
 
 try {
-  const { help, config } = loadConfig(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  if (argv[0] === "pull") {
+    await pull(argv.slice(1).filter((a) => a !== "--"));
+    process.exit(0);
+  }
+  const { help, config } = loadConfig(argv);
   if (help) {
     process.stdout.write(HELP);
     process.exit(0);
   }
   handleSignals(await startServer(config));
 } catch (e) {
-  if (e instanceof ConfigError) {
+  if (e instanceof ConfigError || e instanceof HubError) {
     process.stderr.write(`llmatic: ${e.message}\n`);
     process.exit(2);
   }

@@ -1,46 +1,88 @@
-// The models a server knows, by id, and the engine of each once it is loaded.
-// Requests ask the registry for an engine: unknown ids are 404, models still
-// loading are 503 with Retry-After, failed loads are 500 saying why.
+// The models a server knows, by id, and the engine of each while it is loaded.
+// A request acquires a model: loaded ones are used at once; the first request
+// for an unloaded one loads it and later ones wait for that load. With
+// maxLoaded, the least recently used idle model is unloaded to make room; a
+// model with requests in flight is never unloaded, so loading and unloading
+// never disturb running streams.
 import type { Engine } from "./engine/engine";
 import type { EngineStats, ModelInfo } from "./engine/types";
 import { ApiError } from "./http/errors";
+import type { ModelRef } from "./models/hub";
 
-export type ModelState = "pending" | "loading" | "ready" | "failed";
+export type ModelState = "unloaded" | "loading" | "ready" | "failed";
 
 export interface ModelEntry {
   id: string;
-  path: string;
+  /** where the model comes from: a file, or a hub reference downloaded on first load */
+  source: ModelRef;
   state: ModelState;
   engine: Engine | null;
   error: string | null;
   /** 0..1 while loading */
   progress: number;
   createdAt: number;
+  /** requests using the engine right now */
+  active: number;
+  lastUsed: number;
+  loading: Promise<Engine> | null;
 }
 
 export type EngineFactory = (entry: ModelEntry, onProgress: (fraction: number) => void) => Promise<Engine>;
 
+export interface Lease {
+  engine: Engine;
+  /** idempotent */
+  release: () => void;
+}
+
+export interface RegistryOptions {
+  /** models loaded at once (Infinity: no limit) */
+  maxLoaded?: number;
+  /** how long a request waits for its model to load (or for room to load it) before a 503 */
+  waitMs?: number;
+  onEvent?: (e: ModelEntry, what: "loading" | "progress" | "ready" | "failed" | "unloaded") => void;
+}
+
 export class ModelRegistry {
   private readonly entries = new Map<string, ModelEntry>();
+  private clock = 0;
+  /** wakes requests waiting for a model to become idle (so it can be unloaded) */
+  private released: (() => void)[] = [];
+  readonly maxLoaded: number;
+  private readonly waitMs: number;
 
   constructor(
-    models: { id: string; path: string }[],
+    models: { id: string; source: ModelRef }[],
     private readonly factory: EngineFactory,
+    private readonly opts: RegistryOptions = {},
   ) {
+    this.maxLoaded = opts.maxLoaded ?? Number.POSITIVE_INFINITY;
+    this.waitMs = opts.waitMs ?? 300_000;
     const created = Math.floor(Date.now() / 1000);
     for (const m of models) {
-      if (this.entries.has(m.id)) throw new Error(`two models have the id "${m.id}" (${m.path})`);
-      this.entries.set(m.id, { ...m, state: "pending", engine: null, error: null, progress: 0, createdAt: created });
+      if (this.entries.has(m.id)) throw new Error(`two models have the id "${m.id}"`);
+      this.entries.set(m.id, {
+        ...m,
+        state: "unloaded",
+        engine: null,
+        error: null,
+        progress: 0,
+        createdAt: created,
+        active: 0,
+        lastUsed: 0,
+        loading: null,
+      });
     }
   }
 
   /** A registry over engines that are already running (tests, embedding). */
-  static of(engines: Engine[]): ModelRegistry {
+  static of(engines: Engine[], opts: RegistryOptions = {}): ModelRegistry {
     const r = new ModelRegistry(
-      engines.map((e) => ({ id: e.info.id, path: e.info.path })),
+      engines.map((e) => ({ id: e.info.id, source: { kind: "path", path: e.info.path } })),
       async () => {
         throw new Error("static registry");
       },
+      opts,
     );
     for (const e of engines) {
       const entry = r.entries.get(e.info.id) as ModelEntry;
@@ -57,58 +99,149 @@ export class ModelRegistry {
     return this.entries.get(id) ?? this.entries.get(id.replace(/\.gguf$/i, ""));
   }
 
-  /** The engine serving `id`, or the OpenAI error a client should see. */
-  engine(id: string, param = "model"): Engine {
+  private known(id: string, param: string): ModelEntry {
     const e = this.entry(id);
     if (!e) {
+      const ids = this.list().map((m) => m.id);
       throw ApiError.notFound(
-        `The model '${id}' does not exist. Available models: ${
-          this.list()
-            .map((m) => m.id)
-            .join(", ") || "none"
-        }`,
+        `The model '${id}' does not exist. Available models: ${ids.join(", ") || "none"}`,
         param,
         "model_not_found",
       );
     }
-    if (e.state === "ready" && e.engine) return e.engine;
-    if (e.state === "failed")
-      throw new ApiError(500, `The model '${e.id}' failed to load: ${e.error}`, "server_error", "model_load_failed");
-    throw ApiError.unavailable(
-      `The model '${e.id}' is loading (${Math.round(e.progress * 100)}%), try again shortly`,
-      "model_loading",
-      2,
+    return e;
+  }
+
+  /** The engine of `id` for one request; loads the model first when needed. Release when done. */
+  async acquire(id: string, signal?: AbortSignal, param = "model"): Promise<Lease> {
+    const e = this.known(id, param);
+    const deadline = Date.now() + this.waitMs;
+    while (!(e.state === "ready" && e.engine)) {
+      if (signal?.aborted) throw new ApiError(499, "the client went away", "invalid_request_error", "cancelled");
+      if (e.state === "unloaded" || e.state === "failed") {
+        // make room first; a model busy with requests is never unloaded
+        if (!(await this.makeRoom(e, deadline, signal))) {
+          throw ApiError.unavailable(
+            `The model '${e.id}' cannot be loaded yet: ${this.loadedCount()} models are loaded (--max-loaded ${this.maxLoaded}) and all are busy; try again shortly`,
+            "model_loading",
+            5,
+          );
+        }
+        if (e.state === "unloaded" || e.state === "failed") void this.load(e).catch(() => {});
+      }
+      if (e.state === "loading" && e.loading) {
+        const left = deadline - Date.now();
+        const done = await Promise.race([
+          e.loading.then(
+            () => "ready",
+            () => "failed",
+          ),
+          Bun.sleep(Math.max(0, left)).then(() => "timeout"),
+        ]);
+        if (done === "failed") {
+          throw new ApiError(
+            500,
+            `The model '${e.id}' failed to load: ${e.error}`,
+            "server_error",
+            "model_load_failed",
+          );
+        }
+        if (done === "timeout") {
+          throw ApiError.unavailable(
+            `The model '${e.id}' is loading (${Math.round(e.progress * 100)}%), try again shortly`,
+            "model_loading",
+            2,
+          );
+        }
+      }
+    }
+    const engine = e.engine as Engine;
+    e.active++;
+    e.lastUsed = ++this.clock;
+    let released = false;
+    return {
+      engine,
+      release: () => {
+        if (released) return;
+        released = true;
+        e.active--;
+        e.lastUsed = ++this.clock;
+        for (const wake of this.released.splice(0)) wake();
+      },
+    };
+  }
+
+  private loadedCount(): number {
+    return this.list().filter((m) => m.state === "ready" || m.state === "loading").length;
+  }
+
+  /** Unloads least recently used idle models until `e` fits; waits for one to become idle when none is. */
+  private async makeRoom(e: ModelEntry, deadline: number, signal?: AbortSignal): Promise<boolean> {
+    // another request may have started loading `e` while this one waited: it needs no more room
+    while (e.state !== "loading" && e.state !== "ready" && this.loadedCount() >= this.maxLoaded) {
+      const idle = this.list()
+        .filter((m) => m !== e && m.state === "ready" && m.active === 0 && (m.engine?.stats().slotsBusy ?? 0) === 0)
+        .sort((a, b) => a.lastUsed - b.lastUsed)[0];
+      if (idle) {
+        await this.unload(idle);
+        continue;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0 || signal?.aborted) return false;
+      await Promise.race([new Promise<void>((r) => this.released.push(r)), Bun.sleep(Math.min(left, 1000))]);
+    }
+    return true;
+  }
+
+  private load(e: ModelEntry): Promise<Engine> {
+    if (e.loading) return e.loading;
+    e.state = "loading";
+    e.progress = 0;
+    e.error = null;
+    this.opts.onEvent?.(e, "loading");
+    e.loading = this.factory(e, (p) => {
+      e.progress = p;
+      this.opts.onEvent?.(e, "progress");
+    }).then(
+      (engine) => {
+        e.engine = engine;
+        e.state = "ready";
+        e.progress = 1;
+        e.loading = null;
+        this.opts.onEvent?.(e, "ready");
+        return engine;
+      },
+      (err) => {
+        e.state = "failed";
+        e.error = err instanceof Error ? err.message : String(err);
+        e.loading = null;
+        this.opts.onEvent?.(e, "failed");
+        throw err;
+      },
     );
+    return e.loading;
+  }
+
+  private async unload(e: ModelEntry): Promise<void> {
+    const engine = e.engine;
+    e.engine = null;
+    e.state = "unloaded";
+    e.progress = 0;
+    this.opts.onEvent?.(e, "unloaded");
+    await engine?.close();
+  }
+
+  /** Loads models in order until maxLoaded are loaded (server start); failures are recorded. */
+  async preload(): Promise<void> {
+    for (const e of this.list()) {
+      if (this.loadedCount() >= this.maxLoaded) break;
+      if (e.state === "unloaded") await this.load(e).catch(() => {});
+    }
   }
 
   /** Model metadata for listing: the engine's when loaded, else what the registry knows. */
   info(e: ModelEntry): Pick<ModelInfo, "id" | "createdAt"> {
-    return e.engine?.info ?? { id: e.id, createdAt: e.createdAt };
-  }
-
-  get ready(): boolean {
-    return this.list().every((e) => e.state === "ready");
-  }
-
-  /** Loads every model, one after the other; failures are recorded, not thrown. */
-  async loadAll(onEvent: (e: ModelEntry) => void = () => {}): Promise<void> {
-    for (const e of this.entries.values()) {
-      if (e.state !== "pending") continue;
-      e.state = "loading";
-      onEvent(e);
-      try {
-        e.engine = await this.factory(e, (p) => {
-          e.progress = p;
-          onEvent(e);
-        });
-        e.state = "ready";
-        e.progress = 1;
-      } catch (err) {
-        e.state = "failed";
-        e.error = err instanceof Error ? err.message : String(err);
-      }
-      onEvent(e);
-    }
+    return { id: e.id, createdAt: e.engine?.info.createdAt ?? e.createdAt };
   }
 
   stats(): { id: string; state: ModelState; stats: EngineStats | null }[] {
@@ -118,9 +251,10 @@ export class ModelRegistry {
   async closeAll(): Promise<void> {
     await Promise.all(
       this.list().map(async (e) => {
+        if (e.loading) await e.loading.catch(() => {});
         const engine = e.engine;
         e.engine = null;
-        e.state = "pending";
+        e.state = "unloaded";
         await engine?.close();
       }),
     );

@@ -1,12 +1,15 @@
-// Starts llmatic: resolves the models, listens, loads the models (503 "loading"
-// meanwhile), prints the URL, and shuts down cleanly on SIGINT/SIGTERM.
+// Starts llmatic: resolves the models (files, directories, hub references),
+// listens, loads the models (hub ones are downloaded first; a request for a
+// model still loading waits for it), prints the URL, and shuts down cleanly on
+// SIGINT/SIGTERM.
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { createApp } from "./app";
-import { expandModelPaths, modelIdOf, type ServerConfig } from "./config";
+import { ConfigError, expandModelPaths, modelIdOf, type ServerConfig } from "./config";
 import { embedded } from "./embedded";
 import { LlamaEngine } from "./engine/client";
 import { log } from "./log";
+import { type ModelRef, parseModelRef, resolveHubRef, stderrProgress } from "./models/hub";
 import { ensureTinyModel } from "./models/synthetic";
 import { ModelRegistry } from "./registry";
 
@@ -16,15 +19,28 @@ export interface RunningServer {
   stop: () => Promise<void>;
 }
 
-async function resolveModels(config: ServerConfig): Promise<{ id: string; path: string }[]> {
-  let paths: string[];
-  if (config.models.length > 0) {
-    paths = expandModelPaths(config.models);
-    if (paths.length === 0) throw new Error(`no .gguf files in ${config.models.join(", ")}`);
-  } else {
+/** The id clients use: a file's name without .gguf; a quantization reference as written (owner/repo:QUANT). */
+function idOf(ref: ModelRef): string {
+  if (ref.kind === "path") return modelIdOf(ref.path);
+  return ref.file ? modelIdOf(basename(ref.file)) : `${ref.repo}:${(ref.quant ?? "").toUpperCase()}`;
+}
+
+async function resolveModels(config: ServerConfig): Promise<{ id: string; source: ModelRef }[]> {
+  const sources: ModelRef[] = [];
+  for (const text of config.models) {
+    const ref = parseModelRef(text);
+    if (ref.kind === "hf") sources.push(ref);
+    else {
+      const files = expandModelPaths([resolve(ref.path)]);
+      if (files.length === 0) throw new ConfigError(`no .gguf files in ${ref.path}`);
+      sources.push(...files.map((path): ModelRef => ({ kind: "path", path })));
+    }
+  }
+  if (config.models.length === 0) {
     const dir = resolve("models");
-    paths = existsSync(dir) ? expandModelPaths([dir]) : [];
-    if (paths.length === 0) {
+    const files = existsSync(dir) ? expandModelPaths([dir]) : [];
+    sources.push(...files.map((path): ModelRef => ({ kind: "path", path })));
+    if (sources.length === 0) {
       const demo = await ensureTinyModel((s) => log.info(s));
       log.warn("=".repeat(78));
       log.warn("No model given and no .gguf file in ./models: serving llmatic's tiny DEMO model.");
@@ -33,35 +49,75 @@ async function resolveModels(config: ServerConfig): Promise<{ id: string; path: 
         `  ${embedded() ? "llmatic" : "bun run serve --"} --model /path/to/model.gguf   (or put .gguf files in ./models)`,
       );
       log.warn("=".repeat(78));
-      paths = [demo];
+      sources.push({ kind: "path", path: demo });
     }
   }
-  return paths.map((path) => ({ id: modelIdOf(path), path }));
+  return sources.map((source) => ({ id: idOf(source), source }));
+}
+
+/** `llmatic pull REF...`: downloads hub models into the cache without serving. */
+export async function pull(refs: string[]): Promise<void> {
+  if (refs.length === 0)
+    throw new ConfigError("pull needs a model reference, e.g. pull Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M");
+  for (const text of refs) {
+    const ref = parseModelRef(text.startsWith("hf:") || !existsSync(text) ? text : `hf:${text}`);
+    if (ref.kind !== "hf") throw new ConfigError(`${text} is a local path, not a hub reference`);
+    const path = await resolveHubRef(ref, stderrProgress("[pull]"));
+    process.stdout.write(`${path}\n`);
+  }
 }
 
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const models = await resolveModels(config);
   let chatTemplate: string | undefined;
   if (config.chatTemplateFile) chatTemplate = await Bun.file(config.chatTemplateFile).text();
-  const registry = new ModelRegistry(models, (entry, onProgress) =>
-    LlamaEngine.start(
-      {
-        modelPath: entry.path,
-        libPath: process.env.LLMATIC_LIB,
-        id: entry.id,
-        nCtx: config.ctxSize,
-        nThreads: config.threads,
-        nThreadsBatch: config.threadsBatch,
-        parallel: config.parallel,
-        queueSize: config.queueSize,
-        niceness: 5,
-        repack: !config.deterministic,
-        nBatch: config.batchSize,
-        nGpuLayers: config.nGpuLayers,
-        chatTemplate,
+  const lastPct = new Map<string, number>();
+  const registry = new ModelRegistry(
+    models,
+    async (entry, onProgress) => {
+      const path =
+        entry.source.kind === "hf"
+          ? await resolveHubRef(entry.source, stderrProgress(`[download ${entry.id}]`))
+          : entry.source.path;
+      return LlamaEngine.start(
+        {
+          modelPath: path,
+          libPath: process.env.LLMATIC_LIB,
+          id: entry.id,
+          nCtx: config.ctxSize,
+          nThreads: config.threads,
+          nThreadsBatch: config.threadsBatch,
+          parallel: config.parallel,
+          queueSize: config.queueSize,
+          niceness: 5,
+          repack: !config.deterministic,
+          nBatch: config.batchSize,
+          nGpuLayers: config.nGpuLayers,
+          chatTemplate,
+        },
+        onProgress,
+      );
+    },
+    {
+      maxLoaded: config.maxLoaded,
+      onEvent: (e, what) => {
+        if (what === "loading" || what === "progress") {
+          const pct = Math.floor(e.progress * 4) * 25;
+          if (lastPct.get(e.id) === pct) return;
+          lastPct.set(e.id, pct);
+          log.info(`loading ${e.id}: ${pct}%`);
+          return;
+        }
+        lastPct.delete(e.id);
+        if (what === "ready") {
+          const i = e.engine?.info;
+          log.info(
+            `ready: ${e.id} (${i?.description}, context ${i?.nCtx} = ${i?.parallel} slots x ${i?.nCtxSlot}, ${config.threads} threads)`,
+          );
+        } else if (what === "failed") log.error(`failed to load ${e.id}: ${e.error}`);
+        else if (what === "unloaded") log.info(`unloaded ${e.id} (least recently used, to make room)`);
       },
-      onProgress,
-    ),
+    },
   );
   const app = createApp(registry, config).listen({
     hostname: config.host,
@@ -74,24 +130,10 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
   log.info(`llmatic listening on ${url} (models load now; /health says when they are ready)`);
 
-  let lastPct = new Map<string, number>();
-  await registry.loadAll((e) => {
-    if (e.state === "loading") {
-      const pct = Math.floor(e.progress * 4) * 25;
-      if (lastPct.get(e.id) !== pct) {
-        lastPct.set(e.id, pct);
-        log.info(`loading ${e.id}: ${pct}%`);
-      }
-    } else if (e.state === "ready") {
-      const i = e.engine?.info;
-      log.info(
-        `ready: ${e.id} (${i?.description}, context ${i?.nCtx} = ${i?.parallel} slots x ${i?.nCtxSlot}, ${config.threads} threads)`,
-      );
-    } else if (e.state === "failed") log.error(`failed to load ${e.id}: ${e.error}`);
-  });
-  lastPct = new Map();
-  const ready = registry.list().filter((e) => e.state === "ready");
-  if (ready.length === 0) log.error("no model could be loaded: every request will fail (see the errors above)");
+  await registry.preload();
+  const failed = registry.list().filter((e) => e.state === "failed");
+  if (failed.length === registry.list().length)
+    log.error("no model could be loaded: every request will fail (see the errors above)");
   log.info(`llmatic ready on ${url}/v1 (docs: ${url}/docs)`);
 
   let stopping: Promise<void> | null = null;

@@ -88,8 +88,14 @@ describe("models and engines", () => {
   });
 
   test("a model that is still loading answers 503 with Retry-After", async () => {
-    const registry = new ModelRegistry([{ id: "slow", path: "/x/slow.gguf" }], () => new Promise(() => {}));
-    void registry.loadAll();
+    const registry = new ModelRegistry(
+      [{ id: "slow", source: { kind: "path", path: "/x/slow.gguf" } }],
+      () => new Promise(() => {}),
+      {
+        waitMs: 50,
+      },
+    );
+    void registry.preload();
     app = makeApp({}, registry);
     const res = await call("POST", "/v1/chat/completions", {
       model: "slow",

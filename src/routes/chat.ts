@@ -28,7 +28,7 @@ type End = Extract<GenerateEvent, { type: "end" }>;
 
 const madeCalls = (e: End) => (e.message?.toolCalls.length ?? 0) > 0;
 
-async function* stream(m: ResponseMeta, plan: ChatPlan, g: Generation) {
+async function* stream(m: ResponseMeta, plan: ChatPlan, g: Generation, release: () => void) {
   try {
     // clients read the role from the first delta of each choice
     for (let c = 0; c < plan.n; c++) yield frame(chatChunk(m, c, { role: "assistant", content: "" }, null));
@@ -55,6 +55,7 @@ async function* stream(m: ResponseMeta, plan: ChatPlan, g: Generation) {
     yield errorFrame(e);
   } finally {
     g.abort();
+    release();
   }
 }
 
@@ -89,17 +90,27 @@ export const chatRoutes = (svc: Services) =>
     .post(
       "/chat/completions",
       async ({ body, registry, config, metrics, request, server }) => {
-        const engine = registry.engine(body.model);
-        const plan = chatPlan(body, config.sampling, engine.info);
-        const m = meta("chatcmpl", engine.info);
-        // generation can be silent for longer than the idle timeout (long prompts, non-streamed answers)
+        // generation (and loading the model) can be silent for longer than the idle timeout
         keepOpen(server, request);
-        const g = await begin(engine, [plan.request], request.signal, metrics);
-        if (plan.stream) return stream(m, plan, g);
-        const [events = []] = await drain(g, 1);
-        const r = choices(plan, events);
-        const start = g.starts[0];
-        return chatObject(m, r.choices, usage(start?.promptTokens ?? 0, r.completion, start?.cachedTokens));
+        const lease = await registry.acquire(body.model, request.signal);
+        let streaming = false;
+        try {
+          const engine = lease.engine;
+          const plan = chatPlan(body, config.sampling, engine.info);
+          const m = meta("chatcmpl", engine.info);
+          const g = await begin(engine, [plan.request], request.signal, metrics);
+          if (plan.stream) {
+            streaming = true;
+            return stream(m, plan, g, lease.release);
+          }
+          const [events = []] = await drain(g, 1);
+          const r = choices(plan, events);
+          const start = g.starts[0];
+          return chatObject(m, r.choices, usage(start?.promptTokens ?? 0, r.completion, start?.cachedTokens));
+        } finally {
+          // a stream releases the model when it ends
+          if (!streaming) lease.release();
+        }
       },
       {
         body: "ChatCompletionRequest",

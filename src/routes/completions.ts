@@ -49,7 +49,13 @@ class ChoiceLogprobs {
   }
 }
 
-async function* stream(m: ResponseMeta, plan: CompletionPlan, g: Generation, echo: string[] | null) {
+async function* stream(
+  m: ResponseMeta,
+  plan: CompletionPlan,
+  g: Generation,
+  echo: string[] | null,
+  release: () => void,
+) {
   const lps = new ChoiceLogprobs(plan);
   const index = (p: number, c: number) => p * plan.n + c;
   try {
@@ -105,6 +111,7 @@ async function* stream(m: ResponseMeta, plan: CompletionPlan, g: Generation, ech
     yield errorFrame(e);
   } finally {
     g.abort();
+    release();
   }
 }
 
@@ -152,18 +159,28 @@ export const completionRoutes = (svc: Services) =>
     .post(
       "/completions",
       async ({ body, registry, config, metrics, request, server }) => {
-        const engine = registry.engine(body.model);
-        const plan = completionPlan(body, config.sampling, engine.info);
-        const m = meta("cmpl", engine.info);
-        // generation can be silent for longer than the idle timeout (long prompts, non-streamed answers)
+        // generation (and loading the model) can be silent for longer than the idle timeout
         keepOpen(server, request);
-        const g = await begin(engine, plan.requests, request.signal, metrics);
-        const echo = plan.echo ? await echoTexts(engine, plan.requests) : null;
-        if (plan.stream) return stream(m, plan, g, echo);
-        const events = await drain(g, plan.requests.length);
-        const r = choices(plan, events, echo);
-        const prompt = g.starts.reduce((a, s) => a + s.promptTokens, 0);
-        return completionObject(m, r.choices, usage(prompt, r.completion));
+        const lease = await registry.acquire(body.model, request.signal);
+        let streaming = false;
+        try {
+          const engine = lease.engine;
+          const plan = completionPlan(body, config.sampling, engine.info);
+          const m = meta("cmpl", engine.info);
+          const g = await begin(engine, plan.requests, request.signal, metrics);
+          const echo = plan.echo ? await echoTexts(engine, plan.requests) : null;
+          if (plan.stream) {
+            streaming = true;
+            return stream(m, plan, g, echo, lease.release);
+          }
+          const events = await drain(g, plan.requests.length);
+          const r = choices(plan, events, echo);
+          const prompt = g.starts.reduce((a, s) => a + s.promptTokens, 0);
+          return completionObject(m, r.choices, usage(prompt, r.completion));
+        } finally {
+          // a stream releases the model when it ends
+          if (!streaming) lease.release();
+        }
       },
       {
         body: "CompletionRequest",

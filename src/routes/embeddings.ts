@@ -11,12 +11,18 @@ export const embeddingRoutes = (svc: Services) =>
     .use(openaiModels)
     .post(
       "/embeddings",
-      async ({ body, registry }) => {
-        const engine = registry.engine(body.model);
-        const inputs = embeddingInputs(body, engine.info);
-        const r = await engine.embed(inputs).catch((e) => {
-          throw toApiError(e);
-        });
+      async ({ body, registry, request }) => {
+        const lease = await registry.acquire(body.model, request.signal);
+        let r: Awaited<ReturnType<typeof lease.engine.embed>>;
+        const engine = lease.engine;
+        try {
+          const inputs = embeddingInputs(body, engine.info);
+          r = await engine.embed(inputs).catch((e) => {
+            throw toApiError(e);
+          });
+        } finally {
+          lease.release();
+        }
         const base64 = body.encoding_format === "base64";
         return {
           object: "list" as const,

@@ -19,7 +19,8 @@ export const healthRoutes = (svc: Services) =>
             ...(s ? { slots_busy: s.slotsBusy, slots_idle: s.slotsTotal - s.slotsBusy, queued: s.queued } : {}),
           };
         });
-        const loading = models.some((m) => m.state === "pending" || m.state === "loading");
+        // unloaded models load on demand: only a model loading right now makes the server "loading"
+        const loading = models.some((m) => m.state === "loading");
         if (loading) set.status = 503;
         return { status: loading ? "loading" : "ok", models };
       },

@@ -1,0 +1,229 @@
+// Models from the hub, against a local HTTP server that speaks the parts of the
+// Hugging Face protocol llmatic uses (no internet here): listing, x-linked-size
+// and x-linked-etag (sha256), Range requests; plus interrupted and corrupt
+// transfers.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import OpenAI from "openai";
+import { parseModelRef, pickQuantFile } from "../src/models/hub";
+import { TINY_MODEL_PATH } from "../src/models/synthetic";
+import { type ServerProcess, startServerProcess } from "./server-process";
+
+const ROOT = join(import.meta.dir, "..");
+const model = readFileSync(TINY_MODEL_PATH);
+const sha = createHash("sha256").update(model).digest("hex");
+const FILES = ["tiny-Q4_K_M.gguf", "tiny-Q8_0.gguf", "README.md"];
+
+/** What the fake hub does with the next downloads. */
+const hub = {
+  mode: "ok" as "ok" | "cut-once" | "corrupt",
+  cutAt: 4_000_000,
+  ranges: [] as (string | null)[],
+  gets: 0,
+};
+
+let server: ReturnType<typeof Bun.serve>;
+let endpoint: string;
+
+beforeAll(() => {
+  server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch(req) {
+      const url = new URL(req.url);
+      if (url.pathname === "/api/models/acme/tiny-GGUF") {
+        return Response.json({ id: "acme/tiny-GGUF", siblings: FILES.map((rfilename) => ({ rfilename })) });
+      }
+      const m = /^\/acme\/tiny-GGUF\/resolve\/main\/(.+)$/.exec(url.pathname);
+      if (!m || !FILES.includes(decodeURIComponent(m[1] as string))) return new Response("not found", { status: 404 });
+      const headers = {
+        "accept-ranges": "bytes",
+        "x-linked-size": String(model.length),
+        "x-linked-etag": `"${sha}"`,
+        "content-type": "application/octet-stream",
+      };
+      if (req.method === "HEAD")
+        return new Response(null, { headers: { ...headers, "content-length": String(model.length) } });
+      hub.gets++;
+      const range = req.headers.get("range");
+      hub.ranges.push(range);
+      let body: Uint8Array = model;
+      if (hub.mode === "corrupt") {
+        body = Uint8Array.from(model);
+        body[body.length - 100] = (body[body.length - 100] as number) ^ 0xff;
+      }
+      let start = 0;
+      if (range) start = Number(/bytes=(\d+)-/.exec(range)?.[1] ?? 0);
+      const slice = body.subarray(start);
+      const status = range ? 206 : 200;
+      const rangeHeaders = range ? { "content-range": `bytes ${start}-${model.length - 1}/${model.length}` } : {};
+      if (hub.mode === "cut-once") {
+        hub.mode = "ok";
+        // send part of the file, then drop the connection
+        const part = slice.subarray(0, hub.cutAt);
+        const stream = new ReadableStream({
+          async pull(controller) {
+            controller.enqueue(part);
+            await Bun.sleep(50);
+            // ends the body short of its content-length: the client sees a cut transfer
+            controller.close();
+          },
+        });
+        return new Response(stream, {
+          status,
+          headers: { ...headers, ...rangeHeaders, "content-length": String(slice.length) },
+        });
+      }
+      return new Response(slice, { status, headers: { ...headers, ...rangeHeaders } });
+    },
+  });
+  endpoint = `http://127.0.0.1:${server.port}`;
+});
+
+afterAll(() => {
+  server?.stop(true);
+});
+
+function freshCache(): string {
+  return mkdtempSync(join(tmpdir(), "llmatic-hub-"));
+}
+
+/** `llmatic pull` in a child process (async: the fake hub lives in this process). */
+async function pull(cache: string, ref: string, hfEndpoint = endpoint) {
+  const p = Bun.spawn([process.execPath, join(ROOT, "src", "main.ts"), "pull", ref], {
+    env: { ...process.env, LLMATIC_CACHE: cache, HF_ENDPOINT: hfEndpoint },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, out: out.trim(), err };
+}
+
+describe("model references", () => {
+  test("parsing", () => {
+    expect(parseModelRef("hf:acme/tiny-GGUF/tiny-Q8_0.gguf")).toMatchObject({
+      kind: "hf",
+      repo: "acme/tiny-GGUF",
+      file: "tiny-Q8_0.gguf",
+    });
+    expect(parseModelRef("acme/tiny-GGUF:q8_0")).toMatchObject({
+      kind: "hf",
+      repo: "acme/tiny-GGUF",
+      file: null,
+      quant: "q8_0",
+    });
+    expect(parseModelRef("acme/tiny-GGUF")).toMatchObject({ kind: "hf", quant: "Q4_K_M" });
+    expect(parseModelRef("./models/x.gguf")).toEqual({ kind: "path", path: "./models/x.gguf" });
+    expect(parseModelRef(TINY_MODEL_PATH)).toEqual({ kind: "path", path: TINY_MODEL_PATH });
+  });
+
+  test("a quantization picks its file (the first part of a split model)", () => {
+    const files = [
+      "a-Q4_K_M.gguf",
+      "a-Q8_0.gguf",
+      "big-Q4_K_M-00002-of-00003.gguf",
+      "big-Q4_K_M-00001-of-00003.gguf",
+      "mmproj-Q8_0.gguf",
+    ];
+    expect(pickQuantFile(files, "Q8_0")).toBe("a-Q8_0.gguf");
+    expect(pickQuantFile(files.slice(2), "Q4_K_M")).toBe("big-Q4_K_M-00001-of-00003.gguf");
+    expect(pickQuantFile(files, "IQ2_XS")).toBeNull();
+  });
+});
+
+describe("pull", () => {
+  test("downloads with progress, verifies, lands in the cache, and is reused offline", async () => {
+    const cache = freshCache();
+    hub.ranges = [];
+    const r = await pull(cache, "hf:acme/tiny-GGUF/tiny-Q8_0.gguf");
+    expect(r.code).toBe(0);
+    expect(r.err).toContain("100%");
+    expect(readFileSync(r.out).equals(model)).toBe(true);
+    expect(r.out.startsWith(cache)).toBe(true);
+    expect(readdirSync(join(cache, "models", "hf", "acme", "tiny-GGUF")).filter((f) => f.endsWith(".partial"))).toEqual(
+      [],
+    );
+    // no hub at all now: the cached file is used
+    const offline = await pull(cache, "hf:acme/tiny-GGUF/tiny-Q8_0.gguf", "http://127.0.0.1:9");
+    expect(offline.code).toBe(0);
+    expect(offline.out).toBe(r.out);
+  }, 60_000);
+
+  test("owner/repo:QUANT resolves a file once, then works offline", async () => {
+    const cache = freshCache();
+    const r = await pull(cache, "acme/tiny-GGUF:Q8_0");
+    expect(r.code).toBe(0);
+    expect(r.out.endsWith("tiny-Q8_0.gguf")).toBe(true);
+    const dflt = await pull(cache, "acme/tiny-GGUF");
+    expect(dflt.out.endsWith("tiny-Q4_K_M.gguf")).toBe(true);
+    const offline = await pull(cache, "acme/tiny-GGUF:Q8_0", "http://127.0.0.1:9");
+    expect(offline.code).toBe(0);
+    expect(offline.out).toBe(r.out);
+    const missing = await pull(cache, "acme/tiny-GGUF:IQ1_S");
+    expect(missing.code).not.toBe(0);
+    expect(missing.err).toContain("no IQ1_S");
+  }, 60_000);
+
+  test("an interrupted transfer resumes where it stopped (HTTP Range)", async () => {
+    const cache = freshCache();
+    hub.mode = "cut-once";
+    hub.ranges = [];
+    const r = await pull(cache, "hf:acme/tiny-GGUF/tiny-Q4_K_M.gguf");
+    expect(r.code).toBe(0);
+    expect(readFileSync(r.out).equals(model)).toBe(true);
+    expect(hub.ranges[0]).toBeNull();
+    const resumed = hub.ranges.find((x) => x !== null);
+    expect(resumed).toBeDefined();
+    expect(Number(/bytes=(\d+)-/.exec(resumed as string)?.[1])).toBeGreaterThan(0);
+  }, 60_000);
+
+  test("a partial file left by an earlier run is resumed, not restarted", async () => {
+    const cache = freshCache();
+    const dir = join(cache, "models", "hf", "acme", "tiny-GGUF");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "tiny-Q8_0.gguf.partial"), model.subarray(0, 5_000_000));
+    hub.ranges = [];
+    const r = await pull(cache, "hf:acme/tiny-GGUF/tiny-Q8_0.gguf");
+    expect(r.code).toBe(0);
+    expect(hub.ranges).toEqual(["bytes=5000000-"]);
+    expect(readFileSync(r.out).equals(model)).toBe(true);
+  }, 60_000);
+
+  test("a corrupt download is rejected and nothing lands", async () => {
+    const cache = freshCache();
+    hub.mode = "corrupt";
+    const r = await pull(cache, "hf:acme/tiny-GGUF/tiny-Q8_0.gguf");
+    hub.mode = "ok";
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain("corrupt");
+    expect(r.err).toContain(sha);
+    const dir = join(cache, "models", "hf", "acme", "tiny-GGUF");
+    expect(existsSync(join(dir, "tiny-Q8_0.gguf"))).toBe(false);
+    expect(existsSync(join(dir, "tiny-Q8_0.gguf.partial"))).toBe(false);
+  }, 60_000);
+});
+
+test("the server serves a hub model by its reference", async () => {
+  const cache = freshCache();
+  let s: ServerProcess | null = null;
+  try {
+    s = await startServerProcess(["-m", "acme/tiny-GGUF:Q8_0"], {
+      env: { LLMATIC_CACHE: cache, HF_ENDPOINT: endpoint },
+    });
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "x", maxRetries: 0 });
+    expect((await client.models.list()).data.map((m) => m.id)).toEqual(["acme/tiny-GGUF:Q8_0"]);
+    const r = await client.chat.completions.create({
+      model: "acme/tiny-GGUF:Q8_0",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 3,
+    });
+    expect(r.usage?.completion_tokens).toBe(3);
+    expect(s.output()).toContain("[download acme/tiny-GGUF:Q8_0]");
+  } finally {
+    await s?.stop();
+    rmSync(cache, { recursive: true, force: true });
+  }
+}, 60_000);
