@@ -23,6 +23,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
+import { withDirLock } from "../src/lock";
 import { cacheDir } from "../src/paths";
 
 export const PIN = {
@@ -293,35 +294,36 @@ export async function buildNative(opts: BuildOptions = {}): Promise<{ built: boo
     .slice(0, 12);
   const buildDir = join(cacheDir(), "native", `build-${configId}`);
   mkdirSync(buildDir, { recursive: true });
-  const lock = join(buildDir, ".lock");
-  await acquireLock(lock, opts);
-  try {
-    // the CMake project is configured from a stable copy, so every clone of the
-    // repository shares one build tree (only changed shim files recompile)
-    const projectDir = join(buildDir, "project");
-    syncProject(projectDir);
-    const generator = which("ninja") ? ["-G", "Ninja"] : [];
-    if (!existsSync(join(buildDir, "CMakeCache.txt"))) {
-      log(opts, `configuring (${flags.join(" ")})`);
-    }
-    run(["cmake", ...generator, "-S", projectDir, "-B", buildDir, `-DLLAMA_CPP_DIR=${source.dir}`, ...flags]);
-    const jobs = String(Math.max(1, navigator.hardwareConcurrency || 2));
-    log(opts, `compiling llama.cpp + shim with ${jobs} jobs in ${buildDir} (first build takes several minutes)`);
-    await runWithProgress(
-      ["cmake", "--build", buildDir, "--parallel", jobs, "--target", "llmatic", ...TOOLS],
-      buildDir,
-      opts,
-    );
-    mkdirSync(LIB_DIR, { recursive: true });
-    mkdirSync(BIN_DIR, { recursive: true });
-    installFile(join(buildDir, "libllmatic.so"), LIB_PATH);
-    for (const t of TOOLS) installFile(findBinary(buildDir, t), join(BIN_DIR, t));
-    for (const a of Object.values(ASSETS)) installFile(join(source.dir, a.from), a.to);
-    writeFileSync(join(LIB_DIR, "SOURCE"), `${source.revision}\n${source.dir}\n${flags.join(" ")}\n`);
-    writeFileSync(stampFile, `${key}\n`);
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
+  const waiting = () => log(opts, "waiting for another native build to finish");
+  await withDirLock(
+    join(buildDir, ".lock"),
+    async () => {
+      // the CMake project is configured from a stable copy, so every clone of the
+      // repository shares one build tree (only changed shim files recompile)
+      const projectDir = join(buildDir, "project");
+      syncProject(projectDir);
+      const generator = which("ninja") ? ["-G", "Ninja"] : [];
+      if (!existsSync(join(buildDir, "CMakeCache.txt"))) {
+        log(opts, `configuring (${flags.join(" ")})`);
+      }
+      run(["cmake", ...generator, "-S", projectDir, "-B", buildDir, `-DLLAMA_CPP_DIR=${source.dir}`, ...flags]);
+      const jobs = String(Math.max(1, navigator.hardwareConcurrency || 2));
+      log(opts, `compiling llama.cpp + shim with ${jobs} jobs in ${buildDir} (first build takes several minutes)`);
+      await runWithProgress(
+        ["cmake", "--build", buildDir, "--parallel", jobs, "--target", "llmatic", ...TOOLS],
+        buildDir,
+        opts,
+      );
+      mkdirSync(LIB_DIR, { recursive: true });
+      mkdirSync(BIN_DIR, { recursive: true });
+      installFile(join(buildDir, "libllmatic.so"), LIB_PATH);
+      for (const t of TOOLS) installFile(findBinary(buildDir, t), join(BIN_DIR, t));
+      for (const a of Object.values(ASSETS)) installFile(join(source.dir, a.from), a.to);
+      writeFileSync(join(LIB_DIR, "SOURCE"), `${source.revision}\n${source.dir}\n${flags.join(" ")}\n`);
+      writeFileSync(stampFile, `${key}\n`);
+    },
+    waiting,
+  );
   const seconds = (performance.now() - started) / 1000;
   const size = statSync(LIB_PATH).size;
   log(opts, `done in ${seconds.toFixed(1)}s: ${LIB_PATH} (${(size / 1e6).toFixed(1)} MB)`);
@@ -359,28 +361,6 @@ function findBinary(buildDir: string, name: string): string {
     }
   }
   throw new BuildError(`built ${name} not found under ${buildDir}`);
-}
-
-async function acquireLock(lock: string, opts: BuildOptions): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      mkdirSync(lock);
-      writeFileSync(join(lock, "pid"), String(process.pid));
-      return;
-    } catch {
-      const pid = Number(existsSync(join(lock, "pid")) ? readFileSync(join(lock, "pid"), "utf8") : 0);
-      let alive = false;
-      try {
-        if (pid) alive = process.kill(pid, 0);
-      } catch {}
-      if (!alive && i > 2) {
-        rmSync(lock, { recursive: true, force: true });
-        continue;
-      }
-      if (i % 30 === 0) log(opts, "waiting for another native build to finish");
-      await Bun.sleep(1000);
-    }
-  }
 }
 
 if (import.meta.main) {

@@ -278,63 +278,35 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   const cliModels = v.model as string[] | undefined;
   const envModels = env.LLMATIC_MODEL ? env.LLMATIC_MODEL.split(",").filter(Boolean) : undefined;
 
+  /** An integer option: --flag, then LLMATIC_<FLAG> (when it has one), then the config file, then the default. */
+  const int = <K extends keyof ServerConfig>(
+    flag: string,
+    key: K,
+    min: number,
+    max?: number,
+    hasEnv = true,
+  ): number => {
+    const envName = `LLMATIC_${flag.toUpperCase().replaceAll("-", "_")}`;
+    return pick(
+      intOf(`--${flag}`, s(flag), min, max),
+      hasEnv ? intOf(envName, env[envName], min, max) : undefined,
+      file[key] as number | undefined,
+      DEFAULTS[key] as number,
+    );
+  };
+
   const config: ServerConfig = {
     host: pick(s("host"), env.LLMATIC_HOST, file.host, DEFAULTS.host),
-    port: pick(
-      intOf("--port", s("port"), 0, 65535),
-      intOf("LLMATIC_PORT", env.LLMATIC_PORT, 0, 65535),
-      file.port,
-      DEFAULTS.port,
-    ),
+    port: int("port", "port", 0, 65535),
     models: cliModels ?? envModels ?? file.models ?? DEFAULTS.models,
-    maxLoaded: pick(
-      intOf("--max-loaded", s("max-loaded"), 1),
-      intOf("LLMATIC_MAX_LOADED", env.LLMATIC_MAX_LOADED, 1),
-      file.maxLoaded,
-      DEFAULTS.maxLoaded,
-    ),
-    ctxSize: pick(
-      intOf("--ctx-size", s("ctx-size"), 64),
-      intOf("LLMATIC_CTX_SIZE", env.LLMATIC_CTX_SIZE, 64),
-      file.ctxSize,
-      DEFAULTS.ctxSize,
-    ),
-    threads: pick(
-      intOf("--threads", s("threads"), 0, 1024),
-      intOf("LLMATIC_THREADS", env.LLMATIC_THREADS, 0, 1024),
-      file.threads,
-      DEFAULTS.threads,
-    ),
-    threadsBatch: pick(
-      intOf("--threads-batch", s("threads-batch"), 0, 1024),
-      undefined,
-      undefined,
-      DEFAULTS.threadsBatch,
-    ),
-    parallel: pick(
-      intOf("--parallel", s("parallel"), 1, 256),
-      intOf("LLMATIC_PARALLEL", env.LLMATIC_PARALLEL, 1, 256),
-      file.parallel,
-      DEFAULTS.parallel,
-    ),
-    batchSize: pick(
-      intOf("--batch-size", s("batch-size"), 1),
-      intOf("LLMATIC_BATCH_SIZE", env.LLMATIC_BATCH_SIZE, 1),
-      file.batchSize,
-      DEFAULTS.batchSize,
-    ),
-    queueSize: pick(
-      intOf("--queue", s("queue"), 0),
-      intOf("LLMATIC_QUEUE", env.LLMATIC_QUEUE, 0),
-      file.queueSize,
-      DEFAULTS.queueSize,
-    ),
-    nGpuLayers: pick(
-      intOf("--n-gpu-layers", s("n-gpu-layers"), -1),
-      intOf("LLMATIC_N_GPU_LAYERS", env.LLMATIC_N_GPU_LAYERS, -1),
-      file.nGpuLayers,
-      DEFAULTS.nGpuLayers,
-    ),
+    maxLoaded: int("max-loaded", "maxLoaded", 1),
+    ctxSize: int("ctx-size", "ctxSize", 64),
+    threads: int("threads", "threads", 0, 1024),
+    threadsBatch: int("threads-batch", "threadsBatch", 0, 1024, false),
+    parallel: int("parallel", "parallel", 1, 256),
+    batchSize: int("batch-size", "batchSize", 1),
+    queueSize: int("queue", "queueSize", 0),
+    nGpuLayers: int("n-gpu-layers", "nGpuLayers", -1),
     apiKey: pick(s("api-key"), env.LLMATIC_API_KEY, file.apiKey, DEFAULTS.apiKey) || null,
     maxBodyBytes: DEFAULTS.maxBodyBytes,
     chatTemplateFile: pick(s("chat-template-file"), undefined, file.chatTemplateFile, DEFAULTS.chatTemplateFile),

@@ -16,7 +16,10 @@ try {
     process.stdout.write(HELP);
     process.exit(0);
   }
-  handleSignals(await startServer(config));
+  // signals are handled from the moment the server listens, also while models load
+  const running = await startServer(config);
+  handleSignals(running);
+  await running.ready;
 } catch (e) {
   if (e instanceof ConfigError || e instanceof HubError) {
     process.stderr.write(`llmatic: ${e.message}\n`);

@@ -16,6 +16,8 @@ import { ModelRegistry } from "./registry";
 export interface RunningServer {
   url: string;
   registry: ModelRegistry;
+  /** resolves when the models loaded at start are loaded (or failed) */
+  ready: Promise<void>;
   stop: () => Promise<void>;
 }
 
@@ -130,22 +132,25 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
   log.info(`llmatic listening on ${url} (models load now; /health says when they are ready)`);
 
-  await registry.preload();
-  const failed = registry.list().filter((e) => e.state === "failed");
-  if (failed.length === registry.list().length)
-    log.error("no model could be loaded: every request will fail (see the errors above)");
-  log.info(`llmatic ready on ${url}/v1 (docs: ${url}/docs)`);
+  const ready = registry.preload().then(() => {
+    const failed = registry.list().filter((e) => e.state === "failed");
+    if (failed.length === registry.list().length) {
+      log.error("no model could be loaded: every request will fail (see the errors above)");
+    }
+    log.info(`llmatic ready on ${url}/v1 (docs: ${url}/docs)`);
+  });
 
   let stopping: Promise<void> | null = null;
   const stop = () => {
     stopping ??= (async () => {
       // stop accepting, let in-flight requests finish, then free native memory
       await server.stop(false);
+      await ready;
       await registry.closeAll();
     })();
     return stopping;
   };
-  return { url, registry, stop };
+  return { url, registry, ready, stop };
 }
 
 /** SIGINT/SIGTERM: finish what runs, free native memory, exit. A second signal exits at once. */

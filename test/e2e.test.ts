@@ -183,3 +183,33 @@ describe("with the official openai client", () => {
     expect(server.exitCode()).toBeNull();
   });
 });
+
+test("SIGTERM lets an in-flight stream finish, then exits cleanly", async () => {
+  const s = await startServerProcess(["-m", TINY_MODEL_PATH, "--parallel", "1"]);
+  const res = await fetch(`${s.url}/v1/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: MODEL, prompt: "x", max_tokens: 400, ignore_eos: true, stream: true }),
+  });
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  await reader.read();
+  s.proc.kill("SIGTERM");
+  let text = "";
+  const dec = new TextDecoder();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += dec.decode(value);
+  }
+  expect(text).toContain('"finish_reason":"length"');
+  expect(text.trimEnd().endsWith("data: [DONE]")).toBe(true);
+  expect(await s.proc.exited).toBe(0);
+  expect(s.output()).toContain("SIGTERM: finishing in-flight requests");
+  // new connections are refused once it stops
+  expect(
+    await fetch(`${s.url}/health`).then(
+      () => "open",
+      () => "closed",
+    ),
+  ).toBe("closed");
+}, 60_000);

@@ -18,6 +18,7 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
+import { withDirLock } from "../lock";
 import { cacheDir } from "../paths";
 
 export type ModelRef =
@@ -171,9 +172,8 @@ export async function downloadFile(repo: string, file: string, onProgress?: Prog
   const metaPath = `${dest}.json`;
   if (existsSync(dest) && existsSync(metaPath)) return dest;
   mkdirSync(dirname(dest), { recursive: true });
-  const lock = `${dest}.lock`;
-  await acquire(lock);
-  try {
+  // two processes pulling the same file: the second waits, then finds it landed
+  return withDirLock(`${dest}.lock`, async () => {
     if (existsSync(dest) && existsSync(metaPath)) return dest;
     const url = `${endpoint()}/${repo}/resolve/main/${file.split("/").map(encodeURIComponent).join("/")}`;
     const meta = await probe(url, repo, file);
@@ -181,27 +181,7 @@ export async function downloadFile(repo: string, file: string, onProgress?: Prog
     renameSync(`${dest}.partial`, dest);
     writeFileSync(metaPath, JSON.stringify(meta, null, 2));
     return dest;
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
-}
-
-async function acquire(lock: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      mkdirSync(lock);
-      writeFileSync(join(lock, "pid"), String(process.pid));
-      return;
-    } catch {
-      const pid = Number(readJson<number>(join(lock, "pid")) ?? 0);
-      let alive = false;
-      try {
-        alive = pid > 0 && process.kill(pid, 0);
-      } catch {}
-      if (!alive && i > 1) rmSync(lock, { recursive: true, force: true });
-      else await Bun.sleep(500);
-    }
-  }
+  });
 }
 
 /** Size and sha256 of a hub file: HF sends them as x-linked-size / x-linked-etag before redirecting to its CDN. */

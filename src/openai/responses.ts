@@ -48,6 +48,11 @@ export function finishReason(r: FinishReason): "stop" | "length" {
   return r === "length" ? "length" : "stop";
 }
 
+/** The fields every response object and stream chunk starts with. */
+function head<O extends string>(m: ResponseMeta, object: O) {
+  return { id: m.id, object, created: m.created, model: m.model, system_fingerprint: m.fingerprint };
+}
+
 export function modelObject(info: Pick<ModelInfo, "id" | "createdAt">) {
   return { id: info.id, object: "model" as const, created: info.createdAt, owned_by: "llmatic" };
 }
@@ -67,11 +72,7 @@ export interface CompletionChoice {
 
 export function completionObject(m: ResponseMeta, choices: CompletionChoice[], u: Usage) {
   return {
-    id: m.id,
-    object: "text_completion" as const,
-    created: m.created,
-    model: m.model,
-    system_fingerprint: m.fingerprint,
+    ...head(m, "text_completion"),
     choices,
     usage: u,
   };
@@ -79,22 +80,14 @@ export function completionObject(m: ResponseMeta, choices: CompletionChoice[], u
 
 export function completionChunk(m: ResponseMeta, choice: CompletionChoice) {
   return {
-    id: m.id,
-    object: "text_completion" as const,
-    created: m.created,
-    model: m.model,
-    system_fingerprint: m.fingerprint,
+    ...head(m, "text_completion"),
     choices: [choice],
   };
 }
 
 export function completionUsageChunk(m: ResponseMeta, u: Usage) {
   return {
-    id: m.id,
-    object: "text_completion" as const,
-    created: m.created,
-    model: m.model,
-    system_fingerprint: m.fingerprint,
+    ...head(m, "text_completion"),
     choices: [],
     usage: u,
   };
@@ -126,11 +119,7 @@ export interface ChatChoice {
 
 export function chatObject(m: ResponseMeta, choices: ChatChoice[], u: Usage) {
   return {
-    id: m.id,
-    object: "chat.completion" as const,
-    created: m.created,
-    model: m.model,
-    system_fingerprint: m.fingerprint,
+    ...head(m, "chat.completion"),
     choices,
     usage: u,
   };
@@ -152,11 +141,7 @@ export function chatChunk(
   logprobs: ChatLogprob[] | null = null,
 ) {
   return {
-    id: m.id,
-    object: "chat.completion.chunk" as const,
-    created: m.created,
-    model: m.model,
-    system_fingerprint: m.fingerprint,
+    ...head(m, "chat.completion.chunk"),
     choices: [
       { index, delta, logprobs: logprobs ? { content: logprobs, refusal: null } : null, finish_reason: finish },
     ],
@@ -165,11 +150,7 @@ export function chatChunk(
 
 export function chatUsageChunk(m: ResponseMeta, u: Usage) {
   return {
-    id: m.id,
-    object: "chat.completion.chunk" as const,
-    created: m.created,
-    model: m.model,
-    system_fingerprint: m.fingerprint,
+    ...head(m, "chat.completion.chunk"),
     choices: [],
     usage: u,
   };

@@ -22,7 +22,7 @@ import {
 } from "../openai/responses";
 import { openaiModels } from "../openai/schemas";
 import type { Services } from "../services";
-import { begin, drain, type Generation } from "../services/generation";
+import { begin, drain, type Generation, withModel } from "../services/generation";
 
 type End = Extract<GenerateEvent, { type: "end" }>;
 
@@ -92,25 +92,16 @@ export const chatRoutes = (svc: Services) =>
       async ({ body, registry, config, metrics, request, server }) => {
         // generation (and loading the model) can be silent for longer than the idle timeout
         keepOpen(server, request);
-        const lease = await registry.acquire(body.model, request.signal);
-        let streaming = false;
-        try {
-          const engine = lease.engine;
+        return withModel(registry, body.model, request.signal, async (engine, handOff) => {
           const plan = chatPlan(body, config.sampling, engine.info);
           const m = meta("chatcmpl", engine.info);
           const g = await begin(engine, [plan.request], request.signal, metrics);
-          if (plan.stream) {
-            streaming = true;
-            return stream(m, plan, g, lease.release);
-          }
+          if (plan.stream) return stream(m, plan, g, handOff());
           const [events = []] = await drain(g, 1);
           const r = choices(plan, events);
           const start = g.starts[0];
           return chatObject(m, r.choices, usage(start?.promptTokens ?? 0, r.completion, start?.cachedTokens));
-        } finally {
-          // a stream releases the model when it ends
-          if (!streaming) lease.release();
-        }
+        });
       },
       {
         body: "ChatCompletionRequest",

@@ -20,7 +20,7 @@ import {
 } from "../openai/responses";
 import { openaiModels } from "../openai/schemas";
 import type { Services } from "../services";
-import { begin, drain, type Generation } from "../services/generation";
+import { begin, drain, type Generation, withModel } from "../services/generation";
 
 /** The prompt text each choice starts with when echo is on. */
 async function echoTexts(engine: Engine, requests: GenerateRequest[]): Promise<string[]> {
@@ -161,26 +161,17 @@ export const completionRoutes = (svc: Services) =>
       async ({ body, registry, config, metrics, request, server }) => {
         // generation (and loading the model) can be silent for longer than the idle timeout
         keepOpen(server, request);
-        const lease = await registry.acquire(body.model, request.signal);
-        let streaming = false;
-        try {
-          const engine = lease.engine;
+        return withModel(registry, body.model, request.signal, async (engine, handOff) => {
           const plan = completionPlan(body, config.sampling, engine.info);
           const m = meta("cmpl", engine.info);
           const g = await begin(engine, plan.requests, request.signal, metrics);
           const echo = plan.echo ? await echoTexts(engine, plan.requests) : null;
-          if (plan.stream) {
-            streaming = true;
-            return stream(m, plan, g, echo, lease.release);
-          }
+          if (plan.stream) return stream(m, plan, g, echo, handOff());
           const events = await drain(g, plan.requests.length);
           const r = choices(plan, events, echo);
           const prompt = g.starts.reduce((a, s) => a + s.promptTokens, 0);
           return completionObject(m, r.choices, usage(prompt, r.completion));
-        } finally {
-          // a stream releases the model when it ends
-          if (!streaming) lease.release();
-        }
+        });
       },
       {
         body: "CompletionRequest",

@@ -4,6 +4,7 @@ import { toApiError } from "../http/errors";
 import { embeddingInputs, embeddingToBase64 } from "../openai/convert";
 import { openaiModels } from "../openai/schemas";
 import type { Services } from "../services";
+import { withModel } from "../services/generation";
 
 export const embeddingRoutes = (svc: Services) =>
   new Elysia({ name: "routes/embeddings" })
@@ -11,29 +12,23 @@ export const embeddingRoutes = (svc: Services) =>
     .use(openaiModels)
     .post(
       "/embeddings",
-      async ({ body, registry, request }) => {
-        const lease = await registry.acquire(body.model, request.signal);
-        let r: Awaited<ReturnType<typeof lease.engine.embed>>;
-        const engine = lease.engine;
-        try {
+      ({ body, registry, request }) =>
+        withModel(registry, body.model, request.signal, async (engine) => {
           const inputs = embeddingInputs(body, engine.info);
-          r = await engine.embed(inputs).catch((e) => {
+          const r = await engine.embed(inputs).catch((e) => {
             throw toApiError(e);
           });
-        } finally {
-          lease.release();
-        }
-        const base64 = body.encoding_format === "base64";
-        return {
-          object: "list" as const,
-          data: r.vectors.map((v, index) => ({
-            object: "embedding" as const,
-            index,
-            embedding: base64 ? embeddingToBase64(v) : Array.from(v),
-          })),
-          model: engine.info.id,
-          usage: { prompt_tokens: r.promptTokens, total_tokens: r.promptTokens },
-        };
-      },
+          const base64 = body.encoding_format === "base64";
+          return {
+            object: "list" as const,
+            data: r.vectors.map((v, index) => ({
+              object: "embedding" as const,
+              index,
+              embedding: base64 ? embeddingToBase64(v) : Array.from(v),
+            })),
+            model: engine.info.id,
+            usage: { prompt_tokens: r.promptTokens, total_tokens: r.promptTokens },
+          };
+        }),
       { body: "EmbeddingRequest", detail: { summary: "Create embeddings", tags: ["Embeddings"] } },
     );

@@ -5,6 +5,7 @@ import type { GenerateEvent, GenerateRequest } from "../engine/types";
 import { EngineError } from "../errors";
 import { fromEngineError } from "../http/errors";
 import type { Metrics } from "../metrics";
+import type { ModelRegistry } from "../registry";
 
 export type StartEvent = Extract<GenerateEvent, { type: "start" }>;
 
@@ -95,6 +96,29 @@ async function* merge(
     // left early (client gone, error): stop decoding before waiting for the streams to close
     if (!finished) abort();
     await Promise.all(streams.map((s) => s.return()));
+  }
+}
+
+/**
+ * Runs a request on the model `id` holding it loaded: `run` gets the engine and
+ * `handOff()`, which a streaming response calls to keep the model until its
+ * stream ends (it then calls the release `handOff` returned).
+ */
+export async function withModel<T>(
+  registry: ModelRegistry,
+  id: string,
+  signal: AbortSignal,
+  run: (engine: Engine, handOff: () => () => void) => Promise<T>,
+): Promise<T> {
+  const lease = await registry.acquire(id, signal);
+  let handedOff = false;
+  try {
+    return await run(lease.engine, () => {
+      handedOff = true;
+      return lease.release;
+    });
+  } finally {
+    if (!handedOff) lease.release();
   }
 }
 
