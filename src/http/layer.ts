@@ -159,6 +159,9 @@ export const httpLayer = (opts: { apiKey: string | null; maxBodyBytes: number; m
       } else if (code === "NOT_FOUND") {
         api = ApiError.notFound(`Invalid URL (${request.method} ${pathOf(request.url)})`, null, "unknown_url");
       } else api = toApiError(error);
-      if (api.status >= 500) log.error(`${request.method} ${pathOf(request.url)}: ${api.message}`);
+      // our failures are worth a log line; "not implemented" and "try later" answers are not
+      if (api.status >= 500 && api.status !== 501 && api.status !== 503) {
+        log.error(`${request.method} ${pathOf(request.url)}: ${api.message}`);
+      }
       return api.toResponse();
     });
