@@ -21,8 +21,23 @@ let embedCtx: { ctx: Context; batch: Batch } | null = null;
 let closing = false;
 let wake: (() => void) | null = null;
 let lastStats = "";
-/** after idling, how long to wait for more requests before the first decode */
-const GATHER_MS = 2;
+let lastSubmitAt = 0;
+/**
+ * After idling, the first decode waits until requests stop arriving (GATHER_QUIET_MS
+ * without a new one, GATHER_MAX_MS at most): clients often come in bursts, and
+ * their prompts should share the first decode instead of waiting for it.
+ */
+const GATHER_QUIET_MS = 3;
+const GATHER_MAX_MS = 25;
+
+async function gather(): Promise<void> {
+  const start = performance.now();
+  for (;;) {
+    await Bun.sleep(1);
+    const now = performance.now();
+    if (now - lastSubmitAt >= GATHER_QUIET_MS || now - start >= GATHER_MAX_MS) return;
+  }
+}
 
 function post(m: FromWorker): void {
   self.postMessage(m);
@@ -73,7 +88,7 @@ function init(cfg: EngineConfig, progressBuf: SharedArrayBuffer): void {
   scheduler = new Scheduler(model, ctx, templates, {
     nBatch: ctx.nBatch,
     nCtxSlot,
-    prefillChunk: 256,
+    prefillChunk: 512,
     queueSize: cfg.queueSize,
   });
   if (!cfg.noWarmup) warmup(model, ctx);
@@ -187,9 +202,7 @@ async function loop(): Promise<void> {
         wake = r;
       });
       wake = null;
-      // clients often arrive together: let the others of a burst in, so their
-      // prompts share the first decode instead of waiting for it
-      await Bun.sleep(GATHER_MS);
+      await gather();
       continue;
     }
     try {
@@ -205,8 +218,8 @@ async function loop(): Promise<void> {
   }
 }
 
-function shutdown(): void {
-  closing = true;
+/** Frees every native object (terminating a worker would not: its memory belongs to the process). */
+function releaseAll(): void {
   scheduler?.dispose();
   embedCtx?.batch.dispose();
   embedCtx?.ctx.dispose();
@@ -218,6 +231,11 @@ function shutdown(): void {
   templates = null;
   ctx = null;
   model = null;
+}
+
+function shutdown(): void {
+  closing = true;
+  releaseAll();
   forwardLogs();
   post({ type: "closed" });
   wake?.();
@@ -233,6 +251,8 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
         } catch (e) {
           const err = asEngineError(e);
           try {
+            // a model loaded before the context failed must not stay in memory
+            releaseAll();
             forwardLogs();
           } catch {
             // the library itself may be what failed to load
@@ -243,6 +263,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
       case "generate": {
         if (!scheduler) throw new EngineError("engine_unavailable", "the model is not loaded");
         const id = m.id;
+        lastSubmitAt = performance.now();
         scheduler.submit(id, m.request, new Int32Array(m.cancel), (event) => post({ type: "event", id, event }));
         wake?.();
         return;
