@@ -8,23 +8,16 @@
 // and the ratios. Targets: llmatic >= 0.97x llama-server's tokens/s, total
 // time <= 1.03x.
 import { join } from "node:path";
-import { buildNative, toolPath } from "../native/build";
-import { ensureBenchModel } from "../src/models/synthetic";
+import { toolPath } from "../native/build";
+import { benchModel, defaultThreads, mean, opt, percentile, say } from "./common";
 
-const args = process.argv.slice(2);
-const opt = (name: string, def: number) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const threads = opt("--threads", navigator.hardwareConcurrency || 2);
+const threads = opt("--threads", defaultThreads());
 const reps = opt("--reps", 5);
 const ctx = opt("--ctx", 8192);
 const N_GEN = 128;
 const ROOT = join(import.meta.dir, "..");
 
-const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
-await buildNative({ quiet: true });
-const model = await ensureBenchModel(say);
+const model = await benchModel();
 
 export interface Server {
   name: string;
@@ -55,42 +48,16 @@ async function waitHealthy(url: string, proc: ReturnType<typeof Bun.spawn>, name
 
 export async function startServers(parallel: number): Promise<Server[]> {
   const common = { stdout: "ignore", stderr: "ignore" } as const;
+  // the same model, context, threads and slots for both
+  const same = ["-m", model, "-c", String(ctx), "-t", String(threads), "-np", String(parallel)];
   const pOurs = await freePort();
-  const ours = Bun.spawn(
-    [
-      process.execPath,
-      join(ROOT, "src", "main.ts"),
-      "-m",
-      model,
-      "-c",
-      String(ctx),
-      "-t",
-      String(threads),
-      "-np",
-      String(parallel),
-      "--port",
-      String(pOurs),
-    ],
-    { ...common, env: { ...process.env, LLMATIC_LOG_LEVEL: "warn" } },
-  );
+  const ours = Bun.spawn([process.execPath, join(ROOT, "src", "main.ts"), ...same, "--port", String(pOurs)], {
+    ...common,
+    env: { ...process.env, LLMATIC_LOG_LEVEL: "warn" },
+  });
   const pTheirs = await freePort();
   const theirs = Bun.spawn(
-    [
-      toolPath("llama-server"),
-      "-m",
-      model,
-      "-c",
-      String(ctx),
-      "-t",
-      String(threads),
-      "-np",
-      String(parallel),
-      "--port",
-      String(pTheirs),
-      "--host",
-      "127.0.0.1",
-      "--no-webui",
-    ],
+    [toolPath("llama-server"), ...same, "--port", String(pTheirs), "--host", "127.0.0.1", "--no-webui"],
     common,
   );
   const servers: Server[] = [
@@ -171,18 +138,9 @@ export async function streamChat(
   return { ttft: first - t0, total, tokens, tps: (tokens - 1) / ((last - first) / 1000) };
 }
 
-export function mean(xs: number[]): number {
-  return xs.reduce((a, b) => a + b, 0) / xs.length;
-}
-
 export function stopServers(servers: Server[]): Promise<unknown> {
   for (const s of servers) s.proc.kill("SIGTERM");
   return Promise.all(servers.map((s) => s.proc.exited));
-}
-
-export function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
 }
 
 /** C clients, each sending `rounds` streaming requests back to back; returns aggregate t/s and TTFTs. */

@@ -4,17 +4,16 @@
 // on the tiny model and on the bench model.
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { ensureBenchModel, ensureTinyModel } from "../src/models/synthetic";
+import { ensureTinyModel } from "../src/models/synthetic";
+import { benchModel, opt } from "./common";
 
 const ROOT = join(import.meta.dir, "..");
-const args = process.argv.slice(2);
-const reps = args.includes("--reps") ? Number(args[args.indexOf("--reps") + 1]) : 5;
-const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+const reps = opt("--reps", 5);
 
 const built = Bun.spawnSync([process.execPath, join(ROOT, "scripts", "compile.ts")], { stderr: "inherit" });
 if (built.exitCode !== 0) process.exit(1);
 const exe = join(ROOT, "dist", "llmatic");
-const models = { tiny: await ensureTinyModel(), bench: await ensureBenchModel(say) };
+const models = { tiny: await ensureTinyModel(), bench: await benchModel() };
 
 async function timeToReady(cmd: string[]): Promise<number> {
   const t0 = performance.now();

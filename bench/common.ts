@@ -1,0 +1,40 @@
+// What every benchmark shares: its options, the native build and bench model,
+// and a little statistics.
+import { buildNative } from "../native/build";
+import { ensureBenchModel } from "../src/models/synthetic";
+
+const args = process.argv.slice(2);
+
+/** A numeric --flag value, or the default. */
+export function opt(name: string, def: number): number {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : def;
+}
+
+export function flag(name: string): boolean {
+  return args.includes(name);
+}
+
+export const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+
+/** Builds what is missing and returns the bench model (Qwen2-0.5B shape, Q4_K_M). */
+export async function benchModel(): Promise<string> {
+  await buildNative({ quiet: true });
+  return ensureBenchModel(say);
+}
+
+export const defaultThreads = () => navigator.hardwareConcurrency || 2;
+
+export function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+export function stddev(xs: number[]): number {
+  const m = mean(xs);
+  return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
+}
+
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
+}
