@@ -1,73 +1,46 @@
 #!/usr/bin/env bun
-// bun run bench:engine [--threads N] [--reps N]
+// bun run bench:engine [--threads N] [--rounds N] [--reps N] [--no-repack]
 //
 // Prompt processing (512 tokens) and generation (128 tokens, end-of-generation
 // ignored) on the bench model (Qwen2-0.5B shape, Q4_K_M), for llmatic's engine
 // and for llama-bench built from the same pinned source, same threads, same run.
-// Targets: generation >= 0.98x llama-bench, prompt >= 0.97x.
-import { buildNative, toolPath } from "../native/build";
+// The two alternate for several rounds (a busy neighbour slows both alike) and
+// the medians are compared. Targets: generation >= 0.98x llama-bench, prompt >= 0.97x.
+import { toolPath } from "../native/build";
 import { LlamaEngine } from "../src/engine/client";
 import type { GenerateRequest } from "../src/engine/types";
 import { DEFAULT_SAMPLING } from "../src/ffi/sampler";
-import { ensureBenchModel } from "../src/models/synthetic";
+import { benchModel, defaultThreads, flag, opt, percentile, say } from "./common";
 
-const args = process.argv.slice(2);
-const opt = (name: string, def: number) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const threads = opt("--threads", navigator.hardwareConcurrency || 2);
-const reps = opt("--reps", 5);
+const threads = opt("--threads", defaultThreads());
+const rounds = opt("--rounds", 3);
+const reps = opt("--reps", 3);
 // --no-repack: batch-invariant numerics (llmatic's --deterministic), to see what it costs
-const repack = !args.includes("--no-repack");
+const repack = !flag("--no-repack");
 const N_PROMPT = 512;
 const N_GEN = 128;
 
-const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
-await buildNative({ quiet: true });
-const model = await ensureBenchModel(say);
+const model = await benchModel();
 
-function mean(xs: number[]): number {
-  return xs.reduce((a, b) => a + b, 0) / xs.length;
+/** One llama-bench invocation: its per-repetition tokens/s for pp and tg. */
+function llamaBench(): { pp: number[]; tg: number[] } {
+  const lb = Bun.spawnSync(
+    [toolPath("llama-bench"), "-m", model, "-p", String(N_PROMPT), "-n", String(N_GEN), "-t", String(threads)].concat([
+      "-r",
+      String(reps),
+      "-o",
+      "json",
+    ]),
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  if (lb.exitCode !== 0) throw new Error(`llama-bench failed: ${lb.stderr.toString().slice(-2000)}`);
+  const rows = JSON.parse(lb.stdout.toString()) as { n_prompt: number; n_gen: number; samples_ts: number[] }[];
+  const pp = rows.find((r) => r.n_prompt === N_PROMPT && r.n_gen === 0);
+  const tg = rows.find((r) => r.n_gen === N_GEN && r.n_prompt === 0);
+  if (!pp || !tg) throw new Error("llama-bench output lacks the pp/tg rows");
+  return { pp: pp.samples_ts, tg: tg.samples_ts };
 }
-function stddev(xs: number[]): number {
-  const m = mean(xs);
-  return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
-}
 
-// ---- llama-bench ---------------------------------------------------------------
-say(`llama-bench: pp${N_PROMPT} + tg${N_GEN}, ${threads} threads, ${reps} reps`);
-const lb = Bun.spawnSync(
-  [
-    toolPath("llama-bench"),
-    "-m",
-    model,
-    "-p",
-    String(N_PROMPT),
-    "-n",
-    String(N_GEN),
-    "-t",
-    String(threads),
-    "-r",
-    String(reps),
-    "-o",
-    "json",
-  ],
-  { stdout: "pipe", stderr: "pipe" },
-);
-if (lb.exitCode !== 0) throw new Error(`llama-bench failed: ${lb.stderr.toString().slice(-2000)}`);
-const lbRows = JSON.parse(lb.stdout.toString()) as {
-  n_prompt: number;
-  n_gen: number;
-  avg_ts: number;
-  stddev_ts: number;
-}[];
-const lbPP = lbRows.find((r) => r.n_prompt === N_PROMPT && r.n_gen === 0);
-const lbTG = lbRows.find((r) => r.n_gen === N_GEN && r.n_prompt === 0);
-if (!lbPP || !lbTG) throw new Error("llama-bench output lacks the pp/tg rows");
-
-// ---- llmatic engine --------------------------------------------------------------
-say(`llmatic engine: same model, ${threads} threads, ${reps} reps (+1 warm-up)`);
 const engine = await LlamaEngine.start({
   modelPath: model,
   id: "bench",
@@ -99,12 +72,12 @@ async function run(req: GenerateRequest): Promise<{ firstAt: number; endAt: numb
 }
 
 const sampling = { ...DEFAULT_SAMPLING, seed: 7 };
-const pp: number[] = [];
-const tg: number[] = [];
-for (let r = -1; r < reps; r++) {
-  // prompt processing: time from submit to the first sampled token
+let salt = 0;
+/** One repetition of each test on llmatic's engine, measured like llama-bench measures. */
+async function ours(): Promise<{ pp: number; tg: number }> {
+  // prompt processing: from submit to the first sampled token
   const a = await run({
-    prompt: { type: "tokens", tokens: randomTokens(N_PROMPT, r + 100) },
+    prompt: { type: "tokens", tokens: randomTokens(N_PROMPT, ++salt) },
     n: 1,
     maxTokens: 1,
     sampling,
@@ -112,26 +85,42 @@ for (let r = -1; r < reps; r++) {
   });
   // generation: tokens after the first, over the time after the first
   const b = await run({
-    prompt: { type: "tokens", tokens: randomTokens(1, r + 200) },
+    prompt: { type: "tokens", tokens: randomTokens(1, ++salt) },
     n: 1,
     maxTokens: N_GEN + 1,
     sampling,
     stop: [],
     ignoreEos: true,
   });
-  if (r < 0) continue; // warm-up, as llama-bench does
-  pp.push(N_PROMPT / ((a.firstAt - a.sentAt) / 1000));
-  tg.push((b.tokens - 1) / ((b.endAt - b.firstAt) / 1000));
+  return { pp: N_PROMPT / ((a.firstAt - a.sentAt) / 1000), tg: (b.tokens - 1) / ((b.endAt - b.firstAt) / 1000) };
+}
+
+const theirs = { pp: [] as number[], tg: [] as number[] };
+const mine = { pp: [] as number[], tg: [] as number[] };
+await ours(); // warm-up, as llama-bench does
+for (let r = 1; r <= rounds; r++) {
+  say(`round ${r}/${rounds}: llama-bench (${reps} reps), then llmatic (${reps} reps)`);
+  const lb = llamaBench();
+  theirs.pp.push(...lb.pp);
+  theirs.tg.push(...lb.tg);
+  for (let i = 0; i < reps; i++) {
+    const o = await ours();
+    mine.pp.push(o.pp);
+    mine.tg.push(o.tg);
+  }
 }
 await engine.close();
 
-const fmt = (m: number, s: number) => `${m.toFixed(2)} ± ${s.toFixed(2)} t/s`;
-const line = (name: string, ours: number[], ref: { avg_ts: number; stddev_ts: number }, target: number) => {
-  const ratio = mean(ours) / ref.avg_ts;
+const fmt = (xs: number[]) =>
+  `${percentile(xs, 50).toFixed(2)} t/s [${Math.min(...xs).toFixed(1)}..${Math.max(...xs).toFixed(1)}]`;
+const line = (name: string, o: number[], t: number[], target: number) => {
+  const ratio = percentile(o, 50) / percentile(t, 50);
   console.log(
-    `${name.padEnd(6)} llama-bench ${fmt(ref.avg_ts, ref.stddev_ts).padEnd(22)} llmatic ${fmt(mean(ours), stddev(ours)).padEnd(22)} ratio ${ratio.toFixed(3)} (target >= ${target}) ${ratio >= target ? "OK" : "BELOW TARGET"}`,
+    `${name.padEnd(6)} llama-bench ${fmt(t).padEnd(28)} llmatic ${fmt(o).padEnd(28)} ratio ${ratio.toFixed(3)} (target >= ${target}) ${ratio >= target ? "OK" : "BELOW TARGET"}`,
   );
 };
-console.log(`model ${model}, threads ${threads}, reps ${reps}${repack ? "" : ", llmatic without weight repacking"}`);
-line(`pp${N_PROMPT}`, pp, lbPP, 0.97);
-line(`tg${N_GEN}`, tg, lbTG, 0.98);
+console.log(
+  `model ${model}, threads ${threads}, ${rounds} rounds x ${reps} reps each, medians [min..max]${repack ? "" : ", llmatic without weight repacking"}`,
+);
+line(`pp${N_PROMPT}`, mine.pp, theirs.pp, 0.97);
+line(`tg${N_GEN}`, mine.tg, theirs.tg, 0.98);
