@@ -2,11 +2,7 @@
 const LEVELS = { error: 0, warn: 1, info: 2, debug: 3 } as const;
 export type Level = keyof typeof LEVELS;
 
-let threshold: number = LEVELS[(process.env.LLMATIC_LOG_LEVEL as Level) ?? "info"] ?? LEVELS.info;
-
-export function setLogLevel(level: Level): void {
-  threshold = LEVELS[level];
-}
+const threshold: number = LEVELS[(process.env.LLMATIC_LOG_LEVEL as Level) ?? "info"] ?? LEVELS.info;
 
 function write(level: Level, msg: string): void {
   if (LEVELS[level] > threshold) return;
@@ -18,5 +14,4 @@ export const log = {
   warn: (msg: string) => write("warn", msg),
   info: (msg: string) => write("info", msg),
   debug: (msg: string) => write("debug", msg),
-  enabled: (level: Level) => LEVELS[level] <= threshold,
 };

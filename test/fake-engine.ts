@@ -1,7 +1,6 @@
 // A scripted Engine for route tests: no native code, exact control over events.
 import type { Engine } from "../src/engine/engine";
 import type { EmbedResult, EngineStats, GenerateEvent, GenerateRequest, ModelInfo } from "../src/engine/types";
-import type { TemplateInput, TemplateOutput } from "../src/ffi/chat";
 
 export interface Script {
   /** refuse at admission with this error */
@@ -91,10 +90,6 @@ export class FakeEngine implements Engine {
       vectors: inputs.map((_, i) => Float32Array.from([0.5, -0.5, 0.5, i === 0 ? -0.5 : 0.25])),
       promptTokens: inputs.length * 3,
     };
-  }
-
-  async applyTemplate(_chat: TemplateInput): Promise<TemplateOutput> {
-    throw new Error("not used");
   }
 
   stats(): EngineStats {

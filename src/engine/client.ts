@@ -1,6 +1,5 @@
 // LlamaEngine: the main-thread handle of one engine worker (one model).
 import { EngineError, type EngineErrorCode } from "../errors";
-import type { TemplateInput, TemplateOutput } from "../ffi/chat";
 import { LogLevel } from "../ffi/library";
 import { log } from "../log";
 import type { Engine } from "./engine";
@@ -182,10 +181,6 @@ export class LlamaEngine implements Engine {
 
   embed(inputs: (string | number[])[]): Promise<EmbedResult> {
     return this.call((id) => ({ type: "embed", id, inputs }));
-  }
-
-  applyTemplate(chat: TemplateInput): Promise<TemplateOutput> {
-    return this.call((id) => ({ type: "template", id, chat }));
   }
 
   stats(): EngineStats {

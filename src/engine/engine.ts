@@ -1,6 +1,5 @@
 // The engine as the HTTP layer sees it. LlamaEngine (engine/client.ts) runs the
 // real one in a worker; tests inject fakes that implement the same interface.
-import type { TemplateInput, TemplateOutput } from "../ffi/chat";
 import type { EmbedResult, EngineStats, GenerateEvent, GenerateRequest, ModelInfo } from "./types";
 
 export interface Engine {
@@ -14,7 +13,6 @@ export interface Engine {
   tokenize(text: string, addSpecial?: boolean, parseSpecial?: boolean): Promise<number[]>;
   detokenize(tokens: number[]): Promise<string>;
   embed(inputs: (string | number[])[]): Promise<EmbedResult>;
-  applyTemplate(chat: TemplateInput): Promise<TemplateOutput>;
   stats(): EngineStats;
   close(): Promise<void>;
 }

@@ -155,7 +155,6 @@ export type ToWorker =
   | { type: "tokenize"; id: number; text: string; addSpecial: boolean; parseSpecial: boolean }
   | { type: "detokenize"; id: number; tokens: number[] }
   | { type: "embed"; id: number; inputs: (string | number[])[] }
-  | { type: "template"; id: number; chat: TemplateInput }
   | { type: "shutdown" };
 
 export type FromWorker =

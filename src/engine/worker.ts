@@ -276,10 +276,6 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
         if (!model) throw new EngineError("engine_unavailable", "the model is not loaded");
         post({ type: "result", id: m.id, value: model.detokenize(m.tokens) });
         return;
-      case "template":
-        if (!templates) throw new EngineError("engine_unavailable", "the model is not loaded");
-        post({ type: "result", id: m.id, value: templates.apply(m.chat) });
-        return;
       case "embed":
         post({ type: "result", id: m.id, value: embed(m.inputs) });
         return;

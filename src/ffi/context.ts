@@ -44,7 +44,6 @@ export class Context extends NativeObject {
   readonly nCtxSeq: number;
   readonly nBatch: number;
   readonly nSeqMax: number;
-  readonly pooling: PoolingType;
   readonly #memory: Pointer;
 
   constructor(
@@ -83,7 +82,6 @@ export class Context extends NativeObject {
     this.nCtxSeq = l.llama_n_ctx_seq(h);
     this.nBatch = l.llama_n_batch(h);
     this.nSeqMax = l.llama_n_seq_max(h);
-    this.pooling = l.llama_pooling_type(h) as PoolingType;
     this.#memory = l.llama_get_memory(h) as Pointer;
   }
 
@@ -114,10 +112,6 @@ export class Context extends NativeObject {
     lib().llama_memory_seq_cp(this.memory, src, dst, p0, p1);
   }
 
-  seqPosMax(seq: number): number {
-    return lib().llama_memory_seq_pos_max(this.memory, seq);
-  }
-
   clearMemory(): void {
     lib().llama_memory_clear(this.memory, true);
   }
@@ -137,13 +131,6 @@ export class Context extends NativeObject {
   /** Pooled embedding of a sequence after a decode (copied out of native memory). */
   sequenceEmbedding(seq: number): Float32Array | null {
     const p = lib().llama_get_embeddings_seq(this.handle, seq) as Pointer | null;
-    if (!p) return null;
-    return new Float32Array(toArrayBuffer(p, 0, this.model.nEmbd * 4).slice(0));
-  }
-
-  /** Embedding of output `i` of the last decode, for unpooled contexts (copied). */
-  outputEmbedding(i: number): Float32Array | null {
-    const p = lib().llama_get_embeddings_ith(this.handle, i) as Pointer | null;
     if (!p) return null;
     return new Float32Array(toArrayBuffer(p, 0, this.model.nEmbd * 4).slice(0));
   }

@@ -120,22 +120,10 @@ export class Model extends NativeObject {
     return this.#vocab;
   }
 
-  /** A GGUF metadata value as a string, or null when absent. */
-  meta(key: string): string | null {
-    const buf = new Uint8Array(4096);
-    const n = lib().llama_model_meta_val_str(this.handle, Buffer.from(`${key}\0`), ptr(buf), BigInt(buf.length));
-    if (n < 0) return null;
-    return new TextDecoder().decode(buf.subarray(0, Math.min(n, buf.length - 1)));
-  }
-
   /** The model's default chat template (jinja source), or null. */
   chatTemplate(): string | null {
     const p = lib().llama_model_chat_template(this.handle, null);
     return p ? String(p) : null;
-  }
-
-  get addBos(): boolean {
-    return lib().llama_vocab_get_add_bos(this.vocab);
   }
 
   get bos(): number {

@@ -3,7 +3,7 @@
 // only). Keep the order and grouping of the headers so the two can be read side by side.
 import { FFIType } from "bun:ffi";
 
-const { ptr, i32, u32, i64, u64, f32, bool, void: none, cstring } = FFIType;
+const { ptr, i32, u32, u64, f32, bool, void: none, cstring } = FFIType;
 
 export const symbols = {
   // ---- llmatic.h: setup and logging
@@ -58,32 +58,19 @@ export const symbols = {
   llama_n_ctx_seq: { args: [ptr], returns: u32 },
   llama_n_batch: { args: [ptr], returns: u32 },
   llama_n_seq_max: { args: [ptr], returns: u32 },
-  llama_pooling_type: { args: [ptr], returns: i32 },
   llama_get_memory: { args: [ptr], returns: ptr },
   llama_memory_clear: { args: [ptr, bool], returns: none },
   llama_memory_seq_rm: { args: [ptr, i32, i32, i32], returns: bool },
   llama_memory_seq_cp: { args: [ptr, i32, i32, i32, i32], returns: none },
-  llama_memory_seq_keep: { args: [ptr, i32], returns: none },
-  llama_memory_seq_pos_min: { args: [ptr, i32], returns: i32 },
-  llama_memory_seq_pos_max: { args: [ptr, i32], returns: i32 },
   llama_get_embeddings_seq: { args: [ptr, i32], returns: ptr },
-  llama_get_embeddings_ith: { args: [ptr, i32], returns: ptr },
-  llama_synchronize: { args: [ptr], returns: none },
   // ---- llama.h: vocab
   llama_vocab_n_tokens: { args: [ptr], returns: i32 },
   llama_vocab_is_eog: { args: [ptr, i32], returns: bool },
-  llama_vocab_is_control: { args: [ptr, i32], returns: bool },
   llama_vocab_bos: { args: [ptr], returns: i32 },
-  llama_vocab_eos: { args: [ptr], returns: i32 },
   llama_vocab_get_add_bos: { args: [ptr], returns: bool },
   llama_vocab_fim_pre: { args: [ptr], returns: i32 },
   llama_vocab_fim_suf: { args: [ptr], returns: i32 },
   llama_vocab_fim_mid: { args: [ptr], returns: i32 },
   llama_tokenize: { args: [ptr, ptr, i32, ptr, i32, bool, bool], returns: i32 },
   llama_token_to_piece: { args: [ptr, i32, ptr, i32, i32, bool], returns: i32 },
-  llama_detokenize: { args: [ptr, ptr, i32, ptr, i32, bool, bool], returns: i32 },
-  // ---- llama.h: misc
-  llama_time_us: { args: [], returns: i64 },
-  llama_print_system_info: { args: [], returns: cstring },
-  llama_supports_gpu_offload: { args: [], returns: bool },
 } as const;

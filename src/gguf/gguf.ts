@@ -285,16 +285,6 @@ export function alignUp(n: number, a: number): number {
   return Math.ceil(n / a) * a;
 }
 
-export function metaString(g: GgufFile, key: string): string | undefined {
-  const v = g.metadata.get(key)?.value;
-  return typeof v === "string" ? v : undefined;
-}
-
-export function metaNumber(g: GgufFile, key: string): number | undefined {
-  const v = g.metadata.get(key)?.value;
-  return typeof v === "number" ? v : typeof v === "bigint" ? Number(v) : undefined;
-}
-
 // ---- writer ----------------------------------------------------------------
 
 export interface TensorSpec {
