@@ -4,7 +4,7 @@ import { Elysia } from "elysia";
 import type { GenerateEvent } from "../engine/types";
 import { EngineError } from "../errors";
 import { fromEngineError } from "../http/errors";
-import { DONE, errorFrame, frame, keepOpen } from "../http/sse";
+import { DONE, errorFrame, frame } from "../http/sse";
 import { type ChatPlan, chatPlan } from "../openai/convert";
 import type { ChatLogprob } from "../openai/logprobs";
 import {
@@ -89,10 +89,8 @@ export const chatRoutes = (svc: Services) =>
     .use(openaiModels)
     .post(
       "/chat/completions",
-      async ({ body, registry, config, metrics, request, server }) => {
-        // generation (and loading the model) can be silent for longer than the idle timeout
-        keepOpen(server, request);
-        return withModel(registry, body.model, request.signal, async (engine, handOff) => {
+      ({ body, registry, config, metrics, request, server }) =>
+        withModel({ registry, request, server }, body.model, async (engine, handOff) => {
           const plan = chatPlan(body, config.sampling, engine.info);
           const m = meta("chatcmpl", engine.info);
           const g = await begin(engine, [plan.request], request.signal, metrics);
@@ -101,8 +99,7 @@ export const chatRoutes = (svc: Services) =>
           const r = choices(plan, events);
           const start = g.starts[0];
           return chatObject(m, r.choices, usage(start?.promptTokens ?? 0, r.completion, start?.cachedTokens));
-        });
-      },
+        }),
       {
         body: "ChatCompletionRequest",
         detail: {

@@ -5,7 +5,7 @@ import type { Engine } from "../engine/engine";
 import type { GenerateEvent, GenerateRequest, TokenLogprob } from "../engine/types";
 import { EngineError } from "../errors";
 import { fromEngineError } from "../http/errors";
-import { DONE, errorFrame, frame, keepOpen } from "../http/sse";
+import { DONE, errorFrame, frame } from "../http/sse";
 import { type CompletionPlan, completionPlan } from "../openai/convert";
 import { CompletionLogprobs } from "../openai/logprobs";
 import {
@@ -158,10 +158,8 @@ export const completionRoutes = (svc: Services) =>
     .use(openaiModels)
     .post(
       "/completions",
-      async ({ body, registry, config, metrics, request, server }) => {
-        // generation (and loading the model) can be silent for longer than the idle timeout
-        keepOpen(server, request);
-        return withModel(registry, body.model, request.signal, async (engine, handOff) => {
+      ({ body, registry, config, metrics, request, server }) =>
+        withModel({ registry, request, server }, body.model, async (engine, handOff) => {
           const plan = completionPlan(body, config.sampling, engine.info);
           const m = meta("cmpl", engine.info);
           const g = await begin(engine, plan.requests, request.signal, metrics);
@@ -171,8 +169,7 @@ export const completionRoutes = (svc: Services) =>
           const r = choices(plan, events, echo);
           const prompt = g.starts.reduce((a, s) => a + s.promptTokens, 0);
           return completionObject(m, r.choices, usage(prompt, r.completion));
-        });
-      },
+        }),
       {
         body: "CompletionRequest",
         detail: {

@@ -12,8 +12,8 @@ export const embeddingRoutes = (svc: Services) =>
     .use(openaiModels)
     .post(
       "/embeddings",
-      ({ body, registry, request }) =>
-        withModel(registry, body.model, request.signal, async (engine) => {
+      ({ body, registry, request, server }) =>
+        withModel({ registry, request, server }, body.model, async (engine) => {
           const inputs = embeddingInputs(body, engine.info);
           const r = await engine.embed(inputs).catch((e) => {
             throw toApiError(e);

@@ -4,6 +4,7 @@ import type { Engine } from "../engine/engine";
 import type { GenerateEvent, GenerateRequest } from "../engine/types";
 import { EngineError } from "../errors";
 import { fromEngineError } from "../http/errors";
+import { keepOpen } from "../http/sse";
 import type { Metrics } from "../metrics";
 import type { ModelRegistry } from "../registry";
 
@@ -99,18 +100,26 @@ async function* merge(
   }
 }
 
+/** What a route hands over about its request. */
+export interface RequestContext {
+  registry: ModelRegistry;
+  request: Request;
+  server: { timeout(req: Request, seconds: number): void } | null;
+}
+
 /**
  * Runs a request on the model `id` holding it loaded: `run` gets the engine and
  * `handOff()`, which a streaming response calls to keep the model until its
- * stream ends (it then calls the release `handOff` returned).
+ * stream ends (it then calls the release `handOff` returned). Loading a model
+ * and generating can be silent for longer than the idle timeout: it is off.
  */
 export async function withModel<T>(
-  registry: ModelRegistry,
+  { registry, request, server }: RequestContext,
   id: string,
-  signal: AbortSignal,
   run: (engine: Engine, handOff: () => () => void) => Promise<T>,
 ): Promise<T> {
-  const lease = await registry.acquire(id, signal);
+  keepOpen(server, request);
+  const lease = await registry.acquire(id, request.signal);
   let handedOff = false;
   try {
     return await run(lease.engine, () => {
