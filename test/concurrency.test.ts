@@ -1,38 +1,18 @@
 // Many clients at once, against real server processes with the tiny model:
 // slots, queueing, cancellation, prompt-cache reuse, n > 1, health and metrics.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import OpenAI from "openai";
+import type OpenAI from "openai";
 import { TINY_MODEL_PATH } from "../src/models/synthetic";
-import { type ServerProcess, startServerProcess } from "./server-process";
+import { health, type ServerProcess, startServerProcess, useServer, waitIdle } from "./server-process";
 
 const MODEL = "llmatic-tiny";
 let server: ServerProcess;
 let client: OpenAI;
 
-beforeAll(async () => {
-  server = await startServerProcess(["-m", TINY_MODEL_PATH, "--parallel", "4", "--ctx-size", "8192"]);
-  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "x", maxRetries: 0 });
+useServer(["-m", TINY_MODEL_PATH, "--parallel", "4", "--ctx-size", "8192"], (s, c) => {
+  server = s;
+  client = c;
 });
-afterAll(async () => {
-  await server?.stop();
-});
-
-async function health(s: ServerProcess) {
-  return (await (await fetch(`${s.url}/health`)).json()) as {
-    status: string;
-    models: { id: string; slots_busy: number; slots_idle: number; queued: number }[];
-  };
-}
-
-async function waitIdle(s: ServerProcess) {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const h = await health(s);
-    if (h.models[0]?.slots_busy === 0 && h.models[0]?.queued === 0) return h;
-    if (Date.now() > deadline) throw new Error(`slots still busy: ${JSON.stringify(h)}`);
-    await Bun.sleep(20);
-  }
-}
 
 async function streamText(
   req: Omit<OpenAI.ChatCompletionCreateParamsStreaming, "stream" | "model">,

@@ -5,7 +5,7 @@ import OpenAI from "openai";
 import { ChatTemplates } from "../src/ffi/chat";
 import { Model } from "../src/ffi/model";
 import { TINY_MODEL_PATH } from "../src/models/synthetic";
-import { type ServerProcess, startServerProcess } from "./server-process";
+import { clientFor, type ServerProcess, startServerProcess, useServer, waitIdle } from "./server-process";
 
 const KEY = "e2e-test-key";
 let server: ServerProcess;
@@ -14,17 +14,23 @@ let vocab: Model;
 let templates: ChatTemplates;
 const MODEL = "llmatic-tiny";
 
-beforeAll(async () => {
-  server = await startServerProcess(["-m", TINY_MODEL_PATH, "--parallel", "2", "--ctx-size", "4096", "--api-key", KEY]);
-  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0 });
+useServer(
+  ["-m", TINY_MODEL_PATH, "--parallel", "2", "--ctx-size", "4096", "--api-key", KEY],
+  (s, c) => {
+    server = s;
+    client = c;
+  },
+  KEY,
+);
+
+beforeAll(() => {
   vocab = Model.load(TINY_MODEL_PATH, { vocabOnly: true });
   templates = ChatTemplates.create(vocab);
 });
 
-afterAll(async () => {
+afterAll(() => {
   templates?.dispose();
   vocab?.dispose();
-  await server?.stop();
 });
 
 describe("with the official openai client", () => {
@@ -69,12 +75,13 @@ describe("with the official openai client", () => {
   });
 
   test("chat: streaming helper and finalChatCompletion", async () => {
+    const messages = [
+      { role: "system" as const, content: "You are terse." },
+      { role: "user" as const, content: "Hello" },
+    ];
     const stream = client.chat.completions.stream({
       model: MODEL,
-      messages: [
-        { role: "system", content: "You are terse." },
-        { role: "user", content: "Hello" },
-      ],
+      messages,
       max_tokens: 10,
       seed: 4,
       stream_options: { include_usage: true },
@@ -90,10 +97,7 @@ describe("with the official openai client", () => {
     // the same request without streaming gives the same text (same seed)
     const again = await client.chat.completions.create({
       model: MODEL,
-      messages: [
-        { role: "system", content: "You are terse." },
-        { role: "user", content: "Hello" },
-      ],
+      messages,
       max_tokens: 10,
       seed: 4,
     });
@@ -128,7 +132,7 @@ describe("with the official openai client", () => {
   });
 
   test("a bad key is an AuthenticationError", async () => {
-    const bad = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "wrong", maxRetries: 0 });
+    const bad = clientFor(server, "wrong");
     const err = await bad.models.list().catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
     expect(err.status).toBe(401);
@@ -166,14 +170,8 @@ describe("with the official openai client", () => {
       expect(n).toBeLessThan(5000);
     }
     // both slots come back and the server keeps serving
-    const deadline = Date.now() + 5000;
-    let health: any;
-    do {
-      health = await (await fetch(`${server.url}/health`)).json();
-      if (health.models[0].slots_busy === 0) break;
-      await Bun.sleep(50);
-    } while (Date.now() < deadline);
-    expect(health.models[0].slots_busy).toBe(0);
+    const h = await waitIdle(server);
+    expect(h.models[0]?.slots_busy).toBe(0);
     const r = await client.chat.completions.create({
       model: MODEL,
       messages: [{ role: "user", content: "again" }],

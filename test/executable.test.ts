@@ -4,9 +4,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import OpenAI from "openai";
 import { TINY_MODEL_PATH } from "../src/models/synthetic";
-import { type ServerProcess, startServerProcess } from "./server-process";
+import { clientFor, type ServerProcess, startServerProcess } from "./server-process";
 
 const ROOT = join(import.meta.dir, "..");
 let dir: string;
@@ -53,7 +52,7 @@ describe("dist/llmatic", () => {
         cleanEnv: true,
       });
       starts.push(s1);
-      const client = new OpenAI({ baseURL: `${s1.url}/v1`, apiKey: "x", maxRetries: 0 });
+      const client = clientFor(s1);
       const r = await client.chat.completions.create({
         model: "tiny",
         messages: [{ role: "user", content: "Hello from the executable" }],

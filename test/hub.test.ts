@@ -7,10 +7,9 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import OpenAI from "openai";
 import { parseModelRef, pickQuantFile } from "../src/models/hub";
 import { TINY_MODEL_PATH } from "../src/models/synthetic";
-import { type ServerProcess, startServerProcess } from "./server-process";
+import { clientFor, type ServerProcess, startServerProcess } from "./server-process";
 
 const ROOT = join(import.meta.dir, "..");
 const model = readFileSync(TINY_MODEL_PATH);
@@ -213,7 +212,7 @@ test("the server serves a hub model by its reference", async () => {
     s = await startServerProcess(["-m", "acme/tiny-GGUF:Q8_0"], {
       env: { LLMATIC_CACHE: cache, HF_ENDPOINT: endpoint },
     });
-    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "x", maxRetries: 0 });
+    const client = clientFor(s);
     expect((await client.models.list()).data.map((m) => m.id)).toEqual(["acme/tiny-GGUF:Q8_0"]);
     const r = await client.chat.completions.create({
       model: "acme/tiny-GGUF:Q8_0",

@@ -5,9 +5,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import OpenAI from "openai";
+import type OpenAI from "openai";
 import { TINY_MODEL_PATH } from "../src/models/synthetic";
-import { type ServerProcess, startServerProcess } from "./server-process";
+import { clientFor, type ServerProcess, startServerProcess } from "./server-process";
 
 let dir: string;
 let server: ServerProcess;
@@ -17,7 +17,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "llmatic-models-"));
   for (const name of ["alpha", "beta", "gamma"]) copyFileSync(TINY_MODEL_PATH, join(dir, `${name}.gguf`));
   server = await startServerProcess(["-m", dir, "--max-loaded", "2", "--parallel", "2"]);
-  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "x", maxRetries: 0 });
+  client = clientFor(server);
 });
 
 afterAll(async () => {

@@ -1,5 +1,7 @@
 // Runs `bun src/main.ts` as a real child process on a free loopback port.
+import { afterAll, beforeAll } from "bun:test";
 import { join } from "node:path";
+import OpenAI from "openai";
 
 export interface ServerProcess {
   url: string;
@@ -61,4 +63,41 @@ export async function startServerProcess(
       return await proc.exited;
     },
   };
+}
+
+/** The official client, pointed at a server (no retries: a test wants the first answer). */
+export function clientFor(s: ServerProcess, apiKey = "x"): OpenAI {
+  return new OpenAI({ baseURL: `${s.url}/v1`, apiKey, maxRetries: 0 });
+}
+
+/** A server process for the whole test file: started before the tests, stopped after them. */
+export function useServer(args: string[], ready: (server: ServerProcess, client: OpenAI) => void, apiKey = "x"): void {
+  let server: ServerProcess | null = null;
+  beforeAll(async () => {
+    server = await startServerProcess(args);
+    ready(server, clientFor(server, apiKey));
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+}
+
+export interface Health {
+  status: string;
+  models: { id: string; state: string; slots_busy: number; slots_idle: number; queued: number }[];
+}
+
+export async function health(s: ServerProcess): Promise<Health> {
+  return (await (await fetch(`${s.url}/health`)).json()) as Health;
+}
+
+/** Waits until every slot of the first model is idle and nothing is queued. */
+export async function waitIdle(s: ServerProcess, timeoutMs = 10_000): Promise<Health> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const h = await health(s);
+    if (h.models[0]?.slots_busy === 0 && h.models[0]?.queued === 0) return h;
+    if (Date.now() > deadline) throw new Error(`slots still busy: ${JSON.stringify(h)}`);
+    await Bun.sleep(20);
+  }
 }

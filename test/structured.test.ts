@@ -1,27 +1,22 @@
 // Structured output, tools, logprobs, best_of and reproducibility, with the
 // official openai client against a real server running the tiny model (whose
 // GGUF carries Qwen2.5's tool-capable chat template).
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import { zodResponseFormat } from "openai/helpers/zod";
 import { z } from "zod";
 import { ChatTemplates } from "../src/ffi/chat";
 import { Model } from "../src/ffi/model";
 import { TINY_MODEL_PATH } from "../src/models/synthetic";
-import { type ServerProcess, startServerProcess } from "./server-process";
+import { useServer } from "./server-process";
 
 const MODEL = "llmatic-tiny";
 /** The function of a tool call (the SDK's union also has custom tools). */
 const fn = (call: unknown) => (call as OpenAI.ChatCompletionMessageFunctionToolCall | undefined)?.function;
-let server: ServerProcess;
 let client: OpenAI;
 
-beforeAll(async () => {
-  server = await startServerProcess(["-m", TINY_MODEL_PATH, "--parallel", "4", "--ctx-size", "8192"]);
-  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "x", maxRetries: 0 });
-});
-afterAll(async () => {
-  await server?.stop();
+useServer(["-m", TINY_MODEL_PATH, "--parallel", "4", "--ctx-size", "8192"], (_, c) => {
+  client = c;
 });
 
 const Person = z.object({
