@@ -50,6 +50,7 @@ const SHIM_SOURCES = [
   "src/chat.cpp",
   "src/sampler.cpp",
   "src/llmatic.h",
+  "src/strings.hpp",
   "src/exports.map",
 ];
 

@@ -2,9 +2,8 @@
 // tool-call parsing and JSON-schema -> GBNF. Data crosses as JSON text so the
 // FFI surface stays a handful of pointer-taking functions.
 #include "llmatic.h"
+#include "strings.hpp"
 
-#include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <string>
 
@@ -14,16 +13,10 @@
 
 using json = common_json;
 
-static char * dup_string(const std::string & s) {
-    char * out = static_cast<char *>(std::malloc(s.size() + 1));
-    if (out) std::memcpy(out, s.c_str(), s.size() + 1);
-    return out;
-}
-
 static char * error_json(const char * message) {
     json j = json::object();
     j["error"] = std::string(message);
-    return dup_string(j.dump_safe());
+    return llmatic_dup_string(j.dump_safe());
 }
 
 struct llmatic_chat {
@@ -40,7 +33,7 @@ llmatic_chat * llmatic_chat_new(const llama_model * model, const char * override
         chat->tmpls = common_chat_templates_init(model, override_template ? override_template : "");
         return chat;
     } catch (const std::exception & e) {
-        if (error) *error = dup_string(e.what());
+        if (error) *error = llmatic_dup_string(e.what());
         return nullptr;
     }
 }
@@ -95,7 +88,7 @@ char * llmatic_chat_apply(llmatic_chat * chat, const char * request_json) {
         json stops              = json::array();
         for (const auto & s : params.additional_stops) stops.push_back(s);
         out["additional_stops"] = stops;
-        return dup_string(out.dump_safe());
+        return llmatic_dup_string(out.dump_safe());
     } catch (const std::exception & e) {
         return error_json(e.what());
     }
@@ -113,7 +106,7 @@ llmatic_chat_parser * llmatic_chat_parser_new(const char * config_json, char ** 
         if (!parser.empty()) p->params.parser.load(parser);
         return p;
     } catch (const std::exception & e) {
-        if (error) *error = dup_string(e.what());
+        if (error) *error = llmatic_dup_string(e.what());
         return nullptr;
     }
 }
@@ -136,7 +129,7 @@ char * llmatic_chat_parser_parse(llmatic_chat_parser * parser, const char * text
             calls.push_back(c);
         }
         out["tool_calls"] = calls;
-        return dup_string(out.dump_safe());
+        return llmatic_dup_string(out.dump_safe());
     } catch (const std::exception & e) {
         return error_json(e.what());
     }
@@ -147,7 +140,7 @@ char * llmatic_json_schema_to_grammar(const char * schema_json) {
         const json  schema  = json::parse(schema_json);
         json        out     = json::object();
         out["grammar"]      = json_schema_to_grammar(schema);
-        return dup_string(out.dump_safe());
+        return llmatic_dup_string(out.dump_safe());
     } catch (const std::exception & e) {
         return error_json(e.what());
     }

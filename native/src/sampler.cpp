@@ -3,9 +3,8 @@
 // pass only on rejection; lazy grammars with triggers), so llmatic samples the
 // same tokens at the same cost.
 #include "llmatic.h"
+#include "strings.hpp"
 
-#include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <string>
 
@@ -18,12 +17,6 @@ using json = common_json;
 struct llmatic_sampler {
     common_sampler * smpl = nullptr;
 };
-
-static char * dup_cstr(const std::string & s) {
-    char * out = static_cast<char *>(std::malloc(s.size() + 1));
-    if (out) std::memcpy(out, s.c_str(), s.size() + 1);
-    return out;
-}
 
 llmatic_sampler * llmatic_sampler_new(const llama_model * model, const char * config_json, char ** error) {
     try {
@@ -72,7 +65,7 @@ llmatic_sampler * llmatic_sampler_new(const llama_model * model, const char * co
         s->smpl  = smpl;
         return s;
     } catch (const std::exception & e) {
-        if (error) *error = dup_cstr(e.what());
+        if (error) *error = llmatic_dup_string(e.what());
         return nullptr;
     }
 }
