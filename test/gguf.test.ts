@@ -38,6 +38,11 @@ describe("GGUF", () => {
     ]);
     expect(g.tensors[1]?.offset).toBe(32); // 32 bytes of f32, aligned to 32
     expect(expectedFileSize(g)).toBe(g.dataOffset + 32 + 34);
+    // stepping over arrays (model validation) finds the same tensor table
+    const skipped = readGguf(path, { arrays: false });
+    expect(skipped.metadata.get("a.arr")?.value).toEqual([]);
+    expect(skipped.tensors).toEqual(g.tensors);
+    expect(skipped.dataOffset).toBe(g.dataOffset);
     expect(g.fileSize).toBe(g.dataOffset + 32 + 64); // each tensor padded to the alignment
     const bytes = readFileSync(path);
     expect(new Float32Array(bytes.buffer.slice(g.dataOffset, g.dataOffset + 32))).toEqual(

@@ -26,7 +26,8 @@ export function validateModelFile(path: string): void {
   if (st.isDirectory()) throw new EngineError("invalid_model", `model path is a directory, not a .gguf file: ${path}`);
   let g: ReturnType<typeof readGguf>;
   try {
-    g = readGguf(path);
+    // only the tensor table matters here: llama.cpp reads the metadata itself
+    g = readGguf(path, { arrays: false });
   } catch (e) {
     if (e instanceof GgufError) {
       const truncated = /unexpected end of file/.test(e.message);

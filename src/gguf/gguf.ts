@@ -131,6 +131,12 @@ class Cursor {
     readSync(this.fd, this.buf, 0, len, this.pos);
     this.bufStart = this.pos;
   }
+  /** Steps over n bytes without reading them (they must exist). */
+  skip(n: number): void {
+    if (this.pos + n > this.size)
+      throw new GgufError(`unexpected end of file at byte ${this.pos} (file has ${this.size} bytes)`);
+    this.pos += n;
+  }
   private at(n: number): number {
     this.need(n);
     const o = this.pos - this.bufStart;
@@ -222,8 +228,34 @@ function readValue(c: Cursor, type: ValueType): MetaValue {
   }
 }
 
-/** Parses a GGUF file's header, metadata and tensor table. Throws GgufError with a readable reason. */
-export function readGguf(path: string): GgufFile {
+/** Byte sizes of the fixed-size metadata value types. */
+const VALUE_SIZE: Partial<Record<ValueType, number>> = {
+  [ValueType.UINT8]: 1,
+  [ValueType.INT8]: 1,
+  [ValueType.BOOL]: 1,
+  [ValueType.UINT16]: 2,
+  [ValueType.INT16]: 2,
+  [ValueType.UINT32]: 4,
+  [ValueType.INT32]: 4,
+  [ValueType.FLOAT32]: 4,
+  [ValueType.UINT64]: 8,
+  [ValueType.INT64]: 8,
+  [ValueType.FLOAT64]: 8,
+};
+
+/** Steps over an array's values (a tokenizer holds 100k+ strings a validation does not need). */
+function skipArray(c: Cursor, type: ValueType, n: number): void {
+  const size = VALUE_SIZE[type];
+  if (size !== undefined) c.skip(size * n);
+  else if (type === ValueType.STRING) for (let j = 0; j < n; j++) c.skip(c.size64("string length"));
+  else throw new GgufError(`cannot skip arrays of type ${type}`);
+}
+
+/**
+ * Parses a GGUF file's header, metadata and tensor table. Throws GgufError with a
+ * readable reason. With `arrays: false` array metadata is stepped over (value []).
+ */
+export function readGguf(path: string, opts: { arrays?: boolean } = {}): GgufFile {
   const fd = openSync(path, "r");
   try {
     const size = fstatSync(fd).size;
@@ -242,6 +274,11 @@ export function readGguf(path: string): GgufFile {
       if (type === ValueType.ARRAY) {
         const arrayType = c.u32() as ValueType;
         const n = c.size64("array length");
+        if (opts.arrays === false) {
+          skipArray(c, arrayType, n);
+          metadata.set(key, { type, arrayType, value: [] });
+          continue;
+        }
         const value: MetaValue[] = new Array(n);
         for (let j = 0; j < n; j++) value[j] = readValue(c, arrayType);
         metadata.set(key, { type, arrayType, value });
