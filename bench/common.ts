@@ -11,6 +11,12 @@ export function opt(name: string, def: number): number {
   return i >= 0 ? Number(args[i + 1]) : def;
 }
 
+/** A string --flag value, or undefined. */
+export function optString(name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
 export function flag(name: string): boolean {
   return args.includes(name);
 }

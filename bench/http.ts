@@ -1,5 +1,5 @@
 #!/usr/bin/env bun
-// bun run bench:http [--threads N] [--reps N] [--ctx N]
+// bun run bench:http [--threads N] [--reps N] [--ctx N] [--rounds N] [--clients 1,4,8] [--only concurrent]
 //
 // Starts llmatic and llama.cpp's llama-server (built from the same pinned
 // source) on loopback with the same bench model, context and threads, and sends
@@ -9,11 +9,14 @@
 // time <= 1.03x.
 import { join } from "node:path";
 import { toolPath } from "../native/build";
-import { benchModel, defaultThreads, mean, opt, percentile, say } from "./common";
+import { benchModel, defaultThreads, mean, opt, optString, percentile, say } from "./common";
 
 const threads = opt("--threads", defaultThreads());
 const reps = opt("--reps", 5);
 const ctx = opt("--ctx", 8192);
+const clientCounts = (optString("--clients") ?? "1,4,8").split(",").map(Number);
+const only = optString("--only");
+const PARALLEL = 8;
 const N_GEN = 128;
 const ROOT = join(import.meta.dir, "..");
 
@@ -47,7 +50,7 @@ async function waitHealthy(url: string, proc: ReturnType<typeof Bun.spawn>, name
 }
 
 export async function startServers(parallel: number): Promise<Server[]> {
-  const common = { stdout: "ignore", stderr: "ignore" } as const;
+  const common = { stdout: "ignore", stderr: process.env.BENCH_STDERR ? "inherit" : "ignore" } as const;
   // the same model, context, threads and slots for both
   const same = ["-m", model, "-c", String(ctx), "-t", String(threads), "-np", String(parallel)];
   const pOurs = await freePort();
@@ -202,88 +205,97 @@ async function secondTurn(s: Server, round: number) {
 }
 
 if (import.meta.main) {
-  const parallel = 8;
   const rounds = opt("--rounds", 2);
-  say(`starting llmatic and llama-server: ${model}, ctx ${ctx}, ${threads} threads, --parallel ${parallel}`);
-  const servers = await startServers(parallel);
+  say(`starting llmatic and llama-server: ${model}, ctx ${ctx}, ${threads} threads, --parallel ${PARALLEL}`);
+  const servers = await startServers(PARALLEL);
   try {
     // ---- one client: tokens/s, TTFT, total time
-    const results = new Map<string, Measured[]>(servers.map((s) => [s.name, []]));
-    for (let r = -1; r < reps; r++) {
-      for (const s of servers) {
-        // a different question each round, the same for both servers
-        const m = await streamChat(
-          s,
-          [{ role: "user", content: `Question ${r + 2}: write a long story about the number ${r + 2}.` }],
-          N_GEN,
-        );
-        if (m.tokens !== N_GEN) throw new Error(`${s.name} produced ${m.tokens} tokens, expected ${N_GEN}`);
-        if (r >= 0) results.get(s.name)?.push(m);
-      }
-    }
-    const row = (name: string) => {
-      const ms = results.get(name) as Measured[];
-      return {
-        tps: mean(ms.map((m) => m.tps)),
-        ttft: mean(ms.map((m) => m.ttft)),
-        total: mean(ms.map((m) => m.total)),
-      };
-    };
-    const a = row("llmatic");
-    const b = row("llama-server");
-    console.log(
-      `single streaming chat, ${N_GEN} tokens, ${reps} reps, ${threads} threads, ctx ${ctx}, --parallel ${parallel}`,
-    );
-    for (const [name, r] of [
-      ["llama-server", b],
-      ["llmatic", a],
-    ] as const) {
-      console.log(
-        `  ${name.padEnd(13)} ${r.tps.toFixed(2).padStart(7)} t/s   ttft ${r.ttft.toFixed(1).padStart(7)} ms   total ${r.total.toFixed(1).padStart(8)} ms`,
-      );
-    }
-    const tpsRatio = a.tps / b.tps;
-    const totalRatio = a.total / b.total;
-    console.log(
-      `  ratio         tokens/s ${tpsRatio.toFixed(3)} (target >= 0.97) ${tpsRatio >= 0.97 ? "OK" : "BELOW TARGET"}   ttft ${(a.ttft / b.ttft).toFixed(3)}   total ${totalRatio.toFixed(3)} (target <= 1.03) ${totalRatio <= 1.03 ? "OK" : "ABOVE TARGET"}`,
-    );
-
-    // ---- C concurrent clients
-    console.log(`\nconcurrent streaming clients (${N_GEN} tokens each, ${rounds} requests per client)`);
-    console.log("  C  server         aggregate t/s   ttft p50   ttft p99");
-    for (const C of [1, 4, 8]) {
-      const got = new Map<string, Awaited<ReturnType<typeof concurrent>>>();
-      for (const s of servers) got.set(s.name, await concurrent(s, C, rounds, C === 8 && s.name === "llmatic"));
-      for (const s of servers) {
-        const g = got.get(s.name) as Awaited<ReturnType<typeof concurrent>>;
-        console.log(
-          `  ${String(C).padStart(1)}  ${s.name.padEnd(13)} ${g.tps.toFixed(2).padStart(13)}   ${g.p50.toFixed(0).padStart(6)} ms  ${g.p99.toFixed(0).padStart(6)} ms`,
-        );
-      }
-      const ours = got.get("llmatic") as Awaited<ReturnType<typeof concurrent>>;
-      const theirs = got.get("llama-server") as Awaited<ReturnType<typeof concurrent>>;
-      const ratio = ours.tps / theirs.tps;
-      const target = C >= 4 ? 1.15 : 0.97;
-      console.log(
-        `     ratio          ${ratio.toFixed(3).padStart(13)}   ${(ours.p50 / theirs.p50).toFixed(3).padStart(9)}  ${(ours.p99 / theirs.p99).toFixed(3).padStart(9)}   (aggregate target >= ${target}) ${ratio >= target ? "OK" : "BELOW TARGET"}`,
-      );
-      if (ours.health.length) {
-        const p99 = percentile(ours.health, 99);
-        console.log(
-          `     llmatic /health during 8 streams: p50 ${percentile(ours.health, 50).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms over ${ours.health.length} probes (target < 5 ms) ${p99 < 5 ? "OK" : "ABOVE TARGET"}`,
-        );
-      }
-    }
-
-    // ---- two-turn chat: the second turn's time to first token
-    const turn = new Map<string, number[]>(servers.map((s) => [s.name, []]));
-    for (let r = 0; r < 3; r++) for (const s of servers) turn.get(s.name)?.push(await secondTurn(s, r));
-    const t2a = mean(turn.get("llmatic") as number[]);
-    const t2b = mean(turn.get("llama-server") as number[]);
-    console.log(
-      `\ntwo-turn chat (long system prompt), second turn TTFT: llama-server ${t2b.toFixed(1)} ms, llmatic ${t2a.toFixed(1)} ms, ratio ${(t2a / t2b).toFixed(3)} (target <= 1.0) ${t2a <= t2b ? "OK" : "ABOVE TARGET"}`,
-    );
+    if (!only || only === "single") await single(servers);
+    if (!only || only === "concurrent") await concurrency(servers, rounds);
+    if (!only || only === "turns") await turns(servers);
   } finally {
     await stopServers(servers);
   }
+}
+
+async function single(servers: Server[]): Promise<void> {
+  const results = new Map<string, Measured[]>(servers.map((s) => [s.name, []]));
+  for (let r = -1; r < reps; r++) {
+    for (const s of servers) {
+      // a different question each round, the same for both servers
+      const m = await streamChat(
+        s,
+        [{ role: "user", content: `Question ${r + 2}: write a long story about the number ${r + 2}.` }],
+        N_GEN,
+      );
+      if (m.tokens !== N_GEN) throw new Error(`${s.name} produced ${m.tokens} tokens, expected ${N_GEN}`);
+      if (r >= 0) results.get(s.name)?.push(m);
+    }
+  }
+  const row = (name: string) => {
+    const ms = results.get(name) as Measured[];
+    return {
+      tps: mean(ms.map((m) => m.tps)),
+      ttft: mean(ms.map((m) => m.ttft)),
+      total: mean(ms.map((m) => m.total)),
+    };
+  };
+  const a = row("llmatic");
+  const b = row("llama-server");
+  console.log(
+    `single streaming chat, ${N_GEN} tokens, ${reps} reps, ${threads} threads, ctx ${ctx}, --parallel ${PARALLEL}`,
+  );
+  for (const [name, r] of [
+    ["llama-server", b],
+    ["llmatic", a],
+  ] as const) {
+    console.log(
+      `  ${name.padEnd(13)} ${r.tps.toFixed(2).padStart(7)} t/s   ttft ${r.ttft.toFixed(1).padStart(7)} ms   total ${r.total.toFixed(1).padStart(8)} ms`,
+    );
+  }
+  const tpsRatio = a.tps / b.tps;
+  const totalRatio = a.total / b.total;
+  console.log(
+    `  ratio         tokens/s ${tpsRatio.toFixed(3)} (target >= 0.97) ${tpsRatio >= 0.97 ? "OK" : "BELOW TARGET"}   ttft ${(a.ttft / b.ttft).toFixed(3)}   total ${totalRatio.toFixed(3)} (target <= 1.03) ${totalRatio <= 1.03 ? "OK" : "ABOVE TARGET"}`,
+  );
+}
+
+async function concurrency(servers: Server[], rounds: number): Promise<void> {
+  // ---- C concurrent clients
+  console.log(`\nconcurrent streaming clients (${N_GEN} tokens each, ${rounds} requests per client)`);
+  console.log("  C  server         aggregate t/s   ttft p50   ttft p99");
+  for (const C of clientCounts) {
+    const got = new Map<string, Awaited<ReturnType<typeof concurrent>>>();
+    for (const s of servers) got.set(s.name, await concurrent(s, C, rounds, C === 8 && s.name === "llmatic"));
+    for (const s of servers) {
+      const g = got.get(s.name) as Awaited<ReturnType<typeof concurrent>>;
+      console.log(
+        `  ${String(C).padStart(1)}  ${s.name.padEnd(13)} ${g.tps.toFixed(2).padStart(13)}   ${g.p50.toFixed(0).padStart(6)} ms  ${g.p99.toFixed(0).padStart(6)} ms`,
+      );
+    }
+    const ours = got.get("llmatic") as Awaited<ReturnType<typeof concurrent>>;
+    const theirs = got.get("llama-server") as Awaited<ReturnType<typeof concurrent>>;
+    const ratio = ours.tps / theirs.tps;
+    const target = C >= 4 ? 1.15 : 0.97;
+    console.log(
+      `     ratio          ${ratio.toFixed(3).padStart(13)}   ${(ours.p50 / theirs.p50).toFixed(3).padStart(9)}  ${(ours.p99 / theirs.p99).toFixed(3).padStart(9)}   (aggregate target >= ${target}) ${ratio >= target ? "OK" : "BELOW TARGET"}`,
+    );
+    if (ours.health.length) {
+      const p99 = percentile(ours.health, 99);
+      console.log(
+        `     llmatic /health during 8 streams: p50 ${percentile(ours.health, 50).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms over ${ours.health.length} probes (target < 5 ms) ${p99 < 5 ? "OK" : "ABOVE TARGET"}`,
+      );
+    }
+  }
+}
+
+async function turns(servers: Server[]): Promise<void> {
+  // ---- two-turn chat: the second turn's time to first token
+  const turn = new Map<string, number[]>(servers.map((s) => [s.name, []]));
+  for (let r = 0; r < 3; r++) for (const s of servers) turn.get(s.name)?.push(await secondTurn(s, r));
+  const t2a = mean(turn.get("llmatic") as number[]);
+  const t2b = mean(turn.get("llama-server") as number[]);
+  console.log(
+    `\ntwo-turn chat (long system prompt), second turn TTFT: llama-server ${t2b.toFixed(1)} ms, llmatic ${t2a.toFixed(1)} ms, ratio ${(t2a / t2b).toFixed(3)} (target <= 1.0) ${t2a <= t2b ? "OK" : "ABOVE TARGET"}`,
+  );
 }

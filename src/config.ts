@@ -36,6 +36,8 @@ export interface ServerConfig {
   chatTemplateFile: string | null;
   /** batch-invariant numerics: no weight repacking */
   deterministic: boolean;
+  /** decode batches of fewer tokens use ggml's own kernels on quantized weights, not tinyBLAS (0 = always tinyBLAS) */
+  sgemmMinBatch: number;
   sampling: SamplingDefaults;
   configFile: string | null;
 }
@@ -58,6 +60,7 @@ export const DEFAULTS: ServerConfig = {
   maxBodyBytes: 16 * 1024 * 1024,
   chatTemplateFile: null,
   deterministic: false,
+  sgemmMinBatch: 8,
   sampling: {
     maxTokens: null,
     temperature: 0.8,
@@ -101,6 +104,10 @@ options (environment variable in brackets):
       --deterministic       batch-invariant numerics: a seeded request gives the same
                             output alone or batched beside others, also on quantized
                             models (turns off weight repacking: slower) [LLMATIC_DETERMINISTIC=1]
+      --sgemm-min-batch N   decode batches of fewer than N tokens multiply quantized
+                            weights with ggml's own kernels instead of llamafile's
+                            tinyBLAS, which is slower for them on x86 (default 8;
+                            0 = tinyBLAS always, as stock llama.cpp) [LLMATIC_SGEMM_MIN_BATCH]
       --config FILE         JSON config file (llmatic.config.json keys accepted)
                             [LLMATIC_CONFIG; ./llmatic.config.json is read when present]
   -h, --help                this help
@@ -180,6 +187,9 @@ function fromFile(path: string): Partial<ServerConfig> {
         if (typeof v !== "boolean") throw new ConfigError(`${path}: "deterministic" must be true or false`);
         out.deterministic = v;
         break;
+      case "sgemmMinBatch":
+        out.sgemmMinBatch = num(k, v);
+        break;
       case "numPredict":
       case "maxTokens":
         sampling.maxTokens = num(k, v);
@@ -258,6 +268,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
         "api-key": { type: "string" },
         "chat-template-file": { type: "string" },
         deterministic: { type: "boolean" },
+        "sgemm-min-batch": { type: "string" },
         config: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -311,6 +322,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     maxBodyBytes: DEFAULTS.maxBodyBytes,
     chatTemplateFile: pick(s("chat-template-file"), undefined, file.chatTemplateFile, DEFAULTS.chatTemplateFile),
     deterministic: v.deterministic === true || env.LLMATIC_DETERMINISTIC === "1" || file.deterministic === true,
+    sgemmMinBatch: int("sgemm-min-batch", "sgemmMinBatch", 0, 1 << 20),
     sampling: file.sampling ?? DEFAULTS.sampling,
     configFile: configFile ? resolve(configFile) : null,
   };

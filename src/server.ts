@@ -93,6 +93,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
           queueSize: config.queueSize,
           niceness: 5,
           repack: !config.deterministic,
+          sgemmMinBatch: config.sgemmMinBatch,
           nBatch: config.batchSize,
           nGpuLayers: config.nGpuLayers,
           chatTemplate,

@@ -10,6 +10,7 @@ import { EngineError } from "../src/errors";
 import { Batch } from "../src/ffi/batch";
 import { ChatTemplates } from "../src/ffi/chat";
 import { Context } from "../src/ffi/context";
+import { lib } from "../src/ffi/library";
 import { Model } from "../src/ffi/model";
 import { DEFAULT_SAMPLING, Sampler } from "../src/ffi/sampler";
 import { collect, failure, startTiny, TINY_MODEL_PATH, textRequest } from "./helpers";
@@ -351,6 +352,39 @@ describe("native objects", () => {
     expect((await failure(e.tokenize("x"))).message).toContain("shut down");
     const r = await collect(e, textRequest("x"));
     expect(r.error?.code).toBe("engine_unavailable");
+  });
+});
+
+describe("small-batch kernels", () => {
+  test("decodes of fewer than --sgemm-min-batch tokens hand quantized products back to ggml", () => {
+    // the tiny model's tied output matrix is Q8_0, its other weights F32 (never handed back)
+    const model = Model.load(TINY_MODEL_PATH, { repack: false });
+    const ctx = new Context(model, { nCtx: 256, nThreads: 2, nSeqMax: 8 });
+    const batch = new Batch(8);
+    const l = lib();
+    /** decodes n one-token sequences; returns how many products went back to ggml's kernels */
+    const declinedBy = (n: number): number => {
+      ctx.clearMemory();
+      batch.clear();
+      for (let i = 0; i < n; i++) batch.add(100 + i, 0, i, true);
+      const before = l.llmatic_sgemm_declined();
+      expect(ctx.decode(batch)).toBe(0);
+      return l.llmatic_sgemm_declined() - before;
+    };
+    const previous = l.llmatic_set_sgemm_min_batch(8);
+    try {
+      expect(previous).toBeGreaterThanOrEqual(0); // the library was linked with the wrapper
+      expect(declinedBy(3)).toBeGreaterThan(0); // the output product of a 3-token batch
+      expect(declinedBy(1)).toBe(0); // one token never reaches tinyBLAS
+      expect(declinedBy(8)).toBe(0); // 8 tokens: tinyBLAS, as in stock llama.cpp
+      l.llmatic_set_sgemm_min_batch(0);
+      expect(declinedBy(3)).toBe(0);
+    } finally {
+      l.llmatic_set_sgemm_min_batch(previous);
+      batch.dispose();
+      ctx.dispose();
+      model.dispose();
+    }
   });
 });
 

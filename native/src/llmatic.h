@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define LLMATIC_ABI_VERSION 2
+#define LLMATIC_ABI_VERSION 3
 
 int32_t llmatic_abi_version(void);
 
@@ -37,6 +37,16 @@ int32_t llmatic_log_dropped(void);
 // threads it creates later, such as ggml's compute threads, inherit it), so the
 // HTTP thread wins the CPU whenever it has work. Returns 0 or an errno.
 int32_t llmatic_thread_nice(int32_t nice);
+// Matrix products whose activations have fewer than `min_batch` columns (the
+// tokens of a small decode batch) on quantized weights go to ggml's own
+// per-column kernels instead of llamafile's tinyBLAS, which on x86 is slower
+// for them: with Q8_0/Q5_0 weights a batch of 4 tokens took 54 ms with
+// tinyBLAS and 45 ms without (2 threads, Qwen2-0.5B shape). 0 leaves every
+// product to tinyBLAS (stock llama.cpp). Returns the previous value, or -1
+// when the library was built without llamafile (then nothing changes).
+int32_t llmatic_set_sgemm_min_batch(int32_t min_batch);
+// Matrix products handed back to ggml's kernels so far (wraps around).
+uint32_t llmatic_sgemm_declined(void);
 
 // ---- model ----------------------------------------------------------------
 // progress (may be NULL) receives 0..1 while loading; loading aborts when

@@ -84,6 +84,43 @@ int32_t llmatic_log_dropped(void) {
     return d;
 }
 
+// The library is linked with --wrap=llamafile_sgemm (see CMakeLists.txt): ggml's
+// calls land here. Returning false makes ggml use its own kernels, exactly as it
+// does when tinyBLAS declines a product.
+#ifdef LLMATIC_WRAP_SGEMM
+struct ggml_compute_params;
+bool __real_llamafile_sgemm(const struct ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
+                            const void * a, int64_t lda, const void * b, int64_t ldb, void * c, int64_t ldc,
+                            int atype, int btype, int ctype);
+
+static int32_t  sgemm_min_batch = 8;
+static uint32_t sgemm_declined  = 0;
+
+bool __wrap_llamafile_sgemm(const struct ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
+                            const void * a, int64_t lda, const void * b, int64_t ldb, void * c, int64_t ldc,
+                            int atype, int btype, int ctype) {
+    // (one column never reaches tinyBLAS on x86: it declines n < 2 itself)
+    if (n >= 2 && n < __atomic_load_n(&sgemm_min_batch, __ATOMIC_RELAXED) && ggml_is_quantized((enum ggml_type) atype)) {
+        __atomic_add_fetch(&sgemm_declined, 1, __ATOMIC_RELAXED);
+        return false;
+    }
+    return __real_llamafile_sgemm(params, m, n, k, a, lda, b, ldb, c, ldc, atype, btype, ctype);
+}
+
+int32_t llmatic_set_sgemm_min_batch(int32_t min_batch) {
+    return __atomic_exchange_n(&sgemm_min_batch, min_batch < 0 ? 0 : min_batch, __ATOMIC_RELAXED);
+}
+
+uint32_t llmatic_sgemm_declined(void) { return __atomic_load_n(&sgemm_declined, __ATOMIC_RELAXED); }
+#else
+int32_t llmatic_set_sgemm_min_batch(int32_t min_batch) {
+    (void) min_batch;
+    return -1;
+}
+
+uint32_t llmatic_sgemm_declined(void) { return 0; }
+#endif
+
 int32_t llmatic_thread_nice(int32_t nice) {
 #if defined(__linux__)
     const pid_t tid = (pid_t) syscall(SYS_gettid);

@@ -24,6 +24,8 @@ export interface EngineConfig {
   useMmap?: boolean;
   /** let ggml repack quantized weights (faster); false = batch-invariant numerics */
   repack?: boolean;
+  /** batches of fewer tokens skip llamafile's tinyBLAS on quantized weights (process-wide; default 8) */
+  sgemmMinBatch?: number;
   kvUnified?: boolean;
   flashAttn?: "auto" | "on" | "off";
   /** jinja source that replaces the model's chat template */

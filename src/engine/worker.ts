@@ -57,6 +57,7 @@ function init(cfg: EngineConfig, progressBuf: SharedArrayBuffer): void {
   if (cfg.libPath) setLibraryPath(cfg.libPath);
   // the decode threads (this one and ggml's, created from it) yield to the HTTP thread
   if (cfg.niceness) lib().llmatic_thread_nice(cfg.niceness);
+  if (cfg.sgemmMinBatch !== undefined) lib().llmatic_set_sgemm_min_batch(cfg.sgemmMinBatch);
   const progress = new Float32Array(progressBuf);
   model = Model.load(cfg.modelPath, {
     nGpuLayers: cfg.nGpuLayers ?? 0,

@@ -12,6 +12,8 @@ export const symbols = {
   llmatic_log_drain: { args: [ptr, i32], returns: i32 },
   llmatic_log_dropped: { args: [], returns: i32 },
   llmatic_thread_nice: { args: [i32], returns: i32 },
+  llmatic_set_sgemm_min_batch: { args: [i32], returns: i32 },
+  llmatic_sgemm_declined: { args: [], returns: u32 },
   // ---- llmatic.h: model, context
   llmatic_model_load: { args: [cstring, i32, bool, bool, bool, ptr, ptr], returns: ptr },
   llmatic_context_new: { args: [ptr, u32, u32, u32, u32, i32, i32, bool, i32, i32, bool], returns: ptr },
