@@ -12,7 +12,7 @@ import { ChatTemplates } from "../src/ffi/chat";
 import { Context } from "../src/ffi/context";
 import { lib } from "../src/ffi/library";
 import { Model } from "../src/ffi/model";
-import { DEFAULT_SAMPLING, Sampler } from "../src/ffi/sampler";
+import { DEFAULT_SAMPLING, Sampler, type SamplingParams } from "../src/ffi/sampler";
 import { collect, failure, startTiny, TINY_MODEL_PATH, textRequest } from "./helpers";
 
 let engine: LlamaEngine;
@@ -352,6 +352,50 @@ describe("native objects", () => {
     expect((await failure(e.tokenize("x"))).message).toContain("shut down");
     const r = await collect(e, textRequest("x"));
     expect(r.error?.code).toBe("engine_unavailable");
+  });
+});
+
+describe("sampling", () => {
+  test("the one-pass top-k preselection samples exactly the tokens of llama.cpp's full chain", () => {
+    const model = Model.load(TINY_MODEL_PATH);
+    const ctx = new Context(model, { nCtx: 512, nThreads: 2 });
+    const batch = new Batch(1);
+    const eog = [...model.eogTokens()].map((t): [number, number] => [t, Number.NEGATIVE_INFINITY]);
+    const cases: Partial<SamplingParams>[] = [
+      {},
+      { temperature: 1.5, topK: 100, topP: 1, minP: 0 },
+      // ignore_eos bans, boosts and a ban by bias
+      { logitBias: [...eog, [9707, 2], [11, -100], [0, 1.5]] },
+      { temperature: 0 },
+    ];
+    try {
+      cases.forEach((over, i) => {
+        const params = { ...DEFAULT_SAMPLING, seed: 100 + i, ...over };
+        const fast = Sampler.create(model, params);
+        const full = Sampler.create(model, { ...params, fastTopK: false });
+        ctx.clearMemory();
+        let token = 9707;
+        const a: number[] = [];
+        const b: number[] = [];
+        for (let pos = 0; pos < 120; pos++) {
+          batch.clear();
+          batch.add(token, pos, 0, true);
+          expect(ctx.decode(batch)).toBe(0);
+          a.push(fast.sample(ctx, 0));
+          b.push(full.sample(ctx, 0));
+          token = a.at(-1) as number;
+        }
+        expect(a).toEqual(b);
+        // random sampling must really vary (the greedy case may repeat itself)
+        if (i < 3) expect(new Set(a).size).toBeGreaterThan(10);
+        fast.dispose();
+        full.dispose();
+      });
+    } finally {
+      batch.dispose();
+      ctx.dispose();
+      model.dispose();
+    }
   });
 });
 

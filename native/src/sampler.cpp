@@ -5,8 +5,15 @@
 #include "llmatic.h"
 #include "strings.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <exception>
 #include <string>
+#include <vector>
+
+#if defined(__SSE__) || defined(__x86_64__)
+#    include <immintrin.h>
+#endif
 
 #include "common.h"
 #include "json.h"
@@ -16,7 +23,97 @@ using json = common_json;
 
 struct llmatic_sampler {
     common_sampler * smpl = nullptr;
+    // > 0: the chain starts with samplers that change nothing but the logit
+    // bias, then top-k; sample() preselects the k candidates itself
+    int32_t                       fast_k  = 0;
+    int32_t                       n_vocab = 0;
+    std::vector<llama_logit_bias> bias;  // what the chain's logit-bias sampler adds
+    std::vector<llama_token_data> cand;  // scratch
 };
+
+// The chain is logit-bias, penalties, DRY, top-n-sigma, top-k, ... (common_sampler_init).
+// With neutral penalties, DRY and top-n-sigma off and no grammar, only the
+// logit bias acts before top-k, so the k best tokens after the bias are exactly
+// what the full chain keeps. One pass over the logits finds them; the chain then
+// runs on those k instead of on the whole vocabulary (which it would first copy,
+// 151936 entries for Qwen, and partially sort).
+static bool fast_top_k_applies(const common_params_sampling & p) {
+    const bool neutral_penalties =
+        p.penalty_last_n == 0 || (p.penalty_repeat == 1.0f && p.penalty_freq == 0.0f && p.penalty_present == 0.0f);
+    return p.top_k > 0 && p.mirostat == 0 && neutral_penalties && p.dry_multiplier == 0.0f && p.top_n_sigma <= 0.0f &&
+           common_grammar_value(p.grammar).empty() && p.reasoning_budget_start.empty();
+}
+
+static bool logit_greater(const llama_token_data & a, const llama_token_data & b) {
+    return a.logit > b.logit;
+}
+
+// the largest of 32 floats (NaN never wins, as in the comparisons that follow)
+static inline float block_max(const float * x) {
+#if defined(__SSE__) || defined(__x86_64__)
+    __m128 m = _mm_loadu_ps(x);
+    for (int i = 4; i < 32; i += 4) m = _mm_max_ps(m, _mm_loadu_ps(x + i));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+#else
+    float m = x[0];
+    for (int i = 1; i < 32; i++) m = x[i] > m ? x[i] : m;
+    return m;
+#endif
+}
+
+static llama_token sample_top_k(llmatic_sampler * s, llama_context * ctx, int32_t idx) {
+    const float * logits = llama_get_logits_ith(ctx, idx);
+    if (!logits) throw std::runtime_error("no logits for this output");
+    const size_t k    = std::min<size_t>(s->fast_k, s->n_vocab);
+    // a token pushed below the k best by the bias of others is still among the
+    // k + (biased tokens) best raw logits
+    const size_t keep = std::min<size_t>(k + s->bias.size(), s->n_vocab);
+    auto &       c    = s->cand;
+    c.clear();
+    // min-heap (front = smallest) of the `keep` largest raw logits; blocks whose
+    // maximum cannot enter the heap (nearly all of them) are skipped whole
+    for (size_t t = 0; t < keep; t++) c.push_back({ (llama_token) t, logits[t], 0.0f });
+    std::make_heap(c.begin(), c.end(), logit_greater);
+    float         floor = c.front().logit;
+    const int32_t n     = s->n_vocab;
+    constexpr int B     = 32;
+    for (int32_t t0 = (int32_t) keep; t0 < n; t0 += B) {
+        const int32_t end = std::min(n, t0 + B);
+        if (end - t0 == B && block_max(logits + t0) <= floor) continue;
+        for (int32_t t = t0; t < end; t++) {
+            if (!(logits[t] > floor)) continue;  // (NaN never enters)
+            std::pop_heap(c.begin(), c.end(), logit_greater);
+            c.back() = { t, logits[t], 0.0f };
+            std::push_heap(c.begin(), c.end(), logit_greater);
+            floor = c.front().logit;
+        }
+    }
+    if (!s->bias.empty()) {
+        // biased tokens compete with their biased logits; the chain adds the bias itself
+        for (const auto & b : s->bias) c.push_back({ b.token, logits[b.token], 0.0f });
+        std::sort(c.begin(), c.end(), [](const llama_token_data & a, const llama_token_data & b) { return a.id < b.id; });
+        c.erase(std::unique(c.begin(), c.end(),
+                            [](const llama_token_data & a, const llama_token_data & b) { return a.id == b.id; }),
+                c.end());
+        for (auto & e : c) {
+            e.p = e.logit;  // p: the biased logit, used for ranking only
+            for (const auto & b : s->bias) {
+                if (b.token == e.id) e.p += b.bias;
+            }
+        }
+        std::sort(c.begin(), c.end(), [](const llama_token_data & a, const llama_token_data & b) { return a.p > b.p; });
+        if (c.size() > k) c.resize(k);
+        for (auto & e : c) e.p = 0.0f;
+    } else {
+        std::sort(c.begin(), c.end(), logit_greater);
+    }
+    llama_token_data_array cur = { c.data(), c.size(), -1, false };
+    llama_sampler_apply(common_sampler_get(s->smpl), &cur);
+    if (cur.selected < 0 || (size_t) cur.selected >= cur.size) throw std::runtime_error("no token selected");
+    return cur.data[cur.selected].id;
+}
 
 llmatic_sampler * llmatic_sampler_new(const llama_model * model, const char * config_json, char ** error) {
     try {
@@ -61,8 +158,20 @@ llmatic_sampler * llmatic_sampler_new(const llama_model * model, const char * co
         p.generation_prompt = cfg.value("generation_prompt", std::string());
         common_sampler * smpl = common_sampler_init(model, p);
         if (!smpl) throw std::runtime_error("failed to initialise the sampler (invalid grammar?)");
-        auto * s = new llmatic_sampler();
-        s->smpl  = smpl;
+        auto * s    = new llmatic_sampler();
+        s->smpl     = smpl;
+        s->n_vocab  = llama_vocab_n_tokens(llama_model_get_vocab(model));
+        if (cfg.value("fast_top_k", true) && fast_top_k_applies(p)) {
+            s->fast_k = p.top_k;
+            std::vector<llama_logit_bias> all = p.logit_bias;
+            int32_t                       n_suppress = 0;
+            const llama_token * suppress = llama_vocab_get_suppress_tokens(llama_model_get_vocab(model), &n_suppress);
+            for (int32_t i = 0; i < n_suppress; i++) all.push_back({ suppress[i], -INFINITY });
+            // the chain's logit-bias sampler finds no candidate for an unknown token and skips it
+            for (const auto & b : all) {
+                if (b.token >= 0 && b.token < s->n_vocab) s->bias.push_back(b);
+            }
+        }
         return s;
     } catch (const std::exception & e) {
         if (error) *error = llmatic_dup_string(e.what());
@@ -78,7 +187,8 @@ void llmatic_sampler_free(llmatic_sampler * sampler) {
 
 int32_t llmatic_sampler_sample(llmatic_sampler * sampler, llama_context * ctx, int32_t idx) {
     try {
-        const llama_token id = common_sampler_sample(sampler->smpl, ctx, idx);
+        const llama_token id = sampler->fast_k > 0 ? sample_top_k(sampler, ctx, idx)
+                                                   : common_sampler_sample(sampler->smpl, ctx, idx);
         common_sampler_accept(sampler->smpl, id, true);
         return id;
     } catch (const std::exception &) {

@@ -34,6 +34,11 @@ export interface SamplingParams {
   };
   /** text the template already put after the last turn (advances output-format grammars) */
   generationPrompt?: string;
+  /**
+   * false: run llama.cpp's chain over the whole vocabulary even where the
+   * one-pass top-k preselection gives the same token (tests compare the two)
+   */
+  fastTopK?: boolean;
 }
 
 export const DEFAULT_SAMPLING: SamplingParams = {
@@ -68,6 +73,7 @@ function toConfig(p: SamplingParams): string {
     grammar_lazy: p.grammar?.lazy ?? false,
     grammar_triggers: p.grammar?.triggers ?? [],
     generation_prompt: p.generationPrompt ?? "",
+    fast_top_k: p.fastTopK ?? true,
   });
 }
 
