@@ -40,8 +40,8 @@ int32_t llmatic_thread_nice(int32_t nice);
 // Matrix products whose activations have fewer than `min_batch` columns (the
 // tokens of a small decode batch) on quantized weights go to ggml's own
 // per-column kernels instead of llamafile's tinyBLAS, which on x86 is slower
-// for them: with Q8_0/Q5_0 weights a batch of 4 tokens took 54 ms with
-// tinyBLAS and 45 ms without (2 threads, Qwen2-0.5B shape). 0 leaves every
+// for them: with Q8_0/Q5_0 weights a batch of 4 tokens took 49.9 ms with
+// tinyBLAS and 42.6 ms without (2 threads, Qwen2-0.5B shape). 0 leaves every
 // product to tinyBLAS (stock llama.cpp). Returns the previous value, or -1
 // when the library was built without llamafile (then nothing changes).
 int32_t llmatic_set_sgemm_min_batch(int32_t min_batch);
