@@ -49,6 +49,8 @@ const SHIM_SOURCES = [
   "src/shim.c",
   "src/chat.cpp",
   "src/sampler.cpp",
+  "src/qgemm.cpp",
+  "src/qgemm.h",
   "src/llmatic.h",
   "src/strings.hpp",
   "src/exports.map",

@@ -38,6 +38,8 @@ export interface ServerConfig {
   deterministic: boolean;
   /** decode batches of fewer tokens use ggml's own kernels on quantized weights, not tinyBLAS (0 = always tinyBLAS) */
   sgemmMinBatch: number;
+  /** decode batches of 2..N tokens use llmatic's AVX512-VNNI kernel for Q8_0/Q5_0 weights (0 = off) */
+  qgemmMaxBatch: number;
   sampling: SamplingDefaults;
   configFile: string | null;
 }
@@ -61,6 +63,7 @@ export const DEFAULTS: ServerConfig = {
   chatTemplateFile: null,
   deterministic: false,
   sgemmMinBatch: 8,
+  qgemmMaxBatch: 16,
   sampling: {
     maxTokens: null,
     temperature: 0.8,
@@ -103,11 +106,15 @@ options (environment variable in brackets):
       --chat-template-file F  jinja template replacing the models' own
       --deterministic       batch-invariant numerics: a seeded request gives the same
                             output alone or batched beside others, also on quantized
-                            models (turns off weight repacking: slower) [LLMATIC_DETERMINISTIC=1]
+                            models (turns off weight repacking and the small-batch
+                            kernel: slower) [LLMATIC_DETERMINISTIC=1]
       --sgemm-min-batch N   decode batches of fewer than N tokens multiply quantized
                             weights with ggml's own kernels instead of llamafile's
                             tinyBLAS, which is slower for them on x86 (default 8;
                             0 = tinyBLAS always, as stock llama.cpp) [LLMATIC_SGEMM_MIN_BATCH]
+      --qgemm-max-batch N   decode batches of 2..N tokens multiply Q8_0/Q5_0 weights with
+                            llmatic's AVX512-VNNI kernel where the CPU has one (default 16;
+                            0 = off) [LLMATIC_QGEMM_MAX_BATCH]
       --config FILE         JSON config file (llmatic.config.json keys accepted)
                             [LLMATIC_CONFIG; ./llmatic.config.json is read when present]
   -h, --help                this help
@@ -190,6 +197,9 @@ function fromFile(path: string): Partial<ServerConfig> {
       case "sgemmMinBatch":
         out.sgemmMinBatch = num(k, v);
         break;
+      case "qgemmMaxBatch":
+        out.qgemmMaxBatch = num(k, v);
+        break;
       case "numPredict":
       case "maxTokens":
         sampling.maxTokens = num(k, v);
@@ -269,6 +279,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
         "chat-template-file": { type: "string" },
         deterministic: { type: "boolean" },
         "sgemm-min-batch": { type: "string" },
+        "qgemm-max-batch": { type: "string" },
         config: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -323,6 +334,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     chatTemplateFile: pick(s("chat-template-file"), undefined, file.chatTemplateFile, DEFAULTS.chatTemplateFile),
     deterministic: v.deterministic === true || env.LLMATIC_DETERMINISTIC === "1" || file.deterministic === true,
     sgemmMinBatch: int("sgemm-min-batch", "sgemmMinBatch", 0, 1 << 20),
+    qgemmMaxBatch: int("qgemm-max-batch", "qgemmMaxBatch", 0, 1 << 20),
     sampling: file.sampling ?? DEFAULTS.sampling,
     configFile: configFile ? resolve(configFile) : null,
   };

@@ -94,6 +94,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
           niceness: 5,
           repack: !config.deterministic,
           sgemmMinBatch: config.sgemmMinBatch,
+          // llmatic's kernel rounds differently from ggml's one-token kernels
+          qgemmMaxBatch: config.deterministic ? 0 : config.qgemmMaxBatch,
           nBatch: config.batchSize,
           nGpuLayers: config.nGpuLayers,
           chatTemplate,

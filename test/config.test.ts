@@ -24,11 +24,13 @@ describe("configuration", () => {
     expect(config).toMatchObject({ ctxSize: 2048, threads: 3, parallel: 2, port: 8080, apiKey: "k" });
   });
 
-  test("--sgemm-min-batch: flag, environment, default", () => {
+  test("--sgemm-min-batch, --qgemm-max-batch: flag, environment, default", () => {
     expect(loadConfig([], {}).config.sgemmMinBatch).toBe(8);
     expect(loadConfig(["--sgemm-min-batch", "0"], {}).config.sgemmMinBatch).toBe(0);
     expect(loadConfig([], { LLMATIC_SGEMM_MIN_BATCH: "16" }).config.sgemmMinBatch).toBe(16);
     expect(() => loadConfig(["--sgemm-min-batch", "-1"], {})).toThrow(/--sgemm-min-batch/);
+    expect(loadConfig([], {}).config.qgemmMaxBatch).toBe(16);
+    expect(loadConfig(["--qgemm-max-batch", "0"], {}).config.qgemmMaxBatch).toBe(0);
   });
 
   test("flags win over environment, environment over the config file", () => {

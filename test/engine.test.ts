@@ -1,4 +1,5 @@
 // The engine against the tiny generated model: real llama.cpp, real worker.
+import { ptr } from "bun:ffi";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { closeSync, copyFileSync, ftruncateSync, mkdtempSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,6 +14,7 @@ import { Context } from "../src/ffi/context";
 import { lib } from "../src/ffi/library";
 import { Model } from "../src/ffi/model";
 import { DEFAULT_SAMPLING, Sampler, type SamplingParams } from "../src/ffi/sampler";
+import { toHalf } from "../src/gguf/synth";
 import { collect, failure, startTiny, TINY_MODEL_PATH, textRequest } from "./helpers";
 
 let engine: LlamaEngine;
@@ -400,34 +402,127 @@ describe("sampling", () => {
 });
 
 describe("small-batch kernels", () => {
-  test("decodes of fewer than --sgemm-min-batch tokens hand quantized products back to ggml", () => {
-    // the tiny model's tied output matrix is Q8_0, its other weights F32 (never handed back)
+  /** decodes n one-token sequences of the tiny model (its tied output matrix is Q8_0, the rest F32) */
+  function withTiny(fn: (decode: (n: number) => void) => void): void {
     const model = Model.load(TINY_MODEL_PATH, { repack: false });
     const ctx = new Context(model, { nCtx: 256, nThreads: 2, nSeqMax: 8 });
     const batch = new Batch(8);
     const l = lib();
-    /** decodes n one-token sequences; returns how many products went back to ggml's kernels */
-    const declinedBy = (n: number): number => {
-      ctx.clearMemory();
-      batch.clear();
-      for (let i = 0; i < n; i++) batch.add(100 + i, 0, i, true);
-      const before = l.llmatic_sgemm_declined();
-      expect(ctx.decode(batch)).toBe(0);
-      return l.llmatic_sgemm_declined() - before;
-    };
-    const previous = l.llmatic_set_sgemm_min_batch(8);
+    const before = { s: l.llmatic_set_sgemm_min_batch(8), q: l.llmatic_set_qgemm_max_batch(16) };
     try {
-      expect(previous).toBeGreaterThanOrEqual(0); // the library was linked with the wrapper
-      expect(declinedBy(3)).toBeGreaterThan(0); // the output product of a 3-token batch
-      expect(declinedBy(1)).toBe(0); // one token never reaches tinyBLAS
-      expect(declinedBy(8)).toBe(0); // 8 tokens: tinyBLAS, as in stock llama.cpp
-      l.llmatic_set_sgemm_min_batch(0);
-      expect(declinedBy(3)).toBe(0);
+      fn((n) => {
+        ctx.clearMemory();
+        batch.clear();
+        for (let i = 0; i < n; i++) batch.add(100 + i, 0, i, true);
+        expect(ctx.decode(batch)).toBe(0);
+      });
     } finally {
-      l.llmatic_set_sgemm_min_batch(previous);
+      l.llmatic_set_sgemm_min_batch(before.s);
+      l.llmatic_set_qgemm_max_batch(before.q);
       batch.dispose();
       ctx.dispose();
       model.dispose();
+    }
+  }
+  const count = (counter: () => number, run: () => void): number => {
+    const before = counter();
+    run();
+    return counter() - before;
+  };
+
+  test("decodes of fewer than --sgemm-min-batch tokens hand quantized products back to ggml", () => {
+    const l = lib();
+    withTiny((decode) => {
+      l.llmatic_set_qgemm_max_batch(0);
+      const declined = (n: number) =>
+        count(
+          () => l.llmatic_sgemm_declined(),
+          () => decode(n),
+        );
+      expect(declined(3)).toBeGreaterThan(0); // the output product of a 3-token batch
+      expect(declined(1)).toBe(0); // one token never reaches tinyBLAS
+      expect(declined(8)).toBe(0); // 8 tokens: tinyBLAS, as in stock llama.cpp
+      l.llmatic_set_sgemm_min_batch(0);
+      expect(declined(3)).toBe(0);
+    });
+  });
+
+  test("decodes of 2..--qgemm-max-batch tokens use llmatic's kernel where the CPU has AVX512-VNNI", () => {
+    const l = lib();
+    withTiny((decode) => {
+      const calls = (n: number) =>
+        count(
+          () => l.llmatic_qgemm_calls(),
+          () => decode(n),
+        );
+      const vnni = l.llmatic_qgemm_supported();
+      expect(calls(3)).toBe(vnni ? 1 : 0); // the Q8_0 output product
+      expect(calls(1)).toBe(0);
+      l.llmatic_set_qgemm_max_batch(2);
+      expect(calls(3)).toBe(0);
+      expect(calls(2)).toBe(vnni ? 1 : 0);
+    });
+  });
+
+  test("the kernel's products equal the dequantized weights times the activations", () => {
+    const l = lib();
+    const f16 = (h: number) => {
+      const e = (h >> 10) & 31;
+      const m = h & 1023;
+      const v = e === 0 ? m * 2 ** -24 : (1 + m / 1024) * 2 ** (e - 15);
+      return h & 0x8000 ? -v : v;
+    };
+    let seed = 7;
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed >>> 8;
+    };
+    const [m, n, nb] = [37, 7, 5]; // odd rows, odd block count, a partial column tile
+    /** blocks of `size` bytes: f16 scale, then random bytes */
+    const blocks = (count: number, size: number) => {
+      const buf = new Uint8Array(count * size);
+      for (let i = 0; i < count; i++) {
+        new DataView(buf.buffer).setUint16(i * size, toHalf(0.001 + (rnd() % 100) / 1000), true);
+        for (let j = 2; j < size; j++) buf[i * size + j] = rnd() & 255;
+      }
+      return buf;
+    };
+    const B = blocks(n * nb, 34);
+    const weight = (type: number, A: Uint8Array, r: number, l: number, i: number): number => {
+      if (type === 8) return new Int8Array(A.buffer, (r * nb + l) * 34 + 2, 32)[i] as number;
+      const at = (r * nb + l) * 22;
+      const qh = new DataView(A.buffer).getUint32(at + 2, true);
+      const q = A[at + 6 + (i % 16)] as number;
+      return ((i < 16 ? q & 15 : q >> 4) | (((qh >>> i) & 1) << 4)) - 16;
+    };
+    for (const [type, size] of [
+      [8, 34],
+      [6, 22],
+    ] as const) {
+      const A = blocks(m * nb, size);
+      const C = new Float32Array(m * n);
+      const ok = [0, 1].map((ith) => l.llmatic_qgemm(ith, 2, m, n, nb, ptr(A), nb, ptr(B), nb, ptr(C), m, type, 8, 0));
+      if (!l.llmatic_qgemm_supported()) {
+        expect(ok).toEqual([false, false]);
+        continue;
+      }
+      expect(ok).toEqual([true, true]);
+      for (let r = 0; r < m; r++) {
+        for (let c = 0; c < n; c++) {
+          let want = 0;
+          for (let b = 0; b < nb; b++) {
+            const dv = new DataView(A.buffer);
+            const bq = new Int8Array(B.buffer, (c * nb + b) * 34 + 2, 32);
+            let dot = 0;
+            for (let i = 0; i < 32; i++) dot += weight(type, A, r, b, i) * (bq[i] as number);
+            want +=
+              dot *
+              f16(dv.getUint16((r * nb + b) * size, true)) *
+              f16(new DataView(B.buffer).getUint16((c * nb + b) * 34, true));
+          }
+          expect(Math.abs((C[c * m + r] as number) - want)).toBeLessThan(1e-4 * Math.max(1, Math.abs(want)));
+        }
+      }
     }
   });
 });

@@ -95,10 +95,23 @@ bool __real_llamafile_sgemm(const struct ggml_compute_params * params, int64_t m
 
 static int32_t  sgemm_min_batch = 8;
 static uint32_t sgemm_declined  = 0;
+static int32_t  qgemm_max_batch = 16;
+static uint32_t qgemm_calls     = 0;
+
+// the head of ggml's struct ggml_compute_params (ggml-cpu-impl.h)
+struct compute_params_head {
+    int ith, nth;
+};
 
 bool __wrap_llamafile_sgemm(const struct ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
                             const void * a, int64_t lda, const void * b, int64_t ldb, void * c, int64_t ldc,
                             int atype, int btype, int ctype) {
+    const struct compute_params_head * head = (const struct compute_params_head *) params;
+    if (n >= 2 && n <= __atomic_load_n(&qgemm_max_batch, __ATOMIC_RELAXED) &&
+        llmatic_qgemm(head->ith, head->nth, m, n, k, a, lda, b, ldb, c, ldc, atype, btype, ctype)) {
+        if (head->ith == 0) __atomic_add_fetch(&qgemm_calls, 1, __ATOMIC_RELAXED);
+        return true;
+    }
     // (one column never reaches tinyBLAS on x86: it declines n < 2 itself)
     if (n >= 2 && n < __atomic_load_n(&sgemm_min_batch, __ATOMIC_RELAXED) && ggml_is_quantized((enum ggml_type) atype)) {
         __atomic_add_fetch(&sgemm_declined, 1, __ATOMIC_RELAXED);
@@ -112,7 +125,20 @@ int32_t llmatic_set_sgemm_min_batch(int32_t min_batch) {
 }
 
 uint32_t llmatic_sgemm_declined(void) { return __atomic_load_n(&sgemm_declined, __ATOMIC_RELAXED); }
+
+int32_t llmatic_set_qgemm_max_batch(int32_t max_batch) {
+    return __atomic_exchange_n(&qgemm_max_batch, max_batch < 0 ? 0 : max_batch, __ATOMIC_RELAXED);
+}
+
+uint32_t llmatic_qgemm_calls(void) { return __atomic_load_n(&qgemm_calls, __ATOMIC_RELAXED); }
 #else
+int32_t llmatic_set_qgemm_max_batch(int32_t max_batch) {
+    (void) max_batch;
+    return -1;
+}
+
+uint32_t llmatic_qgemm_calls(void) { return 0; }
+
 int32_t llmatic_set_sgemm_min_batch(int32_t min_batch) {
     (void) min_batch;
     return -1;

@@ -26,6 +26,8 @@ export interface EngineConfig {
   repack?: boolean;
   /** batches of fewer tokens skip llamafile's tinyBLAS on quantized weights (process-wide; default 8) */
   sgemmMinBatch?: number;
+  /** batches of 2..N tokens use llmatic's AVX512-VNNI kernel for Q8_0/Q5_0 weights (process-wide; default 16) */
+  qgemmMaxBatch?: number;
   kvUnified?: boolean;
   flashAttn?: "auto" | "on" | "off";
   /** jinja source that replaces the model's chat template */

@@ -58,6 +58,7 @@ function init(cfg: EngineConfig, progressBuf: SharedArrayBuffer): void {
   // the decode threads (this one and ggml's, created from it) yield to the HTTP thread
   if (cfg.niceness) lib().llmatic_thread_nice(cfg.niceness);
   if (cfg.sgemmMinBatch !== undefined) lib().llmatic_set_sgemm_min_batch(cfg.sgemmMinBatch);
+  if (cfg.qgemmMaxBatch !== undefined) lib().llmatic_set_qgemm_max_batch(cfg.qgemmMaxBatch);
   const progress = new Float32Array(progressBuf);
   model = Model.load(cfg.modelPath, {
     nGpuLayers: cfg.nGpuLayers ?? 0,

@@ -3,7 +3,7 @@
 // only). Keep the order and grouping of the headers so the two can be read side by side.
 import { FFIType } from "bun:ffi";
 
-const { ptr, i32, u32, u64, f32, bool, void: none, cstring } = FFIType;
+const { ptr, i32, i64, u32, u64, f32, bool, void: none, cstring } = FFIType;
 
 export const symbols = {
   // ---- llmatic.h: setup and logging
@@ -14,6 +14,11 @@ export const symbols = {
   llmatic_thread_nice: { args: [i32], returns: i32 },
   llmatic_set_sgemm_min_batch: { args: [i32], returns: i32 },
   llmatic_sgemm_declined: { args: [], returns: u32 },
+  llmatic_set_qgemm_max_batch: { args: [i32], returns: i32 },
+  llmatic_qgemm_calls: { args: [], returns: u32 },
+  // ---- qgemm.h
+  llmatic_qgemm_supported: { args: [], returns: bool },
+  llmatic_qgemm: { args: [i32, i32, i64, i64, i64, ptr, i64, ptr, i64, ptr, i64, i32, i32, i32], returns: bool },
   // ---- llmatic.h: model, context
   llmatic_model_load: { args: [cstring, i32, bool, bool, bool, ptr, ptr], returns: ptr },
   llmatic_context_new: { args: [ptr, u32, u32, u32, u32, i32, i32, bool, i32, i32, bool], returns: ptr },
