@@ -73,9 +73,8 @@ async function run(req: GenerateRequest): Promise<{ firstAt: number; endAt: numb
 
 const sampling = { ...DEFAULT_SAMPLING, seed: 7 };
 let salt = 0;
-/** One repetition of each test on llmatic's engine, measured like llama-bench measures. */
-async function ours(): Promise<{ pp: number; tg: number }> {
-  // prompt processing: from submit to the first sampled token
+/** Prompt processing, measured like llama-bench: from submit to the first sampled token. */
+async function oursPp(): Promise<number> {
   const a = await run({
     prompt: { type: "tokens", tokens: randomTokens(N_PROMPT, ++salt) },
     n: 1,
@@ -83,7 +82,10 @@ async function ours(): Promise<{ pp: number; tg: number }> {
     sampling,
     stop: [],
   });
-  // generation: tokens after the first, over the time after the first
+  return N_PROMPT / ((a.firstAt - a.sentAt) / 1000);
+}
+/** Generation: tokens after the first, over the time after the first. */
+async function oursTg(): Promise<number> {
   const b = await run({
     prompt: { type: "tokens", tokens: randomTokens(1, ++salt) },
     n: 1,
@@ -92,22 +94,22 @@ async function ours(): Promise<{ pp: number; tg: number }> {
     stop: [],
     ignoreEos: true,
   });
-  return { pp: N_PROMPT / ((a.firstAt - a.sentAt) / 1000), tg: (b.tokens - 1) / ((b.endAt - b.firstAt) / 1000) };
+  return (b.tokens - 1) / ((b.endAt - b.firstAt) / 1000);
 }
 
 const theirs = { pp: [] as number[], tg: [] as number[] };
 const mine = { pp: [] as number[], tg: [] as number[] };
-await ours(); // warm-up, as llama-bench does
+// warm-up, as llama-bench does
+await oursPp();
+await oursTg();
 for (let r = 1; r <= rounds; r++) {
   say(`round ${r}/${rounds}: llama-bench (${reps} reps), then llmatic (${reps} reps)`);
   const lb = llamaBench();
   theirs.pp.push(...lb.pp);
   theirs.tg.push(...lb.tg);
-  for (let i = 0; i < reps; i++) {
-    const o = await ours();
-    mine.pp.push(o.pp);
-    mine.tg.push(o.tg);
-  }
+  // in llama-bench's order: the prompt repetitions, then the generation ones
+  for (let i = 0; i < reps; i++) mine.pp.push(await oursPp());
+  for (let i = 0; i < reps; i++) mine.tg.push(await oursTg());
 }
 await engine.close();
 
