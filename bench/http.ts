@@ -50,7 +50,7 @@ async function waitHealthy(url: string, proc: ReturnType<typeof Bun.spawn>, name
 }
 
 export async function startServers(parallel: number): Promise<Server[]> {
-  const common = { stdout: "ignore", stderr: process.env.BENCH_STDERR ? "inherit" : "ignore" } as const;
+  const common = { stdout: "ignore", stderr: "ignore" } as const;
   // the same model, context, threads and slots for both
   const same = ["-m", model, "-c", String(ctx), "-t", String(threads), "-np", String(parallel)];
   const pOurs = await freePort();

@@ -200,16 +200,23 @@ bool llmatic_qgemm_supported(void) {
     return cpu_has_vnni();
 }
 
-QGEMM_TARGET bool llmatic_qgemm(int ith, int nth, int64_t m, int64_t n, int64_t k, const void * A, int64_t lda,
-                                const void * B, int64_t ldb, void * C, int64_t ldc, int atype, int btype, int ctype) {
+// Compiled for AVX512: only ever entered after the CPU check below (a function
+// with this target may use AVX512 registers from its first instruction on).
+QGEMM_TARGET static void qgemm_avx512(int ith, int nth, int64_t m, int64_t n, int nb, const void * A, int64_t lda,
+                                      const void * B, int64_t ldb, float * C, int64_t ldc, int atype) {
+    packed_b & p = tl_b;
+    pack_b(p, (const block_q8 *) B, ldb, (int) n, nb, atype == GGML_TYPE_Q8_0 ? 128 : 16);
+    if (atype == GGML_TYPE_Q8_0) run(ith, nth, m, (const block_q8 *) A, lda, p, nb, C, ldc);
+    else run(ith, nth, m, (const block_q5 *) A, lda, p, nb, C, ldc);
+}
+
+bool llmatic_qgemm(int ith, int nth, int64_t m, int64_t n, int64_t k, const void * A, int64_t lda, const void * B,
+                   int64_t ldb, void * C, int64_t ldc, int atype, int btype, int ctype) {
     if (!cpu_has_vnni() || btype != GGML_TYPE_Q8_0 || ctype != GGML_TYPE_F32) return false;
     if (atype != GGML_TYPE_Q8_0 && atype != GGML_TYPE_Q5_0) return false;
     if (n < 1 || k <= 0 || m <= 0) return false;
-    const int nb = (int) k;  // ggml passes k in blocks
-    packed_b & p = tl_b;
-    pack_b(p, (const block_q8 *) B, ldb, (int) n, nb, atype == GGML_TYPE_Q8_0 ? 128 : 16);
-    if (atype == GGML_TYPE_Q8_0) run(ith, nth, m, (const block_q8 *) A, lda, p, nb, (float *) C, ldc);
-    else run(ith, nth, m, (const block_q5 *) A, lda, p, nb, (float *) C, ldc);
+    // ggml passes k in blocks
+    qgemm_avx512(ith, nth, m, n, (int) k, A, lda, B, ldb, (float *) C, ldc, atype);
     return true;
 }
 

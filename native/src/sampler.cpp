@@ -27,7 +27,7 @@ struct llmatic_sampler {
     // bias, then top-k; sample() preselects the k candidates itself
     int32_t                       fast_k  = 0;
     int32_t                       n_vocab = 0;
-    std::vector<llama_logit_bias> bias;  // what the chain's logit-bias sampler adds
+    std::vector<llama_logit_bias> bias;  // what the chain's logit-bias sampler adds, by token
     std::vector<llama_token_data> cand;  // scratch
 };
 
@@ -97,11 +97,13 @@ static llama_token sample_top_k(llmatic_sampler * s, llama_context * ctx, int32_
         c.erase(std::unique(c.begin(), c.end(),
                             [](const llama_token_data & a, const llama_token_data & b) { return a.id == b.id; }),
                 c.end());
+        // both sorted by token: one merge gives each candidate its bias (p: the
+        // biased logit, used for ranking only)
+        size_t bi = 0;
         for (auto & e : c) {
-            e.p = e.logit;  // p: the biased logit, used for ranking only
-            for (const auto & b : s->bias) {
-                if (b.token == e.id) e.p += b.bias;
-            }
+            e.p = e.logit;
+            while (bi < s->bias.size() && s->bias[bi].token < e.id) bi++;
+            for (size_t j = bi; j < s->bias.size() && s->bias[j].token == e.id; j++) e.p += s->bias[j].bias;
         }
         std::sort(c.begin(), c.end(), [](const llama_token_data & a, const llama_token_data & b) { return a.p > b.p; });
         if (c.size() > k) c.resize(k);
@@ -171,6 +173,8 @@ llmatic_sampler * llmatic_sampler_new(const llama_model * model, const char * co
             for (const auto & b : all) {
                 if (b.token >= 0 && b.token < s->n_vocab) s->bias.push_back(b);
             }
+            std::stable_sort(s->bias.begin(), s->bias.end(),
+                             [](const llama_logit_bias & a, const llama_logit_bias & b) { return a.token < b.token; });
         }
         return s;
     } catch (const std::exception & e) {
