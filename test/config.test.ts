@@ -12,7 +12,7 @@ describe("configuration", () => {
     expect(config.port).toBe(3000);
     expect(config.parallel).toBe(DEFAULTS.parallel);
     expect(config.threads).toBeGreaterThan(0);
-    expect(config.apiKey).toBeNull();
+    expect(config.apiKeys).toEqual([]);
   });
 
   test("flags, llama.cpp-style short flags, repeatable --model", () => {
@@ -21,7 +21,7 @@ describe("configuration", () => {
       {},
     );
     expect(config.models.map((p) => p.split("/").at(-1))).toEqual(["a.gguf", "b.gguf"]);
-    expect(config).toMatchObject({ ctxSize: 2048, threads: 3, parallel: 2, port: 8080, apiKey: "k" });
+    expect(config).toMatchObject({ ctxSize: 2048, threads: 3, parallel: 2, port: 8080, apiKeys: ["k"] });
   });
 
   test("--sgemm-min-batch, --qgemm-max-batch: flag, environment, default", () => {
