@@ -1,8 +1,9 @@
 // The compiled executable's embedded files (bin.ts registers them). Bun extracts
 // embedded files on use under hash names, and a chain of shared libraries would
 // not find each other there: llmatic's one self-contained .so is extracted once
-// to a private directory under TMPDIR and reused by every later start.
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+// to a private directory under TMPDIR (0700, ours, checked) and reused by every
+// later start whose copy has the same sha256.
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { basename, join } from "node:path";
 
@@ -32,19 +33,49 @@ export function isEmbeddedPath(p: string): boolean {
 }
 
 /**
- * A real file with the embedded file's contents: the same path on every start
- * (Bun names embedded files by content hash), written only when missing.
+ * A directory only this user can touch: a real directory (not a symlink),
+ * owned by us, mode 0700. Another user of a shared /tmp could have created
+ * `$TMPDIR/llmatic-<uid>` first; then a fresh private directory is used instead.
+ */
+function privateDir(): string {
+  const uid = userInfo().uid;
+  const dir = join(tmpdir(), `llmatic-${uid}`);
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+  }
+  const st = lstatSync(dir);
+  if (st.isDirectory() && !st.isSymbolicLink() && st.uid === uid) {
+    if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+    return dir;
+  }
+  process.stderr.write(`llmatic: ${dir} is not a private directory of this user; using a fresh one\n`);
+  return mkdtempSync(join(tmpdir(), `llmatic-${uid}-`));
+}
+
+const sha256 = (bytes: Uint8Array) => new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+
+/**
+ * A real file with the embedded file's contents, in a private directory: the
+ * same path on every start (named by the content's sha256), reused only when
+ * its content has that hash, else written again.
  */
 export function extractOnce(embeddedPath: string): string {
   if (!isEmbeddedPath(embeddedPath)) return embeddedPath;
-  const dir = join(tmpdir(), `llmatic-${userInfo().uid}`);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
-  const dest = join(dir, basename(embeddedPath));
-  const size = statSync(embeddedPath).size;
-  if (existsSync(dest) && statSync(dest).size === size) return dest;
+  const bytes = readFileSync(embeddedPath);
+  const hash = sha256(bytes);
+  const name = basename(embeddedPath).replace(/(\.[^.]+)?$/, (ext) => `-${hash.slice(0, 16)}${ext}`);
+  const dir = privateDir();
+  const dest = join(dir, name);
+  try {
+    const st = lstatSync(dest);
+    if (st.isFile() && st.uid === userInfo().uid && sha256(readFileSync(dest)) === hash) return dest;
+  } catch {
+    // not there yet
+  }
   const tmp = `${dest}.${process.pid}.tmp`;
-  writeFileSync(tmp, readFileSync(embeddedPath), { mode: 0o700 });
+  writeFileSync(tmp, bytes, { mode: 0o700 });
   renameSync(tmp, dest);
   return dest;
 }

@@ -14,10 +14,10 @@ import {
   renameSync,
   rmSync,
   statSync,
-  writeFileSync,
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
+import { writeFileAtomic } from "../atomic";
 import { withDirLock } from "../lock";
 import { cacheDir } from "../paths";
 
@@ -30,6 +30,13 @@ export class HubError extends Error {}
 const REPO = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
 export const DEFAULT_QUANT = "Q4_K_M";
 
+/** A path inside a repository: relative, no "." or ".." parts, no backslashes or control characters. */
+function safeRepoPath(path: string): boolean {
+  if (!path || path.startsWith("/") || path.includes("\\") || [...path].some((c) => c.charCodeAt(0) < 0x20))
+    return false;
+  return path.split("/").every((part) => part !== "" && part !== "." && part !== "..");
+}
+
 /** `hf:owner/repo/file.gguf`, `hf:owner/repo[:QUANT]`, `owner/repo:QUANT` and `owner/repo` are hub references. */
 export function parseModelRef(text: string): ModelRef {
   const explicit = text.startsWith("hf:");
@@ -40,9 +47,18 @@ export function parseModelRef(text: string): ModelRef {
   const [repoPart, quant = null] = body.split(":", 2) as [string, string | undefined];
   const parts = repoPart.split("/");
   if (parts.length >= 3 && repoPart.endsWith(".gguf")) {
-    return { kind: "hf", repo: parts.slice(0, 2).join("/"), file: parts.slice(2).join("/"), quant: null, text };
+    const repo = parts.slice(0, 2).join("/");
+    const file = parts.slice(2).join("/");
+    // the file lands at <cache>/<repo>/<file>: nothing may lead it outside
+    if (!REPO.test(repo) || !safeRepoPath(repo) || !safeRepoPath(file)) {
+      throw new HubError(`invalid hub reference '${text}': the repository and file must be plain relative names`);
+    }
+    return { kind: "hf", repo, file, quant: null, text };
   }
-  if (REPO.test(repoPart)) return { kind: "hf", repo: repoPart, file: null, quant: quant ?? DEFAULT_QUANT, text };
+  if (REPO.test(repoPart) && safeRepoPath(repoPart)) {
+    if (quant !== null && !/^[\w.-]+$/.test(quant)) throw new HubError(`invalid quantization in '${text}'`);
+    return { kind: "hf", repo: repoPart, file: null, quant: quant ?? DEFAULT_QUANT, text };
+  }
   if (explicit) throw new HubError(`invalid hub reference '${text}': use hf:owner/repo/file.gguf or owner/repo:QUANT`);
   return { kind: "path", path: text };
 }
@@ -51,8 +67,36 @@ function endpoint(): string {
   return (process.env.HF_ENDPOINT ?? "https://huggingface.co").replace(/\/+$/, "");
 }
 
-function authHeaders(): Record<string, string> {
-  return process.env.HF_TOKEN ? { authorization: `Bearer ${process.env.HF_TOKEN}` } : {};
+/** HF_TOKEN goes to the hub only, never to a host a response points elsewhere (its CDN, a redirect). */
+function authHeaders(url: string): Record<string, string> {
+  const token = process.env.HF_TOKEN;
+  if (!token) return {};
+  return new URL(url).origin === new URL(endpoint()).origin ? { authorization: `Bearer ${token}` } : {};
+}
+
+const MAX_REDIRECTS = 10;
+
+/** fetch that follows redirects itself, so the token is dropped when a redirect leaves the hub. */
+async function hubFetch(
+  url: string,
+  init: { method?: string; headers?: Record<string, string> } = {},
+): Promise<Response> {
+  let current = url;
+  for (let hop = 0; ; hop++) {
+    const res = await fetch(current, {
+      method: init.method ?? "GET",
+      headers: { ...init.headers, ...authHeaders(current) },
+      redirect: "manual",
+    });
+    const location = res.headers.get("location");
+    if (res.status < 300 || res.status >= 400 || !location) return res;
+    if (hop >= MAX_REDIRECTS) throw new HubError(`too many redirects fetching ${url}`);
+    await res.body?.cancel();
+    const next = new URL(location, current);
+    if (next.protocol !== "https:" && next.protocol !== "http:")
+      throw new HubError(`refusing a redirect to ${next.href}`);
+    current = next.href;
+  }
 }
 
 function repoDir(repo: string): string {
@@ -103,7 +147,7 @@ async function listFiles(repo: string): Promise<string[]> {
   const url = `${endpoint()}/api/models/${repo}`;
   let res: Response;
   try {
-    res = await fetch(url, { headers: authHeaders() });
+    res = await hubFetch(url);
   } catch (e) {
     throw new HubError(`cannot reach the hub to list ${repo} (${(e as Error).message}); it is not in the cache yet`);
   }
@@ -151,11 +195,12 @@ export async function resolveHubRef(ref: Extract<ModelRef, { kind: "hf" }>, onPr
       throw new HubError(`${ref.repo} has no ${quant} .gguf file (available: ${available})`);
     }
     mkdirSync(dir, { recursive: true });
-    writeFileSync(
+    writeFileAtomic(
       refsPath,
       JSON.stringify({ ...(readJson<Record<string, string>>(refsPath) ?? {}), [quant]: file }, null, 2),
     );
   }
+  if (!safeRepoPath(file)) throw new HubError(`the hub named an unsafe file path for ${ref.repo}: '${file}'`);
   const parts = [file];
   const split = SPLIT.exec(file);
   if (split) {
@@ -179,7 +224,7 @@ export async function downloadFile(repo: string, file: string, onProgress?: Prog
     const meta = await probe(url, repo, file);
     await fetchResumable(meta, `${dest}.partial`, onProgress);
     renameSync(`${dest}.partial`, dest);
-    writeFileSync(metaPath, JSON.stringify(meta, null, 2));
+    writeFileAtomic(metaPath, JSON.stringify(meta, null, 2));
     return dest;
   });
 }
@@ -188,7 +233,7 @@ export async function downloadFile(repo: string, file: string, onProgress?: Prog
 async function probe(url: string, repo: string, file: string): Promise<FileMeta> {
   let res: Response;
   try {
-    res = await fetch(url, { method: "HEAD", redirect: "manual", headers: authHeaders() });
+    res = await fetch(url, { method: "HEAD", redirect: "manual", headers: authHeaders(url) });
   } catch (e) {
     throw new HubError(
       `cannot reach the hub for ${repo}/${file} (${(e as Error).message}); it is not in the cache yet`,
@@ -224,7 +269,7 @@ async function fetchResumable(meta: FileMeta, partial: string, onProgress?: Prog
     const from = existsSync(partial) ? statSync(partial).size : 0;
     let res: Response;
     try {
-      res = await fetch(meta.url, { headers: { ...authHeaders(), ...(from > 0 ? { range: `bytes=${from}-` } : {}) } });
+      res = await hubFetch(meta.url, { headers: from > 0 ? { range: `bytes=${from}-` } : {} });
     } catch (e) {
       lastError = (e as Error).message;
       await Bun.sleep(200 * attempt);
