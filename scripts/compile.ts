@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
-// bun run compile: dist/llmatic, one executable with the server, the engine
-// worker (a second entry point) and the native library embedded.
+// bun run compile: dist/llmatic, one executable with the server (which is also
+// the engine process), the engine's threads (more entry points) and the native
+// library embedded.
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { buildNative } from "../native/build";
@@ -10,7 +11,7 @@ await buildNative();
 const outfile = join(root, "dist", "llmatic");
 const started = performance.now();
 const result = await Bun.build({
-  entrypoints: [join(root, "src", "bin.ts"), join(root, "src", "worker.ts")],
+  entrypoints: [join(root, "src", "bin.ts"), join(root, "src", "worker.ts"), join(root, "src", "prep.ts")],
   compile: { outfile },
   minify: true,
 });

@@ -7,7 +7,8 @@ export type EngineErrorCode =
   | "model_load_failed" // llama.cpp refused it
   | "context_length_exceeded" // prompt (plus what it needs) longer than the context
   | "invalid_request" // parameters the engine cannot honour (bad grammar, token out of range...)
-  | "engine_unavailable" // worker gone, shutting down
+  | "engine_unavailable" // shutting down, not loaded
+  | "engine_crashed" // the engine process died (signal, abort, out of memory); it restarts
   | "queue_full" // every slot busy and the wait queue full
   | "cancelled"
   | "internal";

@@ -110,6 +110,18 @@ export class Metrics {
       "1 when the model is ready",
       stats.map((s) => `llmatic_model_loaded{model="${s.id}"} ${s.state === "ready" ? 1 : 0}`),
     );
+    metric(
+      "llmatic_engine_restarts_total",
+      "counter",
+      "Times the model's engine process died (signal, abort, out of memory) and was restarted",
+      stats.map((s) => `llmatic_engine_restarts_total{model="${s.id}"} ${s.restarts}`),
+    );
+    metric(
+      "llmatic_model_load_failures",
+      "gauge",
+      "Failed loads or crashes in a row (0 once the model is up again)",
+      stats.map((s) => `llmatic_model_load_failures{model="${s.id}"} ${s.state === "ready" ? 0 : s.failures}`),
+    );
     let cum = 0;
     const buckets = TTFT_BUCKETS.map((b, i) => {
       cum += this.ttftCounts[i] as number;

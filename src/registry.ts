@@ -3,13 +3,16 @@
 // for an unloaded one loads it and later ones wait for that load. With
 // maxLoaded, the least recently used idle model is unloaded to make room; a
 // model with requests in flight is never unloaded, so loading and unloading
-// never disturb running streams.
+// never disturb running streams. A load that fails is not retried per request:
+// requests get 503 model_load_failed with Retry-After until a backoff passes.
+// An engine that dies (a native crash, the OOM killer) is restarted after a
+// backoff, and requests meanwhile get 503 engine_restarting.
 import type { Engine } from "./engine/engine";
 import type { EngineStats, ModelInfo } from "./engine/types";
 import { ApiError } from "./http/errors";
 import type { ModelRef } from "./models/hub";
 
-export type ModelState = "unloaded" | "loading" | "ready" | "failed";
+export type ModelState = "unloaded" | "loading" | "ready" | "failed" | "restarting";
 
 export interface ModelEntry {
   id: string;
@@ -25,9 +28,29 @@ export interface ModelEntry {
   active: number;
   lastUsed: number;
   loading: Promise<Engine> | null;
+  /** failed loads and crashes in a row (the backoff grows with them) */
+  failures: number;
+  /** no load before this time (ms since the epoch) after a failure or a crash */
+  retryAt: number;
+  /** times the engine died and was restarted */
+  restarts: number;
+  /** how the engine last died */
+  lastExit: string | null;
+  readySince: number;
 }
 
-export type EngineFactory = (entry: ModelEntry, onProgress: (fraction: number) => void) => Promise<Engine>;
+/** `onExit`: the engine died by itself after it was ready. */
+export type EngineFactory = (
+  entry: ModelEntry,
+  onProgress: (fraction: number) => void,
+  onExit: (reason: string) => void,
+) => Promise<Engine>;
+
+/** 1 s, 2 s, 4 s ... up to a minute; a model that stayed up for a minute starts again at 1 s. */
+export function backoffMs(failures: number): number {
+  return Math.min(60_000, 1000 * 2 ** Math.max(0, failures - 1));
+}
+const STABLE_MS = 60_000;
 
 export interface Lease {
   engine: Engine;
@@ -40,7 +63,7 @@ export interface RegistryOptions {
   maxLoaded?: number;
   /** how long a request waits for its model to load (or for room to load it) before a 503 */
   waitMs?: number;
-  onEvent?: (e: ModelEntry, what: "loading" | "progress" | "ready" | "failed" | "unloaded") => void;
+  onEvent?: (e: ModelEntry, what: "loading" | "progress" | "ready" | "failed" | "unloaded" | "crashed") => void;
 }
 
 export class ModelRegistry {
@@ -71,6 +94,11 @@ export class ModelRegistry {
         active: 0,
         lastUsed: 0,
         loading: null,
+        failures: 0,
+        retryAt: 0,
+        restarts: 0,
+        lastExit: null,
+        readySince: 0,
       });
     }
   }
@@ -116,11 +144,28 @@ export class ModelRegistry {
   async acquire(id: string, signal?: AbortSignal, param = "model"): Promise<Lease> {
     const e = this.known(id, param);
     const deadline = Date.now() + this.waitMs;
+    const gone = () => new ApiError(499, "the client went away", "invalid_request_error", "cancelled");
     while (!(e.state === "ready" && e.engine)) {
-      if (signal?.aborted) throw new ApiError(499, "the client went away", "invalid_request_error", "cancelled");
+      if (signal?.aborted) throw gone();
+      const wait = Math.ceil((e.retryAt - Date.now()) / 1000);
+      if (e.state === "restarting") {
+        throw ApiError.unavailable(
+          `The engine of model '${e.id}' stopped (${e.lastExit}) and restarts in ${Math.max(1, wait)} s; retry then`,
+          "engine_restarting",
+          Math.max(1, wait),
+        );
+      }
+      if (e.state === "failed" && wait > 0) {
+        throw ApiError.unavailable(
+          `The model '${e.id}' failed to load (${e.error}); the next attempt is in ${wait} s`,
+          "model_load_failed",
+          wait,
+        );
+      }
       if (e.state === "unloaded" || e.state === "failed") {
         // make room first; a model busy with requests is never unloaded
         if (!(await this.makeRoom(e, deadline, signal))) {
+          if (signal?.aborted) throw gone();
           throw ApiError.unavailable(
             `The model '${e.id}' cannot be loaded yet: ${this.loadedCount()} models are loaded (--max-loaded ${this.maxLoaded}) and all are busy; try again shortly`,
             "model_loading",
@@ -137,13 +182,16 @@ export class ModelRegistry {
             () => "failed",
           ),
           Bun.sleep(Math.max(0, left)).then(() => "timeout"),
+          ...(signal
+            ? [new Promise<string>((r) => signal.addEventListener("abort", () => r("gone"), { once: true }))]
+            : []),
         ]);
+        if (done === "gone") throw gone();
         if (done === "failed") {
-          throw new ApiError(
-            500,
+          throw ApiError.unavailable(
             `The model '${e.id}' failed to load: ${e.error}`,
-            "server_error",
             "model_load_failed",
+            Math.max(1, Math.ceil((e.retryAt - Date.now()) / 1000)),
           );
         }
         if (done === "timeout") {
@@ -155,6 +203,8 @@ export class ModelRegistry {
         }
       }
     }
+    // a client that left while its model loaded gets nothing generated
+    if (signal?.aborted) throw gone();
     const engine = e.engine as Engine;
     e.active++;
     e.lastUsed = ++this.clock;
@@ -172,7 +222,7 @@ export class ModelRegistry {
   }
 
   private loadedCount(): number {
-    return this.list().filter((m) => m.state === "ready" || m.state === "loading").length;
+    return this.list().filter((m) => m.state === "ready" || m.state === "loading" || m.state === "restarting").length;
   }
 
   /** Unloads least recently used idle models until `e` fits; waits for one to become idle when none is. */
@@ -199,27 +249,57 @@ export class ModelRegistry {
     e.progress = 0;
     e.error = null;
     this.opts.onEvent?.(e, "loading");
-    e.loading = this.factory(e, (p) => {
-      e.progress = p;
-      this.opts.onEvent?.(e, "progress");
-    }).then(
-      (engine) => {
-        e.engine = engine;
+    let engine: Engine | null = null;
+    e.loading = this.factory(
+      e,
+      (p) => {
+        e.progress = p;
+        this.opts.onEvent?.(e, "progress");
+      },
+      (reason) => {
+        if (engine) this.crashed(e, engine, reason);
+      },
+    ).then(
+      (started) => {
+        engine = started;
+        e.engine = started;
         e.state = "ready";
         e.progress = 1;
         e.loading = null;
+        e.readySince = Date.now();
         this.opts.onEvent?.(e, "ready");
-        return engine;
+        return started;
       },
       (err) => {
         e.state = "failed";
         e.error = err instanceof Error ? err.message : String(err);
         e.loading = null;
+        e.failures++;
+        e.retryAt = Date.now() + backoffMs(e.failures);
         this.opts.onEvent?.(e, "failed");
         throw err;
       },
     );
     return e.loading;
+  }
+
+  /** The engine of `e` died by itself: restart it after a backoff (requests meanwhile get a retryable 503). */
+  private crashed(e: ModelEntry, engine: Engine, reason: string): void {
+    if (e.engine !== engine) return;
+    e.engine = null;
+    e.state = "restarting";
+    e.restarts++;
+    e.lastExit = reason;
+    if (Date.now() - e.readySince > STABLE_MS) e.failures = 0;
+    e.failures++;
+    const delay = backoffMs(e.failures);
+    e.retryAt = Date.now() + delay;
+    this.opts.onEvent?.(e, "crashed");
+    const timer = setTimeout(() => {
+      if (e.state === "restarting" && !this.closing) void this.load(e).catch(() => {});
+    }, delay);
+    timer.unref?.();
+    for (const wake of this.released.splice(0)) wake();
   }
 
   private async unload(e: ModelEntry): Promise<void> {
@@ -244,11 +324,20 @@ export class ModelRegistry {
     return { id: e.id, createdAt: e.engine?.info.createdAt ?? e.createdAt };
   }
 
-  stats(): { id: string; state: ModelState; stats: EngineStats | null }[] {
-    return this.list().map((e) => ({ id: e.id, state: e.state, stats: e.engine?.stats() ?? null }));
+  stats(): { id: string; state: ModelState; stats: EngineStats | null; restarts: number; failures: number }[] {
+    return this.list().map((e) => ({
+      id: e.id,
+      state: e.state,
+      stats: e.engine?.stats() ?? null,
+      restarts: e.restarts,
+      failures: e.failures,
+    }));
   }
 
+  private closing = false;
+
   async closeAll(): Promise<void> {
+    this.closing = true;
     await Promise.all(
       this.list().map(async (e) => {
         if (e.loading) await e.loading.catch(() => {});

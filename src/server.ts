@@ -76,7 +76,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const lastPct = new Map<string, number>();
   const registry = new ModelRegistry(
     models,
-    async (entry, onProgress) => {
+    async (entry, onProgress, onExit) => {
       const path =
         entry.source.kind === "hf"
           ? await resolveHubRef(entry.source, stderrProgress(`[download ${entry.id}]`))
@@ -100,7 +100,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
           nGpuLayers: config.nGpuLayers,
           chatTemplate,
         },
-        onProgress,
+        { onProgress, onExit, isolation: config.isolation },
       );
     },
     {
@@ -119,8 +119,15 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
           log.info(
             `ready: ${e.id} (${i?.description}, context ${i?.nCtx} = ${i?.parallel} slots x ${i?.nCtxSlot}, ${config.threads} threads)`,
           );
-        } else if (what === "failed") log.error(`failed to load ${e.id}: ${e.error}`);
-        else if (what === "unloaded") log.info(`unloaded ${e.id} (least recently used, to make room)`);
+        } else if (what === "failed") {
+          log.error(
+            `failed to load ${e.id}: ${e.error} (next attempt in ${Math.round((e.retryAt - Date.now()) / 1000)} s)`,
+          );
+        } else if (what === "crashed") {
+          log.error(
+            `the engine of ${e.id} stopped (${e.lastExit}); restarting in ${Math.round((e.retryAt - Date.now()) / 1000)} s`,
+          );
+        } else if (what === "unloaded") log.info(`unloaded ${e.id} (least recently used, to make room)`);
       },
     },
   );

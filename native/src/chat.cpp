@@ -4,6 +4,7 @@
 #include "llmatic.h"
 #include "strings.hpp"
 
+#include <algorithm>
 #include <exception>
 #include <string>
 
@@ -65,6 +66,12 @@ char * llmatic_chat_apply(llmatic_chat * chat, const char * request_json) {
         }
 
         const common_chat_params params = common_chat_templates_apply(chat->tmpls.get(), inputs);
+        if (params.grammar.size() > LLMATIC_MAX_GRAMMAR_BYTES) {
+            return error_json(("the output grammar would be " + std::to_string(params.grammar.size()) +
+                               " bytes, more than the " + std::to_string(LLMATIC_MAX_GRAMMAR_BYTES) +
+                               " this server builds: simplify the schema or the tools")
+                                  .c_str());
+        }
 
         json out = json::object();
         out["prompt"]            = params.prompt;
@@ -140,6 +147,33 @@ char * llmatic_json_schema_to_grammar(const char * schema_json) {
         const json  schema  = json::parse(schema_json);
         json        out     = json::object();
         out["grammar"]      = json_schema_to_grammar(schema);
+        if (out["grammar"].get<std::string>().size() > LLMATIC_MAX_GRAMMAR_BYTES) {
+            return error_json("the grammar for this schema is too large");
+        }
+        return llmatic_dup_string(out.dump_safe());
+    } catch (const std::exception & e) {
+        return error_json(e.what());
+    }
+}
+
+char * llmatic_vocab_info(const llama_vocab * vocab) {
+    try {
+        json       out     = json::object();
+        json       control = json::array();
+        int32_t    max_len = 1;
+        const int  n       = llama_vocab_n_tokens(vocab);
+        char       buf[512];
+        for (llama_token id = 0; id < n; id++) {
+            const int attr = llama_vocab_get_attr(vocab, id);
+            if (attr & (LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_UNKNOWN)) {
+                const char * text = llama_vocab_get_text(vocab, id);
+                if (text && text[0]) control.push_back(std::string(text));
+            }
+            const int32_t len = llama_token_to_piece(vocab, id, buf, sizeof(buf), 0, true);
+            max_len           = std::max(max_len, len < 0 ? -len : len);
+        }
+        out["control"]   = control;
+        out["max_piece"] = max_len;
         return llmatic_dup_string(out.dump_safe());
     } catch (const std::exception & e) {
         return error_json(e.what());

@@ -21,7 +21,10 @@
 extern "C" {
 #endif
 
-#define LLMATIC_ABI_VERSION 4
+#define LLMATIC_ABI_VERSION 5
+
+// The largest grammar (GBNF text) built from a request's schema or tools.
+#define LLMATIC_MAX_GRAMMAR_BYTES (2u * 1024u * 1024u)
 
 int32_t llmatic_abi_version(void);
 
@@ -131,6 +134,16 @@ void                  llmatic_chat_parser_free(llmatic_chat_parser * parser);
 char *                llmatic_chat_parser_parse(llmatic_chat_parser * parser, const char * text, bool is_partial);
 // JSON schema (text) -> GBNF grammar. Output JSON {grammar} or {error}.
 char *         llmatic_json_schema_to_grammar(const char * schema_json);
+// What the tokenizer needs to know about the vocabulary: JSON {control: [texts
+// of the control/unknown tokens, the ones only parse_special turns into
+// tokens], max_piece: the longest token's text in bytes}.
+char *         llmatic_vocab_info(const struct llama_vocab * vocab);
+
+// ---- processes --------------------------------------------------------------
+// The calling process gets SIGKILL when its parent exits, and becomes the
+// kernel's first choice when memory runs out (oom_score_adj 1000). Engine
+// processes call it at start. Returns 0 or an errno.
+int32_t        llmatic_engine_process_setup(void);
 
 #ifdef __cplusplus
 }

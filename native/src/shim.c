@@ -3,6 +3,7 @@
 #include "llmatic.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <sys/resource.h>
@@ -10,6 +11,10 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <signal.h>
+#include <sys/prctl.h>
+#endif
 
 int32_t llmatic_abi_version(void) { return LLMATIC_ABI_VERSION; }
 
@@ -289,3 +294,18 @@ float llmatic_logprobs(struct llama_context * ctx, int32_t idx, int32_t token, i
 }
 
 void llmatic_string_free(char * s) { free(s); }
+
+// ---- processes ---------------------------------------------------------------
+
+int32_t llmatic_engine_process_setup(void) {
+#ifdef __linux__
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return errno;
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY);
+    if (fd >= 0) {
+        const char v[] = "1000";
+        if (write(fd, v, sizeof(v) - 1) < 0) { /* not fatal */ }
+        close(fd);
+    }
+#endif
+    return 0;
+}

@@ -1,17 +1,25 @@
-// LlamaEngine: the main-thread handle of one engine worker (one model).
+// LlamaEngine: the server's handle of one engine (one model). The engine runs
+// in its own child process (default: a native crash, an abort or the OOM killer
+// ends that model's requests only) or in a Worker thread (--isolation thread).
+// Both speak the JSON messages of engine/types.ts; this class turns them into
+// the Engine interface and notices when the engine dies.
+import { fileURLToPath } from "node:url";
+import type { Isolation } from "../config";
+import { embedded } from "../embedded";
 import { EngineError, type EngineErrorCode } from "../errors";
 import { LogLevel } from "../ffi/library";
 import { log } from "../log";
 import type { Engine } from "./engine";
 import type {
   EmbedResult,
+  EmbedResultWire,
   EngineConfig,
   EngineStats,
-  FromWorker,
+  FromEngine,
   GenerateEvent,
   GenerateRequest,
   ModelInfo,
-  ToWorker,
+  ToEngine,
 } from "./types";
 
 interface Pending {
@@ -34,6 +42,93 @@ class EventQueue {
   }
 }
 
+/** Where an engine runs: messages in and out, and one notice when it is gone. */
+interface Transport {
+  send(m: ToEngine): void;
+  /** ends it at once (SIGKILL / terminate) */
+  kill(): void;
+  readonly pid: number | null;
+}
+
+interface TransportHooks {
+  onMessage: (m: FromEngine) => void;
+  /** the engine is gone; `reason` says how (a signal, an exit code) */
+  onExit: (reason: string) => void;
+}
+
+const STDERR_LINES = 20;
+
+/** The engine in a child process: `bun src/engine/child.ts`, or the executable itself with LLMATIC_ENGINE_CHILD=1. */
+function processTransport(id: string, hooks: TransportHooks, stderrTail: string[]): Transport {
+  const cmd = embedded()
+    ? [process.execPath]
+    : [process.execPath, fileURLToPath(new URL("./child.ts", import.meta.url))];
+  const proc = Bun.spawn(cmd, {
+    env: { ...process.env, LLMATIC_ENGINE_CHILD: "1" },
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+    serialization: "json",
+    ipc: (m) => hooks.onMessage(m as FromEngine),
+    onExit: (_p, code, signal) => hooks.onExit(signal ? `killed by ${signal}` : `exited with code ${code}`),
+  });
+  // the engine reports through IPC; its stderr only carries what native code prints before it dies
+  void (async () => {
+    const dec = new TextDecoder();
+    let carry = "";
+    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) {
+      const lines = (carry + dec.decode(chunk, { stream: true })).split("\n");
+      carry = lines.pop() ?? "";
+      for (const line of lines) {
+        if (!line.trim()) continue;
+        stderrTail.push(line);
+        if (stderrTail.length > STDERR_LINES) stderrTail.shift();
+        log.warn(`[${id}] ${line}`);
+      }
+    }
+  })().catch(() => {});
+  return {
+    send: (m) => {
+      try {
+        proc.send(m);
+      } catch {
+        // the process is gone: onExit says so
+      }
+    },
+    kill: () => proc.kill("SIGKILL"),
+    get pid() {
+      return proc.pid;
+    },
+  };
+}
+
+/** The engine in a Worker thread of this process (no isolation: for comparison and constrained systems). */
+function threadTransport(hooks: TransportHooks): Transport {
+  const worker = new Worker(new URL("./worker.ts", import.meta.url).href);
+  let gone = false;
+  const exit = (reason: string) => {
+    if (gone) return;
+    gone = true;
+    hooks.onExit(reason);
+  };
+  worker.onmessage = (ev: MessageEvent<FromEngine>) => hooks.onMessage(ev.data);
+  worker.onerror = (ev) => exit(`failed: ${ev.message}`);
+  worker.addEventListener("close", () => exit("stopped"));
+  return {
+    send: (m) => worker.postMessage(m),
+    kill: () => worker.terminate(),
+    pid: null,
+  };
+}
+
+export interface EngineStartOptions {
+  /** 0..1 while the model loads */
+  onProgress?: (fraction: number) => void;
+  /** the engine died after it was ready (not when closed) */
+  onExit?: (reason: string) => void;
+  isolation?: Isolation;
+}
+
 export class LlamaEngine implements Engine {
   private nextId = 1;
   private readonly calls = new Map<number, Pending>();
@@ -42,55 +137,87 @@ export class LlamaEngine implements Engine {
   private closed = false;
   private closedPromise: Promise<void> | null = null;
   private onClosed: (() => void) | null = null;
+  private exitReason: string | null = null;
+  private transport!: Transport;
+  private readonly stderrTail: string[] = [];
+  info!: ModelInfo;
 
   private constructor(
-    private readonly worker: Worker,
-    readonly info: ModelInfo,
+    readonly config: EngineConfig,
+    private readonly opts: EngineStartOptions,
   ) {
-    this.lastStats = { slotsBusy: 0, slotsTotal: info.parallel, queued: 0 };
+    this.lastStats = { slotsBusy: 0, slotsTotal: config.parallel, queued: 0 };
   }
 
-  /** Starts a worker and loads the model; `progress` (0..1) is polled while it loads. */
-  static async start(config: EngineConfig, onProgress?: (fraction: number) => void): Promise<LlamaEngine> {
-    const worker = new Worker(new URL("./worker.ts", import.meta.url).href);
-    const progress = new SharedArrayBuffer(4);
-    const view = new Float32Array(progress);
-    const timer = onProgress ? setInterval(() => onProgress(view[0] as number), 250) : null;
-    try {
-      const info = await new Promise<ModelInfo>((resolve, reject) => {
-        worker.onmessage = (ev: MessageEvent<FromWorker>) => {
-          const m = ev.data;
-          if (m.type === "ready") resolve(m.info);
-          else if (m.type === "fatal") reject(new EngineError(m.code, m.message));
-          else if (m.type === "log") LlamaEngine.nativeLog(config.id, m.level, m.text);
-        };
-        worker.onerror = (ev) => reject(new EngineError("internal", `engine worker failed: ${ev.message}`));
-        worker.postMessage({ type: "init", config, progress } satisfies ToWorker);
-      });
-      onProgress?.(1);
-      const engine = new LlamaEngine(worker, info);
-      worker.onmessage = (ev: MessageEvent<FromWorker>) => engine.onMessage(ev.data);
-      worker.onerror = (ev) => engine.onWorkerDied(ev.message);
-      return engine;
-    } catch (e) {
-      worker.terminate();
-      throw e;
-    } finally {
-      if (timer) clearInterval(timer);
-    }
+  /** The engine process's pid (null in a thread). */
+  get pid(): number | null {
+    return this.transport.pid;
   }
 
-  private static nativeLog(id: string, level: number, text: string): void {
-    const msg = `[${id}] ${text}`;
+  /** Why the engine stopped, once it has. */
+  get exited(): string | null {
+    return this.exitReason;
+  }
+
+  /** Starts an engine and loads the model. */
+  static async start(config: EngineConfig, opts: EngineStartOptions = {}): Promise<LlamaEngine> {
+    const engine = new LlamaEngine(config, opts);
+    await engine.boot(opts.isolation ?? "process");
+    return engine;
+  }
+
+  private boot(isolation: Isolation): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let ready = false;
+      const hooks: TransportHooks = {
+        onMessage: (m) => {
+          if (ready) return this.onMessage(m);
+          if (m.type === "ready") {
+            ready = true;
+            this.info = m.info;
+            this.opts.onProgress?.(1);
+            resolve();
+          } else if (m.type === "fatal") {
+            reject(new EngineError(m.code, m.message));
+            this.closed = true;
+            this.transport.kill();
+          } else if (m.type === "progress") this.opts.onProgress?.(m.value);
+          else if (m.type === "log") this.nativeLog(m.level, m.text);
+        },
+        onExit: (reason) => {
+          this.exitReason = reason;
+          if (!ready) {
+            if (this.closed) return; // after a fatal, already rejected
+            this.closed = true;
+            const tail = this.stderrTail.slice(-5).join(" | ");
+            reject(
+              new EngineError(
+                "model_load_failed",
+                `the engine ${reason} while loading ${this.config.modelPath}${tail ? `: ${tail}` : ""}`,
+              ),
+            );
+            return;
+          }
+          this.onDied(reason);
+        },
+      };
+      this.transport =
+        isolation === "thread" ? threadTransport(hooks) : processTransport(this.config.id, hooks, this.stderrTail);
+      this.transport.send({ type: "init", config: this.config });
+    });
+  }
+
+  private nativeLog(level: number, text: string): void {
+    const msg = `[${this.config.id}] ${text}`;
     if (level >= LogLevel.ERROR) log.error(msg);
     else if (level >= LogLevel.WARN) log.warn(msg);
     else log.debug(msg);
   }
 
-  private onMessage(m: FromWorker): void {
+  private onMessage(m: FromEngine): void {
     switch (m.type) {
-      case "event":
-        this.streams.get(m.id)?.push(m.event);
+      case "events":
+        for (const [id, e] of m.events) this.streams.get(id)?.push(e);
         return;
       case "result": {
         const p = this.calls.get(m.id);
@@ -99,64 +226,101 @@ export class LlamaEngine implements Engine {
         return;
       }
       case "failed": {
-        const err = new EngineError(m.code, m.message, m.param);
         const s = this.streams.get(m.id);
         if (s) s.push({ type: "error", code: m.code, message: m.message, param: m.param });
         const p = this.calls.get(m.id);
         this.calls.delete(m.id);
-        p?.reject(err);
+        p?.reject(new EngineError(m.code, m.message, m.param));
         return;
       }
       case "stats":
         this.lastStats = m.stats;
         return;
       case "log":
-        LlamaEngine.nativeLog(this.info.id, m.level, m.text);
+        this.nativeLog(m.level, m.text);
         return;
       case "closed":
         this.onClosed?.();
         return;
-      case "ready":
-      case "fatal":
+      default:
         return;
     }
   }
 
-  private onWorkerDied(message: string): void {
-    log.error(`[${this.info.id}] engine worker died: ${message}`);
+  /** The engine died on its own: every request in flight gets a retryable error. */
+  private onDied(reason: string): void {
+    const wasClosing = this.closed;
     this.closed = true;
-    const err = new EngineError("engine_unavailable", `the engine for ${this.info.id} stopped: ${message}`);
+    this.onClosed?.();
+    if (wasClosing) return;
+    const tail = this.stderrTail.slice(-5).join(" | ");
+    log.error(`[${this.config.id}] the engine ${reason}${tail ? ` (last output: ${tail})` : ""}`);
+    this.failEverything(
+      "engine_crashed",
+      `the engine of model '${this.config.id}' stopped (${reason}) while serving this request; it restarts by itself: retry shortly`,
+    );
+    this.lastStats = { slotsBusy: 0, slotsTotal: this.config.parallel, queued: 0 };
+    this.opts.onExit?.(reason);
+  }
+
+  private failEverything(code: EngineErrorCode, message: string): void {
+    const err = new EngineError(code, message);
     for (const [, p] of this.calls) p.reject(err);
     this.calls.clear();
-    for (const [, s] of this.streams) s.push({ type: "error", code: err.code, message: err.message, param: null });
+    for (const [, s] of this.streams) s.push({ type: "error", code, message, param: null });
     this.streams.clear();
   }
 
-  private call<T>(msg: (id: number) => ToWorker): Promise<T> {
-    if (this.closed) return Promise.reject(new EngineError("engine_unavailable", "the engine is shut down"));
+  private unavailable(): EngineError {
+    return this.exitReason
+      ? new EngineError(
+          "engine_crashed",
+          `the engine of model '${this.config.id}' stopped (${this.exitReason}); retry shortly`,
+        )
+      : new EngineError("engine_unavailable", "the engine is shut down");
+  }
+
+  private call<T>(msg: (id: number) => ToEngine, signal?: AbortSignal): Promise<T> {
+    if (this.closed) return Promise.reject(this.unavailable());
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.worker.postMessage(msg(id));
+      const abort = () => this.transport.send({ type: "cancel", id });
+      signal?.addEventListener("abort", abort, { once: true });
+      this.calls.set(id, {
+        resolve: (v) => {
+          signal?.removeEventListener("abort", abort);
+          resolve(v as T);
+        },
+        reject: (e) => {
+          signal?.removeEventListener("abort", abort);
+          reject(e);
+        },
+      });
+      this.transport.send(msg(id));
     });
   }
 
   async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateEvent, void, void> {
     if (this.closed) {
-      yield { type: "error", code: "engine_unavailable", message: "the engine is shut down", param: null };
+      const e = this.unavailable();
+      yield { type: "error", code: e.code, message: e.message, param: null };
       return;
     }
     const id = this.nextId++;
-    const cancelBuf = new SharedArrayBuffer(4);
-    const cancel = new Int32Array(cancelBuf);
     const queue = new EventQueue();
-    const abort = () => Atomics.store(cancel, 0, 1);
+    let cancelled = false;
+    const abort = () => {
+      if (cancelled) return;
+      cancelled = true;
+      this.transport.send({ type: "cancel", id });
+    };
     this.streams.set(id, queue);
-    signal?.addEventListener("abort", abort, { once: true });
     let open = req.n;
     try {
+      this.transport.send({ type: "generate", id, request: req });
+      // an abort before the request was sent still reaches the engine (right after it)
       if (signal?.aborted) abort();
-      this.worker.postMessage({ type: "generate", id, request: req, cancel: cancelBuf } satisfies ToWorker);
+      else signal?.addEventListener("abort", abort, { once: true });
       while (open > 0) {
         const e = await queue.next();
         yield e;
@@ -179,30 +343,43 @@ export class LlamaEngine implements Engine {
     return this.call((id) => ({ type: "detokenize", id, tokens }));
   }
 
-  embed(inputs: (string | number[])[]): Promise<EmbedResult> {
-    return this.call((id) => ({ type: "embed", id, inputs }));
+  async embed(inputs: (string | number[])[], signal?: AbortSignal): Promise<EmbedResult> {
+    const r = await this.call<EmbedResultWire>((id) => ({ type: "embed", id, inputs }), signal);
+    return {
+      vectors: r.vectors.map((b) => {
+        const bytes = Buffer.from(b, "base64");
+        return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+      }),
+      promptTokens: r.promptTokens,
+    };
   }
 
   stats(): EngineStats {
     return this.lastStats;
   }
 
-  /** Cancels what runs, frees native memory in the worker, then stops it. Idempotent. */
+  /** Ends the engine at once, as a crash would (tests, and a stuck engine). */
+  kill(): void {
+    this.transport.kill();
+  }
+
+  /** Cancels what runs, frees native memory in the engine, then stops it. Idempotent. */
   close(): Promise<void> {
     if (this.closedPromise) return this.closedPromise;
     this.closedPromise = new Promise<void>((resolve) => {
-      const done = () => {
-        this.worker.terminate();
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.transport.kill();
         resolve();
       };
-      if (this.closed) return done();
+      const timer = setTimeout(finish, 10_000);
+      this.onClosed = finish;
+      if (this.closed) return finish();
       this.closed = true;
-      const timer = setTimeout(done, 10_000);
-      this.onClosed = () => {
-        clearTimeout(timer);
-        done();
-      };
-      this.worker.postMessage({ type: "shutdown" } satisfies ToWorker);
+      this.transport.send({ type: "shutdown" });
     });
     return this.closedPromise;
   }

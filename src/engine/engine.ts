@@ -1,5 +1,6 @@
 // The engine as the HTTP layer sees it. LlamaEngine (engine/client.ts) runs the
-// real one in a worker; tests inject fakes that implement the same interface.
+// real one in a child process (or a worker); tests inject fakes that implement
+// the same interface.
 import type { EmbedResult, EngineStats, GenerateEvent, GenerateRequest, ModelInfo } from "./types";
 
 export interface Engine {
@@ -12,7 +13,10 @@ export interface Engine {
   generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateEvent, void, void>;
   tokenize(text: string, addSpecial?: boolean, parseSpecial?: boolean): Promise<number[]>;
   detokenize(tokens: number[]): Promise<string>;
-  embed(inputs: (string | number[])[]): Promise<EmbedResult>;
+  /** queued like generations; aborting `signal` cancels between inputs */
+  embed(inputs: (string | number[])[], signal?: AbortSignal): Promise<EmbedResult>;
   stats(): EngineStats;
+  /** the engine process's pid, when it has its own process */
+  readonly pid?: number | null;
   close(): Promise<void>;
 }

@@ -1,15 +1,18 @@
 // The decode loop. One Scheduler owns one context; every step it puts one token
 // of every generating sequence plus a chunk of pending prompts into ONE batch,
-// decodes it, samples each sequence, and reports text. Runs inside the engine
-// worker (never on the HTTP thread).
-import { EngineError } from "../errors";
+// decodes it, samples each sequence, and reports text; embedding requests are
+// jobs of the same queue, one input per step. Runs in the engine (never on the
+// HTTP thread); requests arrive already prepared (engine/prepare.ts).
+import { EngineError, type EngineErrorCode } from "../errors";
 import { Batch } from "../ffi/batch";
-import { ChatParser, type ChatTemplates, type TemplateOutput } from "../ffi/chat";
+import type { ChatParser } from "../ffi/chat";
 import type { Context } from "../ffi/context";
 import type { Model } from "../ffi/model";
-import { Sampler, type SamplingParams } from "../ffi/sampler";
+import type { Sampler } from "../ffi/sampler";
+import type { Prepared } from "./prepare";
 import { TextAssembler } from "./text";
 import type {
+  EmbedResult,
   EngineStats,
   FinishReason,
   GenerateEvent,
@@ -53,7 +56,8 @@ interface Choice {
 export interface Job {
   id: number;
   req: GenerateRequest;
-  cancel: Int32Array;
+  /** set by cancel(): the job ends at the next step */
+  cancelled: boolean;
   prompt: Int32Array;
   choices: Choice[];
   /** next prompt index to decode into the primary slot */
@@ -72,6 +76,16 @@ export interface Job {
   emit: (e: GenerateEvent) => void;
 }
 
+/** An embedding request: its inputs are decoded one per step in the embedding context. */
+interface EmbedJob {
+  id: number;
+  inputs: Int32Array[];
+  vectors: Float32Array[];
+  promptTokens: number;
+  cancelled: boolean;
+  done: (r: EmbedResult | EngineError) => void;
+}
+
 export interface SchedulerOptions {
   nBatch: number;
   /** requests that may wait for a free slot; beyond it submit() refuses */
@@ -80,6 +94,8 @@ export interface SchedulerOptions {
   nCtxSlot: number;
   /** prompt tokens decoded per step while other sequences are generating */
   prefillChunk?: number;
+  /** one embedding input -> its pooled, normalised vector (the engine's embedding context) */
+  embed?: (tokens: Int32Array) => Float32Array;
 }
 
 /** Prompt tokens per step when every prompt position needs its logits (their buffer is n_vocab floats each). */
@@ -98,35 +114,18 @@ function callId(): string {
 
 const EMPTY_MESSAGE: ParsedMessage = { content: "", reasoning: "", toolCalls: [] };
 
-/**
- * Tightens llama.cpp's tool-call grammar where it is looser than the request:
- * - tool_choice "required": its grammars let free text come first
- *   ("root ::= <generation prompt> space until-N? tool-calls"); a client that
- *   requires a call expects it at once (OpenAI answers with the call and no
- *   content), and a weak model could wander in that text forever;
- * - parallel_tool_calls false: templates with per-call markers (Hermes' <tool_call>)
- *   get "tool-calls ::= (tool-call space)+" whatever the flag says: one call.
- * Grammars of other shapes are left as they are.
- */
-export function tightenToolGrammar(grammar: string, required: boolean, parallel: boolean): string {
-  let g = grammar;
-  if (required) g = g.replace(/^root ::= .*$/m, (root) => root.replace(/\s+until-\d+\?/g, ""));
-  if (!parallel) g = g.replace(/^tool-calls ::= \(tool-call space\)\+$/m, "tool-calls ::= tool-call space");
-  return g;
-}
-
 export class Scheduler {
   private readonly slots: Slot[];
   private readonly batch: Batch;
   private readonly queue: Job[] = [];
   private readonly active: Job[] = [];
+  private readonly embeds: EmbedJob[] = [];
   private readonly eog: Set<number>;
   private clock = 0;
 
   constructor(
     private readonly model: Model,
     private readonly ctx: Context,
-    private readonly templates: ChatTemplates | null,
     private readonly opts: SchedulerOptions,
   ) {
     this.slots = Array.from({ length: ctx.nSeqMax }, (_, seq) => ({ seq, tokens: [], busy: false, lastUsed: 0 }));
@@ -135,154 +134,53 @@ export class Scheduler {
   }
 
   get hasWork(): boolean {
-    return this.active.length > 0 || this.queue.length > 0;
+    return this.active.length > 0 || this.queue.length > 0 || this.embeds.length > 0;
   }
 
   stats(): EngineStats {
     return {
       slotsBusy: this.slots.filter((s) => s.busy).length,
       slotsTotal: this.slots.length,
-      queued: this.queue.length,
+      queued: this.queue.length + this.embeds.length,
     };
   }
 
-  private checkAdmissible(req: GenerateRequest): void {
-    if (req.n < 1 || req.n > this.slots.length) {
+  /**
+   * Whether a request of `n` choices may join now; `arriving` requests are
+   * already accepted but still being prepared (they count as queued).
+   * Throws invalid_request or queue_full.
+   */
+  checkAdmissible(n: number, arriving = 0): void {
+    if (n < 1 || n > this.slots.length) {
       throw new EngineError(
         "invalid_request",
-        `n=${req.n} needs ${req.n} parallel sequences but this model has ${this.slots.length} (start the server with a larger --parallel)`,
+        `n=${n} needs ${n} parallel sequences but this model has ${this.slots.length} (start the server with a larger --parallel)`,
         "n",
       );
     }
     const queueSize = this.opts.queueSize ?? Number.POSITIVE_INFINITY;
-    if (this.queue.length >= queueSize) {
+    const waiting = this.queue.length + this.embeds.length + arriving;
+    if (waiting >= queueSize) {
       const free = this.slots.filter((s) => !s.busy).length;
-      const demand = this.queue.reduce((a, j) => a + j.choices.length, 0) + req.n;
-      if (demand > free) {
+      const demand = this.queue.reduce((a, j) => a + j.choices.length, 0) + arriving + n;
+      if (demand > free || this.embeds.length > 0) {
         throw new EngineError(
           "queue_full",
-          `all ${this.slots.length} slots are busy and ${this.queue.length} requests are already waiting (--queue ${queueSize}); retry shortly`,
+          `all ${this.slots.length} slots are busy and ${waiting} requests are already waiting (--queue ${queueSize}); retry shortly`,
         );
       }
     }
   }
 
-  /** The prompt as tokens, plus the chat template's output for chat prompts. */
-  private promptOf(req: GenerateRequest): { prompt: Int32Array; template: TemplateOutput | null } {
-    const p = req.prompt;
-    if (p.type === "tokens") {
-      for (const t of p.tokens) {
-        if (!Number.isInteger(t) || t < 0 || t >= this.model.nVocab) {
-          throw new EngineError(
-            "invalid_request",
-            `token id ${t} is out of range (vocabulary has ${this.model.nVocab})`,
-            "prompt",
-          );
-        }
-      }
-      return { prompt: Int32Array.from(p.tokens), template: null };
-    }
-    if (p.type === "text") {
-      return { prompt: this.model.tokenize(p.text, p.addSpecial ?? true, p.parseSpecial ?? true), template: null };
-    }
-    if (p.type === "infill") {
-      const fim = this.model.fimTokens();
-      if (!fim) {
-        throw new EngineError(
-          "invalid_request",
-          "this model has no fill-in-the-middle tokens, so suffix cannot be used with it",
-          "suffix",
-        );
-      }
-      const [pre, suf, mid] = fim;
-      const prompt = Int32Array.from([
-        pre,
-        ...this.model.tokenize(p.prefix, false, false),
-        suf,
-        ...this.model.tokenize(p.suffix, false, false),
-        mid,
-      ]);
-      return { prompt, template: null };
-    }
-    if (!this.templates) throw new EngineError("invalid_request", "this model has no chat template", "messages");
-    const template = this.templates.apply(p.chat);
-    return { prompt: this.model.tokenize(template.prompt, true, true), template };
-  }
-
-  /** The request's sampling, with the template's grammar (structured output, tool calls) when it has one. */
-  private samplingOf(req: GenerateRequest, template: TemplateOutput | null): SamplingParams {
-    let sampling = req.sampling;
-    if (template?.grammar) {
-      const chat = req.prompt.type === "chat" ? req.prompt.chat : null;
-      const text =
-        req.parse === "tools"
-          ? tightenToolGrammar(template.grammar, chat?.toolChoice === "required", chat?.parallelToolCalls ?? true)
-          : template.grammar;
-      sampling = {
-        ...sampling,
-        grammar: {
-          text,
-          kind: req.parse === "tools" ? "tool_calls" : "output_format",
-          lazy: template.grammarLazy,
-          triggers: template.grammarTriggers,
-        },
-        generationPrompt: template.generationPrompt,
-      };
-    }
-    if (req.ignoreEos) {
-      sampling = {
-        ...sampling,
-        logitBias: [
-          ...sampling.logitBias,
-          ...[...this.eog].map((t): [number, number] => [t, Number.NEGATIVE_INFINITY]),
-        ],
-      };
-    }
-    return sampling;
-  }
-
-  /** Tokenizes and validates a request; errors here reach the client before any output. */
-  submit(id: number, req: GenerateRequest, cancel: Int32Array, emit: (e: GenerateEvent) => void): void {
-    this.checkAdmissible(req);
-    let { prompt, template } = this.promptOf(req);
-    if (prompt.length === 0) {
-      // nothing to condition on: start from BOS like llama.cpp does
-      prompt = Int32Array.of(this.model.startToken);
-    }
-    if (prompt.length >= this.opts.nCtxSlot) {
-      throw new EngineError(
-        "context_length_exceeded",
-        `the prompt has ${prompt.length} tokens but the context window is ${this.opts.nCtxSlot} tokens (it must leave room for at least one generated token)`,
-        req.prompt.type === "chat" ? "messages" : "prompt",
-      );
-    }
-    const preserved = new Set<number>();
-    for (const text of template?.preservedTokens ?? []) {
-      const ids = this.model.tokenize(text, false, true);
-      if (ids.length === 1) preserved.add(ids[0] as number);
-    }
-    const sampling = this.samplingOf(req, template);
-    const samplers: Sampler[] = [];
-    const parsers: ChatParser[] = [];
-    try {
-      for (let i = 0; i < req.n; i++) {
-        // choices of one request must differ: each gets its own seed
-        const s = Sampler.create(this.model, { ...sampling, seed: (sampling.seed + i) >>> 0 });
-        samplers.push(s);
-        s.acceptPrompt(prompt);
-        if (req.parse && template) parsers.push(ChatParser.create(template, req.parse === "tools"));
-      }
-    } catch (e) {
-      for (const s of samplers) s.dispose();
-      for (const p of parsers) p.dispose();
-      throw e;
-    }
+  /** Queues a prepared request (engine/prepare.ts); the scheduler owns its samplers and parsers from now on. */
+  submit(id: number, p: Prepared, emit: (e: GenerateEvent) => void): void {
+    const req = p.req;
     const job: Job = {
       id,
       req,
-      cancel,
-      prompt,
-      choices: samplers.map((sampler, index) => ({
+      cancelled: false,
+      prompt: p.prompt,
+      choices: p.samplers.map((sampler, index) => ({
         index,
         // slots are chosen at admission
         slot: undefined as unknown as Slot,
@@ -294,7 +192,7 @@ export class Scheduler {
         done: false,
         pendingLogprobs: [],
         logprobSum: 0,
-        parser: parsers[index] ?? null,
+        parser: p.parsers[index] ?? null,
         parsed: EMPTY_MESSAGE,
         sent: EMPTY_MESSAGE,
         toolCallIds: [],
@@ -302,8 +200,8 @@ export class Scheduler {
       prefillPos: 0,
       promptOutIdx: -1,
       state: "queued",
-      promptText: template?.prompt ?? null,
-      preserved,
+      promptText: p.promptText,
+      preserved: new Set(p.preserved),
       promptLogprobs: req.promptLogprobs !== null && req.promptLogprobs !== undefined ? [] : null,
       failed: false,
       emit,
@@ -311,11 +209,29 @@ export class Scheduler {
     this.queue.push(job);
   }
 
+  /** Queues an embedding request; `done` gets the vectors, or the error that ended it. */
+  submitEmbed(id: number, inputs: Int32Array[], done: (r: EmbedResult | EngineError) => void): void {
+    if (!this.opts.embed) throw new EngineError("invalid_request", "this engine computes no embeddings");
+    this.embeds.push({ id, inputs, vectors: [], promptTokens: 0, cancelled: false, done });
+  }
+
+  /** Cancels a request by id, wherever it is; it ends at the next step. False when unknown (already over). */
+  cancel(id: number): boolean {
+    for (const list of [this.active, this.queue, this.embeds]) {
+      const job = (list as { id: number; cancelled: boolean }[]).find((j) => j.id === id);
+      if (job) {
+        job.cancelled = true;
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Moves queued jobs into free slots, reusing the slot whose KV shares the longest prefix. */
   private admit(): void {
     while (this.queue.length > 0) {
       const job = this.queue[0] as Job;
-      if (job.cancel[0] !== 0) {
+      if (job.cancelled) {
         this.queue.shift();
         this.finishJob(job, "cancelled");
         continue;
@@ -359,11 +275,12 @@ export class Scheduler {
     }
   }
 
-  /** One decode step. Returns false when there was nothing to do. */
+  /** One decode step (and at most one embedding input). Returns false when there was nothing to do. */
   step(): boolean {
     this.reapCancelled();
+    const embedded = this.embedStep();
     this.admit();
-    if (this.active.length === 0) return false;
+    if (this.active.length === 0) return embedded;
 
     const batch = this.batch;
     batch.clear();
@@ -424,11 +341,37 @@ export class Scheduler {
         // max_tokens 0: the prompt is processed (echo), nothing is generated
         if (job.req.maxTokens === 0) for (const c of job.choices) this.endChoice(job, c, "length");
       }
-      for (const c of job.choices) {
-        if (c.done || c.outIdx < 0) continue;
-        this.sampleChoice(job, c);
+      try {
+        for (const c of job.choices) {
+          if (c.done || c.outIdx < 0) continue;
+          this.sampleChoice(job, c);
+        }
+      } catch (e) {
+        // one request's failure (a parser, a sampler) ends that request only
+        this.failJob(job, e instanceof Error ? e.message : String(e), e instanceof EngineError ? e.code : "internal");
+        continue;
       }
       if (job.choices.every((c) => c.done)) this.finishJob(job, null);
+    }
+    return true;
+  }
+
+  /** Decodes the next input of the oldest embedding request. */
+  private embedStep(): boolean {
+    const job = this.embeds[0];
+    if (!job) return false;
+    const tokens = job.inputs[job.vectors.length] as Int32Array;
+    try {
+      job.vectors.push((this.opts.embed as (t: Int32Array) => Float32Array)(tokens));
+      job.promptTokens += tokens.length;
+    } catch (e) {
+      this.embeds.shift();
+      job.done(e instanceof EngineError ? e : new EngineError("internal", e instanceof Error ? e.message : String(e)));
+      return true;
+    }
+    if (job.vectors.length === job.inputs.length) {
+      this.embeds.shift();
+      job.done({ vectors: job.vectors, promptTokens: job.promptTokens });
     }
     return true;
   }
@@ -577,12 +520,18 @@ export class Scheduler {
   }
 
   private reapCancelled(): void {
-    for (const job of [...this.active]) if (job.cancel[0] !== 0) this.finishJob(job, "cancelled");
+    for (const job of [...this.active]) if (job.cancelled) this.finishJob(job, "cancelled");
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const job = this.queue[i] as Job;
-      if (job.cancel[0] === 0) continue;
+      if (!job.cancelled) continue;
       this.queue.splice(i, 1);
       this.finishJob(job, "cancelled");
+    }
+    for (let i = this.embeds.length - 1; i >= 0; i--) {
+      const job = this.embeds[i] as EmbedJob;
+      if (!job.cancelled) continue;
+      this.embeds.splice(i, 1);
+      job.done(new EngineError("cancelled", "the embedding request was cancelled"));
     }
   }
 
@@ -595,8 +544,8 @@ export class Scheduler {
   }
 
   /** Reports an error for the job and ends it; its slots forget their cache (their KV is unknown). */
-  private failJob(job: Job, message: string): void {
-    if (!job.failed) job.emit({ type: "error", code: "internal", message, param: null });
+  private failJob(job: Job, message: string, code: EngineErrorCode = "internal"): void {
+    if (!job.failed) job.emit({ type: "error", code, message, param: null });
     job.failed = true;
     for (const c of job.choices) {
       if (!c.slot) continue;
@@ -606,15 +555,18 @@ export class Scheduler {
     this.finishJob(job, "stop");
   }
 
-  /** Cancels everything (shutdown). */
-  cancelAll(): void {
-    for (const job of [...this.queue]) this.finishJob(job, "cancelled");
-    this.queue.length = 0;
-    for (const job of [...this.active]) this.finishJob(job, "cancelled");
+  /**
+   * Ends every request with an error (shutdown, or a failure no single request
+   * caused): none of them is reported as complete.
+   */
+  failAll(code: EngineErrorCode, message: string): void {
+    for (const job of this.queue.splice(0)) this.failJob(job, message, code);
+    for (const job of [...this.active]) this.failJob(job, message, code);
+    for (const job of this.embeds.splice(0)) job.done(new EngineError(code, message));
   }
 
   dispose(): void {
-    this.cancelAll();
+    this.failAll("engine_unavailable", "the engine is shutting down");
     this.batch.dispose();
   }
 }

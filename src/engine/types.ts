@@ -151,22 +151,34 @@ export interface EngineStats {
   queued: number;
 }
 
-// ---- worker protocol --------------------------------------------------------
+// ---- engine protocol ----------------------------------------------------------
+// Between the server (engine/client.ts) and one engine (engine/runtime.ts), which
+// runs in a child process (Bun IPC, JSON) or a Worker thread. Every message is
+// plain JSON: no shared memory crosses the boundary.
 
-export type ToWorker =
-  | { type: "init"; config: EngineConfig; progress: SharedArrayBuffer }
-  | { type: "generate"; id: number; request: GenerateRequest; cancel: SharedArrayBuffer }
+export type ToEngine =
+  | { type: "init"; config: EngineConfig }
+  | { type: "generate"; id: number; request: GenerateRequest }
+  | { type: "cancel"; id: number }
   | { type: "tokenize"; id: number; text: string; addSpecial: boolean; parseSpecial: boolean }
   | { type: "detokenize"; id: number; tokens: number[] }
   | { type: "embed"; id: number; inputs: (string | number[])[] }
   | { type: "shutdown" };
 
-export type FromWorker =
+export type FromEngine =
+  | { type: "progress"; value: number }
   | { type: "ready"; info: ModelInfo }
   | { type: "fatal"; code: EngineErrorCode; message: string }
   | { type: "log"; level: number; text: string }
-  | { type: "event"; id: number; event: GenerateEvent }
+  /** every event of one decode step, in order: [request id, event] */
+  | { type: "events"; events: [number, GenerateEvent][] }
   | { type: "result"; id: number; value: unknown }
   | { type: "failed"; id: number; code: EngineErrorCode; message: string; param: string | null }
   | { type: "stats"; stats: EngineStats }
   | { type: "closed" };
+
+/** Embedding vectors cross the boundary as base64 of their float32 bytes (exact, compact). */
+export interface EmbedResultWire {
+  vectors: string[];
+  promptTokens: number;
+}

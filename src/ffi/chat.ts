@@ -146,6 +146,11 @@ export class ChatParser extends NativeObject {
     return new ChatParser(h);
   }
 
+  /** Takes over a parser another thread of this process created and released. */
+  static adopt(handle: number): ChatParser {
+    return new ChatParser(handle as unknown as Pointer);
+  }
+
   protected free(h: Pointer): void {
     lib().llmatic_chat_parser_free(h);
   }

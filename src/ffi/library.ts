@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { symbols } from "./symbols";
 
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 export type Lib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 
@@ -109,11 +109,18 @@ export class ErrorOut {
   }
 }
 
-/** Base for every class that owns one native object: idempotent dispose, use-after-dispose throws. */
+/**
+ * Base for every class that owns one native object: idempotent dispose,
+ * use-after-dispose throws. A handle can be handed to another thread of the
+ * same process with `release()` (this object forgets it without freeing) and
+ * taken over there by the class's `adopt`.
+ */
 export abstract class NativeObject implements Disposable {
   #handle: Pointer | null;
-  protected constructor(handle: Pointer) {
+  readonly #owned: boolean;
+  protected constructor(handle: Pointer, owned = true) {
     this.#handle = handle;
+    this.#owned = owned;
   }
   get handle(): Pointer {
     if (this.#handle === null) throw new Error(`${this.constructor.name} used after dispose()`);
@@ -126,7 +133,13 @@ export abstract class NativeObject implements Disposable {
     const h = this.#handle;
     if (h === null) return;
     this.#handle = null;
-    this.free(h);
+    if (this.#owned) this.free(h);
+  }
+  /** Gives up the native object without freeing it; the caller now owns the returned handle. */
+  release(): number {
+    const h = this.handle;
+    this.#handle = null;
+    return h as unknown as number;
   }
   [Symbol.dispose](): void {
     this.dispose();

@@ -3,7 +3,7 @@ import { type Pointer, ptr } from "bun:ffi";
 import { existsSync, statSync } from "node:fs";
 import { EngineError } from "../errors";
 import { expectedFileSize, GgufError, readGguf } from "../gguf/gguf";
-import { drainNativeLogs, LogLevel, lib, type NativeLogLine, NativeObject } from "./library";
+import { drainNativeLogs, LogLevel, lib, type NativeLogLine, NativeObject, takeString } from "./library";
 
 export interface ModelLoadOptions {
   nGpuLayers?: number;
@@ -47,6 +47,11 @@ export function validateModelFile(path: string): void {
   }
 }
 
+export interface VocabInfo {
+  control: string[];
+  maxPieceBytes: number;
+}
+
 const pieceScratch = new Uint8Array(256);
 
 export class Model extends NativeObject {
@@ -67,8 +72,9 @@ export class Model extends NativeObject {
   private constructor(
     handle: Pointer,
     readonly path: string,
+    owned = true,
   ) {
-    super(handle);
+    super(handle, owned);
     const l = lib();
     this.#vocab = l.llama_model_get_vocab(handle) as Pointer;
     this.nVocab = l.llama_vocab_n_tokens(this.#vocab);
@@ -111,8 +117,29 @@ export class Model extends NativeObject {
     return new Model(handle, path);
   }
 
+  /**
+   * A model loaded by another thread of this process: `owned` takes over
+   * freeing it; otherwise this is a view that never frees (the owner must
+   * outlive it).
+   */
+  static fromHandle(handle: number, path: string, owned: boolean): Model {
+    return new Model(handle as unknown as Pointer, path, owned);
+  }
+
   protected free(handle: Pointer): void {
     lib().llama_model_free(handle);
+  }
+
+  #vocabInfo: VocabInfo | null = null;
+
+  /** The control tokens' texts (only parse_special turns them into tokens) and the longest token's bytes. */
+  get vocabInfo(): VocabInfo {
+    if (!this.#vocabInfo) {
+      const text = takeString(lib().llmatic_vocab_info(this.vocab) as Pointer | null);
+      const v = JSON.parse(text ?? "{}") as { control?: string[]; max_piece?: number };
+      this.#vocabInfo = { control: v.control ?? [], maxPieceBytes: Math.max(1, v.max_piece ?? 1) };
+    }
+    return this.#vocabInfo;
   }
 
   /** The vocabulary lives inside the model: checked like the model itself. */

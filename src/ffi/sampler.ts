@@ -89,6 +89,11 @@ export class Sampler extends NativeObject {
     return new Sampler(h);
   }
 
+  /** Takes over a sampler another thread of this process created and released. */
+  static adopt(handle: number): Sampler {
+    return new Sampler(handle as unknown as Pointer);
+  }
+
   protected free(h: Pointer): void {
     lib().llmatic_sampler_free(h);
   }

@@ -45,6 +45,9 @@ export const symbols = {
   llmatic_chat_parser_free: { args: [ptr], returns: none },
   llmatic_chat_parser_parse: { args: [ptr, cstring, bool], returns: ptr },
   llmatic_json_schema_to_grammar: { args: [cstring], returns: ptr },
+  llmatic_vocab_info: { args: [ptr], returns: ptr },
+  // ---- llmatic.h: processes
+  llmatic_engine_process_setup: { args: [], returns: i32 },
 
   // ---- llama.h: model
   llama_model_free: { args: [ptr], returns: none },

@@ -1,0 +1,92 @@
+// The engine's preparation thread: loads the model (so the engine's main thread
+// can report progress meanwhile), then turns requests into prepared jobs:
+// templating, tokenizing, grammar parsing and sampler set-up happen here,
+// beside the decode loop, never inside one of its steps. Also answers
+// tokenize/detokenize and tokenizes embedding inputs. Native objects it makes
+// (the model, samplers, parsers) are handed to the decode thread by handle.
+declare const self: Worker;
+
+import { EngineError } from "../errors";
+import { ChatTemplates } from "../ffi/chat";
+import { drainNativeLogs, lib, setLibraryPath } from "../ffi/library";
+import { Model } from "../ffi/model";
+import type { FromPrep, ToPrep } from "./prep-protocol";
+import { prepare, prepareEmbeddings, toWire } from "./prepare";
+
+let model: Model | null = null;
+let templates: ChatTemplates | null = null;
+
+function post(m: FromPrep): void {
+  self.postMessage(m);
+}
+
+function asEngineError(e: unknown): EngineError {
+  if (e instanceof EngineError) return e;
+  return new EngineError("internal", e instanceof Error ? e.message : String(e));
+}
+
+function loaded(): Model {
+  if (!model) throw new EngineError("engine_unavailable", "the model is not loaded");
+  return model;
+}
+
+self.onmessage = (ev: MessageEvent<ToPrep>) => {
+  const m = ev.data;
+  try {
+    switch (m.type) {
+      case "load": {
+        const cfg = m.config;
+        if (cfg.libPath) setLibraryPath(cfg.libPath);
+        if (cfg.niceness) lib().llmatic_thread_nice(cfg.niceness);
+        try {
+          model = Model.load(cfg.modelPath, {
+            nGpuLayers: cfg.nGpuLayers ?? 0,
+            useMmap: cfg.useMmap ?? true,
+            repack: cfg.repack ?? true,
+            progress: new Float32Array(m.progress),
+            onLog: (lines) => post({ type: "logs", lines }),
+          });
+          if (!model.hasDecoder) {
+            throw new EngineError("invalid_model", `${cfg.modelPath} has no decoder: it cannot generate text`);
+          }
+          templates = ChatTemplates.create(model, cfg.chatTemplate);
+          // warm the vocabulary tables the first requests need
+          void model.vocabInfo;
+          post({ type: "loaded", model: model.handle as unknown as number });
+        } catch (e) {
+          templates?.dispose();
+          model?.dispose();
+          templates = null;
+          model = null;
+          const err = asEngineError(e);
+          post({ type: "logs", lines: drainNativeLogs() });
+          post({ type: "fatal", code: err.code, message: err.message });
+        }
+        return;
+      }
+      case "prepare":
+        post({ type: "prepared", id: m.id, prepared: toWire(prepare(loaded(), templates, m.request, m.nCtxSlot)) });
+        return;
+      case "embed":
+        post({ type: "embedded", id: m.id, inputs: prepareEmbeddings(loaded(), m.inputs, m.nCtx) });
+        return;
+      case "tokenize":
+        post({ type: "result", id: m.id, value: [...loaded().tokenize(m.text, m.addSpecial, m.parseSpecial)] });
+        return;
+      case "detokenize":
+        post({ type: "result", id: m.id, value: loaded().detokenize(m.tokens) });
+        return;
+      case "shutdown":
+        templates?.dispose();
+        templates = null;
+        // the decode thread owns the model and frees it after this thread is done
+        model?.release();
+        model = null;
+        post({ type: "closed" });
+        return;
+    }
+  } catch (e) {
+    const err = asEngineError(e);
+    if ("id" in m) post({ type: "failed", id: m.id, code: err.code, message: err.message, param: err.param });
+  }
+};

@@ -1,0 +1,394 @@
+// Everything a generation needs before it can join the decode loop: its prompt
+// as tokens (the chat template applied, message text kept from becoming control
+// tokens), its checks against the slot, and its samplers (grammars parsed) and
+// output parsers. It runs in the engine's preparation thread (engine/prep.ts),
+// never inside a decode step, so a large or slow request does not hold up the
+// streams that are running.
+import { EngineError } from "../errors";
+import { ChatParser, type ChatTemplates, type TemplateInput, type TemplateOutput } from "../ffi/chat";
+import type { Model } from "../ffi/model";
+import { Sampler, type SamplingParams } from "../ffi/sampler";
+import type { GenerateRequest } from "./types";
+
+export interface Prepared {
+  req: GenerateRequest;
+  prompt: Int32Array;
+  /** the chat template's output (with the messages' own text), for the start event */
+  promptText: string | null;
+  /** tokens rendered with their special text (the template's preserved tokens) */
+  preserved: number[];
+  /** one per choice, each with its own seed and the prompt in its penalty history */
+  samplers: Sampler[];
+  /** one per choice when the output is parsed (tools, structured output) */
+  parsers: ChatParser[];
+}
+
+/** A Prepared as it crosses from the preparation thread to the decode thread (native objects by handle). */
+export interface PreparedWire extends Omit<Prepared, "samplers" | "parsers"> {
+  samplers: number[];
+  parsers: number[];
+}
+
+export function toWire(p: Prepared): PreparedWire {
+  return { ...p, samplers: p.samplers.map((s) => s.release()), parsers: p.parsers.map((x) => x.release()) };
+}
+
+export function fromWire(w: PreparedWire): Prepared {
+  return {
+    ...w,
+    samplers: w.samplers.map((h) => Sampler.adopt(h)),
+    parsers: w.parsers.map((h) => ChatParser.adopt(h)),
+  };
+}
+
+export function disposePrepared(p: Prepared): void {
+  for (const s of p.samplers) s.dispose();
+  for (const x of p.parsers) x.dispose();
+}
+
+/**
+ * Tightens llama.cpp's tool-call grammar where it is looser than the request:
+ * - tool_choice "required": its grammars let free text come first
+ *   ("root ::= <generation prompt> space until-N? tool-calls"); a client that
+ *   requires a call expects it at once (OpenAI answers with the call and no
+ *   content), and a weak model could wander in that text forever;
+ * - parallel_tool_calls false: templates with per-call markers (Hermes' <tool_call>)
+ *   get "tool-calls ::= (tool-call space)+" whatever the flag says: one call.
+ * Grammars of other shapes are left as they are.
+ */
+export function tightenToolGrammar(grammar: string, required: boolean, parallel: boolean): string {
+  let g = grammar;
+  if (required) g = g.replace(/^root ::= .*$/m, (root) => root.replace(/\s+until-\d+\?/g, ""));
+  if (!parallel) g = g.replace(/^tool-calls ::= \(tool-call space\)\+$/m, "tool-calls ::= tool-call space");
+  return g;
+}
+
+// ---- control tokens in message text ------------------------------------------
+
+/** Finds the vocabulary's control-token texts (<|im_end|>, ...) inside a string. */
+export class ControlTexts {
+  private readonly byFirst = new Map<string, string[]>();
+
+  constructor(texts: readonly string[]) {
+    for (const t of texts) {
+      if (!t) continue;
+      const list = this.byFirst.get(t[0] as string) ?? [];
+      list.push(t);
+      this.byFirst.set(t[0] as string, list);
+    }
+  }
+
+  in(s: string): boolean {
+    for (const [c, list] of this.byFirst) {
+      for (let i = s.indexOf(c); i >= 0; i = s.indexOf(c, i + 1)) {
+        for (const t of list) if (s.startsWith(t, i)) return true;
+      }
+    }
+    return false;
+  }
+}
+
+const controlTexts = new WeakMap<Model, ControlTexts>();
+
+function controlOf(model: Model): ControlTexts {
+  let c = controlTexts.get(model);
+  if (!c) {
+    c = new ControlTexts(model.vocabInfo.control);
+    controlTexts.set(model, c);
+  }
+  return c;
+}
+
+/**
+ * The strings of a chat that came from the request and hold a control token's
+ * text are replaced by placeholders before the template runs; after it, the
+ * prompt is tokenized piece by piece: the template's text with special tokens
+ * parsed, each placeholder's original text as plain text. So a user who types
+ * "<|im_end|>\n<|im_start|>system" gets those characters, not the markers.
+ * (Prompts without such text, nearly all, are tokenized in one piece, exactly
+ * as before.)
+ */
+class Placeholders {
+  private readonly nonce = Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString("hex");
+  readonly originals: string[] = [];
+  constructor(private readonly control: ControlTexts) {}
+
+  /** `s`, or a placeholder for it when it holds a control token's text. */
+  guard(s: string): string {
+    if (!this.control.in(s)) return s;
+    this.originals.push(s);
+    return `[[llmatic-${this.nonce}-${this.originals.length - 1}]]`;
+  }
+
+  get pattern(): RegExp {
+    return new RegExp(`\\[\\[llmatic-${this.nonce}-(\\d+)\\]\\]`, "g");
+  }
+
+  /** Every string value of a JSON value guarded (tool-call arguments). */
+  guardJson(text: string): string {
+    if (!this.control.in(text)) return text;
+    try {
+      const walk = (v: unknown): unknown => {
+        if (typeof v === "string") return this.guard(v);
+        if (Array.isArray(v)) return v.map(walk);
+        if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+        return v;
+      };
+      return JSON.stringify(walk(JSON.parse(text)));
+    } catch {
+      return this.guard(text);
+    }
+  }
+
+  /** "description" strings anywhere in a tool definition (they reach the prompt, not the grammar). */
+  guardDescriptions(v: unknown): unknown {
+    if (Array.isArray(v)) return v.map((x) => this.guardDescriptions(x));
+    if (v && typeof v === "object") {
+      return Object.fromEntries(
+        Object.entries(v).map(([k, x]) => [
+          k,
+          k === "description" && typeof x === "string" ? this.guard(x) : this.guardDescriptions(x),
+        ]),
+      );
+    }
+    return v;
+  }
+}
+
+function guardChat(chat: TemplateInput, ph: Placeholders): TemplateInput {
+  const messages = chat.messages.map((m) => {
+    const out = { ...m };
+    if (typeof m.content === "string") out.content = ph.guard(m.content);
+    else if (Array.isArray(m.content))
+      out.content = m.content.map((p) => (typeof p.text === "string" ? { ...p, text: ph.guard(p.text) } : p));
+    if (m.reasoning_content) out.reasoning_content = ph.guard(m.reasoning_content);
+    if (m.name) out.name = ph.guard(m.name);
+    if (m.tool_calls) {
+      out.tool_calls = m.tool_calls.map((c) => ({
+        ...c,
+        function: { name: c.function.name, arguments: ph.guardJson(c.function.arguments) },
+      }));
+    }
+    return out;
+  });
+  const tools = chat.tools?.map((t) => ph.guardDescriptions(t) as typeof t);
+  return { ...chat, messages, tools };
+}
+
+/** Tokenizes a rendered prompt: the template's text with special tokens, each placeholder's original as text. */
+function tokenizeGuarded(model: Model, text: string, ph: Placeholders): { tokens: Int32Array; text: string } {
+  if (ph.originals.length === 0) return { tokens: model.tokenize(text, true, true), text };
+  const parts: Int32Array[] = [];
+  let shown = "";
+  let last = 0;
+  let first = true;
+  const re = ph.pattern;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    const original = ph.originals[Number(m[1])] as string;
+    // inside a JSON string (tool arguments, tool descriptions) the text is what JSON would write
+    const quoted = text[m.index - 1] === '"' && text[m.index + m[0].length] === '"';
+    const value = quoted ? JSON.stringify(original).slice(1, -1) : original;
+    const before = text.slice(last, m.index);
+    if (before || first) parts.push(model.tokenize(before, first, true));
+    parts.push(model.tokenize(value, false, false));
+    shown += before + value;
+    first = false;
+    last = m.index + m[0].length;
+  }
+  const rest = text.slice(last);
+  if (rest) parts.push(model.tokenize(rest, false, true));
+  shown += rest;
+  const tokens = new Int32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    tokens.set(p, o);
+    o += p.length;
+  }
+  return { tokens, text: shown };
+}
+
+// ---- the prompt ---------------------------------------------------------------
+
+function tooLong(model: Model, bytes: number, nCtxSlot: number, param: string): void {
+  // every token stands for at most maxPieceBytes bytes of text (x2 for normalisation):
+  // more bytes than that cannot fit the slot, whatever the tokenizer makes of them
+  if (bytes > nCtxSlot * model.vocabInfo.maxPieceBytes * 2) {
+    throw new EngineError(
+      "context_length_exceeded",
+      `the prompt is ${bytes} bytes of text, far more than this model's context window of ${nCtxSlot} tokens can hold`,
+      param,
+    );
+  }
+}
+
+function textBytes(chat: TemplateInput): number {
+  let n = 0;
+  for (const m of chat.messages) {
+    if (typeof m.content === "string") n += Buffer.byteLength(m.content);
+    else if (Array.isArray(m.content)) for (const p of m.content) n += Buffer.byteLength(p.text ?? "");
+    n += Buffer.byteLength(m.reasoning_content ?? "");
+    for (const c of m.tool_calls ?? []) n += Buffer.byteLength(c.function.arguments);
+  }
+  return n;
+}
+
+function promptOf(
+  model: Model,
+  templates: ChatTemplates | null,
+  req: GenerateRequest,
+  nCtxSlot: number,
+): { prompt: Int32Array; template: TemplateOutput | null; text: string | null } {
+  const p = req.prompt;
+  if (p.type === "tokens") {
+    for (const t of p.tokens) {
+      if (!Number.isInteger(t) || t < 0 || t >= model.nVocab) {
+        throw new EngineError(
+          "invalid_request",
+          `token id ${t} is out of range (vocabulary has ${model.nVocab})`,
+          "prompt",
+        );
+      }
+    }
+    return { prompt: Int32Array.from(p.tokens), template: null, text: null };
+  }
+  if (p.type === "text") {
+    tooLong(model, Buffer.byteLength(p.text), nCtxSlot, "prompt");
+    return { prompt: model.tokenize(p.text, p.addSpecial ?? true, p.parseSpecial ?? true), template: null, text: null };
+  }
+  if (p.type === "infill") {
+    const fim = model.fimTokens();
+    if (!fim) {
+      throw new EngineError(
+        "invalid_request",
+        "this model has no fill-in-the-middle tokens, so suffix cannot be used with it",
+        "suffix",
+      );
+    }
+    tooLong(model, Buffer.byteLength(p.prefix) + Buffer.byteLength(p.suffix), nCtxSlot, "prompt");
+    const [pre, suf, mid] = fim;
+    const prompt = Int32Array.from([
+      pre,
+      ...model.tokenize(p.prefix, false, false),
+      suf,
+      ...model.tokenize(p.suffix, false, false),
+      mid,
+    ]);
+    return { prompt, template: null, text: null };
+  }
+  if (!templates) throw new EngineError("invalid_request", "this model has no chat template", "messages");
+  tooLong(model, textBytes(p.chat), nCtxSlot, "messages");
+  const ph = new Placeholders(controlOf(model));
+  const template = templates.apply(guardChat(p.chat, ph));
+  const { tokens, text } = tokenizeGuarded(model, template.prompt, ph);
+  return { prompt: tokens, template, text };
+}
+
+/** The request's sampling, with the template's grammar (structured output, tool calls) when it has one. */
+function samplingOf(
+  model: Model,
+  req: GenerateRequest,
+  template: TemplateOutput | null,
+  nCtxSlot: number,
+): SamplingParams {
+  let sampling = req.sampling;
+  // -1: the whole slot, as llama-server; more than the slot could ever hold is refused at the edge
+  if (sampling.repeatLastN < 0 || sampling.repeatLastN > nCtxSlot) sampling = { ...sampling, repeatLastN: nCtxSlot };
+  if (template?.grammar) {
+    const chat = req.prompt.type === "chat" ? req.prompt.chat : null;
+    const text =
+      req.parse === "tools"
+        ? tightenToolGrammar(template.grammar, chat?.toolChoice === "required", chat?.parallelToolCalls ?? true)
+        : template.grammar;
+    sampling = {
+      ...sampling,
+      grammar: {
+        text,
+        kind: req.parse === "tools" ? "tool_calls" : "output_format",
+        lazy: template.grammarLazy,
+        triggers: template.grammarTriggers,
+      },
+      generationPrompt: template.generationPrompt,
+    };
+  }
+  if (req.ignoreEos) {
+    sampling = {
+      ...sampling,
+      logitBias: [
+        ...sampling.logitBias,
+        ...[...model.eogTokens()].map((t): [number, number] => [t, Number.NEGATIVE_INFINITY]),
+      ],
+    };
+  }
+  return sampling;
+}
+
+/** Tokenizes and checks a request and builds its samplers; errors here reach the client before any output. */
+export function prepare(
+  model: Model,
+  templates: ChatTemplates | null,
+  req: GenerateRequest,
+  nCtxSlot: number,
+): Prepared {
+  let { prompt, template, text } = promptOf(model, templates, req, nCtxSlot);
+  if (prompt.length === 0) {
+    // nothing to condition on: start from BOS like llama.cpp does
+    prompt = Int32Array.of(model.startToken);
+  }
+  if (prompt.length >= nCtxSlot) {
+    throw new EngineError(
+      "context_length_exceeded",
+      `the prompt has ${prompt.length} tokens but the context window is ${nCtxSlot} tokens (it must leave room for at least one generated token)`,
+      req.prompt.type === "chat" ? "messages" : "prompt",
+    );
+  }
+  const preserved: number[] = [];
+  for (const t of template?.preservedTokens ?? []) {
+    const ids = model.tokenize(t, false, true);
+    if (ids.length === 1) preserved.push(ids[0] as number);
+  }
+  const sampling = samplingOf(model, req, template, nCtxSlot);
+  const samplers: Sampler[] = [];
+  const parsers: ChatParser[] = [];
+  try {
+    for (let i = 0; i < req.n; i++) {
+      // choices of one request must differ: each gets its own seed
+      const s = Sampler.create(model, { ...sampling, seed: (sampling.seed + i) >>> 0 });
+      samplers.push(s);
+      s.acceptPrompt(prompt);
+      if (req.parse && template) parsers.push(ChatParser.create(template, req.parse === "tools"));
+    }
+  } catch (e) {
+    for (const s of samplers) s.dispose();
+    for (const p of parsers) p.dispose();
+    throw e;
+  }
+  return { req, prompt, promptText: text, preserved, samplers, parsers };
+}
+
+/** Embedding inputs as checked token lists. */
+export function prepareEmbeddings(model: Model, inputs: (string | number[])[], nCtx: number): Int32Array[] {
+  return inputs.map((input, i) => {
+    if (typeof input === "string") tooLong(model, Buffer.byteLength(input), nCtx, "input");
+    const raw: ArrayLike<number> = typeof input === "string" ? model.tokenize(input, true, false) : input;
+    for (let k = 0; k < raw.length; k++) {
+      const t = raw[k] as number;
+      if (!Number.isInteger(t) || t < 0 || t >= model.nVocab) {
+        throw new EngineError(
+          "invalid_request",
+          `token id ${t} is out of range (vocabulary has ${model.nVocab})`,
+          "input",
+        );
+      }
+    }
+    const toks = Int32Array.from(raw);
+    if (toks.length === 0) throw new EngineError("invalid_request", `input[${i}] is empty`, "input");
+    if (toks.length > nCtx) {
+      throw new EngineError(
+        "context_length_exceeded",
+        `input[${i}] has ${toks.length} tokens but the embedding context is ${nCtx} tokens`,
+        "input",
+      );
+    }
+    return toks;
+  });
+}
