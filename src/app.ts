@@ -1,5 +1,4 @@
 // The llmatic HTTP app. It never listens: server.ts does, tests call app.handle().
-import { cors } from "@elysiajs/cors";
 import { Elysia } from "elysia";
 import pkg from "../package.json" with { type: "json" };
 import type { ServerConfig } from "./config";
@@ -28,15 +27,14 @@ export function createApp(registry: ModelRegistry, config: ServerConfig, metrics
     .use(unsupportedRoutes());
   return new Elysia({ name: "llmatic" })
     .use(
-      cors({
-        // browsers may call from anywhere; the SDKs add x-stainless-* headers
-        origin: true,
-        allowedHeaders: true,
-        exposeHeaders: ["x-request-id", "retry-after", "x-should-retry"],
-        maxAge: 600,
+      httpLayer({
+        apiKeys: config.apiKeys,
+        corsOrigins: config.corsOrigins,
+        allowedHosts: config.allowedHosts,
+        maxBodyBytes: config.maxBodyBytes,
+        metrics,
       }),
     )
-    .use(httpLayer({ apiKey: config.apiKey, maxBodyBytes: config.maxBodyBytes, metrics }))
     .use(docs(VERSION))
     .use(healthRoutes(svc))
     .use(uiRoutes())

@@ -424,9 +424,26 @@ describe("chat completions", () => {
     expect(engine.requests).toHaveLength(0);
   });
 
-  test("the client's abort signal reaches the engine", async () => {
-    await call("POST", "/v1/chat/completions", { model: "fake-model", messages });
-    expect(engine.signals).toHaveLength(1);
+  test("a client that goes away mid-stream aborts its generation in the engine", async () => {
+    engine.script = { pieces: Array(1000).fill("x"), delay: 5 };
+    const ac = new AbortController();
+    const res = await app.handle(
+      new Request("http://localhost/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "fake-model", messages, stream: true }),
+        signal: ac.signal,
+      }),
+    );
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    const seen = engine.signals[0] as AbortSignal;
+    expect(seen.aborted).toBe(false);
+    const arrived = new Promise<void>((r) => seen.addEventListener("abort", () => r(), { once: true }));
+    ac.abort();
+    await reader.cancel().catch(() => {});
+    await arrived;
+    expect(seen.aborted).toBe(true);
   });
 });
 
@@ -717,7 +734,7 @@ describe("errors, auth, CORS, limits", () => {
   });
 
   test("API key: missing and wrong keys are 401; the right key, /health and preflights pass", async () => {
-    app = makeApp({ apiKey: "sekret" });
+    app = makeApp({ apiKeys: ["sekret"] });
     const missing = await call("GET", "/v1/models");
     expect(missing.status).toBe(401);
     expectOpenAIError(await json(missing), "missing_api_key");
@@ -761,7 +778,7 @@ describe("errors, auth, CORS, limits", () => {
   test("/health reports slots", async () => {
     expect(await json(await call("GET", "/health"))).toEqual({
       status: "ok",
-      models: [{ id: "fake-model", state: "ready", progress: 1, slots_busy: 1, slots_idle: 3, queued: 0 }],
+      models: [{ id: "fake-model", state: "ready", progress: 1, slots_busy: 1, slots_idle: 3, queued: 0, restarts: 0 }],
     });
   });
 });

@@ -371,16 +371,19 @@ describe("logprobs", () => {
     expect(tokens).toEqual(whole.choices[0]?.logprobs?.tokens as string[]);
   });
 
-  test("best_of: n <= best_of, the best choices by mean logprob", async () => {
-    const r = await client.completions.create({
-      model: MODEL,
-      prompt: "Once",
-      n: 2,
-      best_of: 4,
-      max_tokens: 6,
-      seed: 9,
-    });
+  test("best_of: the n candidates with the highest mean logprob, best first", async () => {
+    const args = { model: MODEL, prompt: "Once", max_tokens: 6, seed: 9 } as const;
+    // the same 4 candidates (choice i samples with seed + i), all returned, with their token logprobs
+    const all = await client.completions.create({ ...args, n: 4, best_of: 4, logprobs: 0 });
+    const mean = (c: (typeof all.choices)[number]) => {
+      const lps = (c.logprobs?.token_logprobs ?? []) as number[];
+      return lps.reduce((a, b) => a + b, 0) / Math.max(1, lps.length);
+    };
+    const ranked = [...all.choices].sort((a, b) => mean(b) - mean(a)).map((c) => c.text);
+    expect(new Set(ranked).size).toBe(4);
+    const r = await client.completions.create({ ...args, n: 2, best_of: 4 });
     expect(r.choices.map((c) => c.index)).toEqual([0, 1]);
+    expect(r.choices.map((c) => c.text)).toEqual(ranked.slice(0, 2));
     expect(r.usage?.completion_tokens).toBe(24);
     const bad = await client.completions.create({ model: MODEL, prompt: "x", n: 3, best_of: 2 }).catch((e) => e);
     expect(bad).toBeInstanceOf(OpenAI.BadRequestError);

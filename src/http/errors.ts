@@ -52,10 +52,10 @@ export class ApiError extends Error {
     );
   }
 
-  static notImplemented(endpoint: string): ApiError {
+  static notImplemented(endpoint: string, why?: string): ApiError {
     return new ApiError(
       501,
-      `${endpoint} is not implemented by llmatic (it serves local GGUF models: completions, chat completions, embeddings and models)`,
+      `${endpoint} is not implemented by llmatic${why ? `: ${why}` : " (it serves local GGUF models: completions, chat completions, embeddings and models)"}`,
       "invalid_request_error",
       "not_implemented",
     );
@@ -75,6 +75,8 @@ export function fromEngineError(e: EngineError): ApiError {
       return ApiError.invalid(e.message, e.param);
     case "engine_unavailable":
       return ApiError.unavailable(e.message, "engine_unavailable", 5);
+    case "engine_crashed":
+      return ApiError.unavailable(e.message, "engine_crashed", 1);
     case "queue_full":
       return ApiError.unavailable(e.message, "queue_full", 1);
     case "cancelled":
@@ -82,7 +84,7 @@ export function fromEngineError(e: EngineError): ApiError {
     case "model_not_found":
     case "invalid_model":
     case "model_load_failed":
-      return new ApiError(500, e.message, "server_error", e.code);
+      return ApiError.unavailable(e.message, e.code, 5);
     default:
       return new ApiError(500, e.message, "server_error", "internal_error");
   }

@@ -1,41 +1,169 @@
-// Cross-cutting HTTP behaviour, applied to every route: body size limit, API
-// key check, and the one error handler that turns anything into OpenAI's shape.
-
+// Cross-cutting HTTP behaviour, applied to every route before it runs:
+// - the path is canonicalised (double and trailing slashes) and the router is
+//   given exactly that path, so the auth decision and the route always agree;
+// - body size limits, for bodies with a content-length and chunked ones alike;
+// - browsers: CORS for the server's own, loopback and configured origins only
+//   (never credentials), and a Host check against DNS rebinding when no API key
+//   is set;
+// - the API key (Authorization: Bearer, or x-api-key as Anthropic clients send),
+//   required on everything but an explicit public list;
+// - the one error handler that turns anything into OpenAI's error shape.
 import { timingSafeEqual } from "node:crypto";
 import { Elysia, ValidationError } from "elysia";
 import { log } from "../log";
 import type { Metrics } from "../metrics";
 import { ApiError, paramFromPath, toApiError } from "./errors";
 
-function pathOf(url: string): string {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  if (start < 0) return "/";
-  const q = url.indexOf("?", start);
-  return q < 0 ? url.slice(start) : url.slice(start, q);
+export interface HttpLayerOptions {
+  apiKeys: string[];
+  corsOrigins: string[];
+  allowedHosts: string[];
+  maxBodyBytes: number;
+  metrics: Metrics;
 }
 
-function keyMatches(given: string, expected: string): boolean {
+/** Paths anyone may fetch, key or not: health, the docs page and its assets, the chat page. */
+const PUBLIC_PATHS = new Set(["/", "/health", "/docs", "/docs/json"]);
+const PUBLIC_PREFIXES = ["/docs/assets/"];
+
+export function isPublicPath(path: string): boolean {
+  return PUBLIC_PATHS.has(path) || PUBLIC_PREFIXES.some((p) => path.startsWith(p));
+}
+
+/** "/v1//models/" -> "/v1/models": runs of slashes collapse, a trailing one goes (the root stays "/"). */
+export function canonicalPath(pathname: string): string {
+  const p = pathname.replace(/\/{2,}/g, "/");
+  return p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p;
+}
+
+/**
+ * The request as the router must see it: a URL whose path is canonical and
+ * which Elysia's router reads correctly (it looks for the path at a fixed
+ * offset of the URL, which a short Host header moves). Returns the request
+ * itself when it already is.
+ */
+function canonicalRequest(request: Request): Request {
+  const url = request.url;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return request;
+  }
+  const path = canonicalPath(parsed.pathname);
+  const q = url.indexOf("?");
+  // Elysia: path = url.slice(url.indexOf("/", 11), query)
+  const seen = url.slice(url.indexOf("/", 11), q < 0 ? undefined : q);
+  if (seen === path && parsed.pathname === path) return request;
+  return new Request(`http://localhost${path}${parsed.search}`, request);
+}
+
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+function tooLarge(limit: number, size: number | null): ApiError {
+  return new ApiError(
+    413,
+    size === null
+      ? `The request body is more than the ${limit} bytes this server accepts`
+      : `The request body is ${size} bytes, more than the ${limit} bytes this server accepts`,
+    "invalid_request_error",
+    "request_too_large",
+  );
+}
+
+/** Reads a body that has no content-length (chunked) up to `limit` bytes; null when it is longer. */
+async function readLimited(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | null> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks);
+}
+
+function keyMatches(given: string, keys: readonly Buffer[]): boolean {
   const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
+  let ok = false;
+  // every key is compared, so the time taken says nothing about which one matched
+  for (const b of keys) if (a.length === b.length && timingSafeEqual(a, b)) ok = true;
+  return ok;
 }
 
 /** What OpenAI's API says for a missing or wrong key. */
-function authError(header: string | null, apiKey: string): ApiError | null {
-  if (!header) {
+function authError(request: Request, keys: readonly Buffer[]): ApiError | null {
+  const header = request.headers.get("authorization");
+  const xKey = request.headers.get("x-api-key");
+  if (!header && !xKey) {
     return new ApiError(
       401,
-      "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+      "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or in an x-api-key header.",
       "invalid_request_error",
       "missing_api_key",
     );
   }
-  const m = /^Bearer\s+(.+)$/i.exec(header.trim());
-  if (!m || !keyMatches((m[1] as string).trim(), apiKey)) {
-    return new ApiError(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key");
-  }
-  return null;
+  const bearer = header ? /^Bearer\s+(.+)$/i.exec(header.trim())?.[1]?.trim() : undefined;
+  if ((bearer && keyMatches(bearer, keys)) || (xKey && keyMatches(xKey.trim(), keys))) return null;
+  return new ApiError(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key");
 }
+
+// ---- browsers ---------------------------------------------------------------
+
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+
+/** localhost, *.localhost, 127.0.0.0/8, ::1 (host names as URL.hostname gives them). */
+function isLoopbackName(host: string): boolean {
+  const h = host.toLowerCase();
+  return (
+    h === "localhost" || h.endsWith(".localhost") || h === "[::1]" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h)
+  );
+}
+
+/** The host name of a Host header ("a.b:3000" -> "a.b", "[::1]:80" -> "[::1]"). */
+function hostName(hostHeader: string): string {
+  const h = hostHeader.trim().toLowerCase();
+  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1);
+  const colon = h.lastIndexOf(":");
+  return colon >= 0 ? h.slice(0, colon) : h;
+}
+
+/**
+ * Whether a Host header is safe without an API key: DNS rebinding needs a
+ * host *name* the attacker controls, so loopback names, IP literals and the
+ * names the operator configured are fine; anything else is refused.
+ */
+export function hostAllowed(hostHeader: string | null, allowed: readonly string[]): boolean {
+  if (!hostHeader) return true; // HTTP/1.0 clients; browsers always send Host
+  const name = hostName(hostHeader);
+  return isLoopbackName(name) || IPV4.test(name) || name.startsWith("[") || allowed.includes(name);
+}
+
+/** Whether a page of `origin` may call: the server's own origin, loopback origins, configured ones. */
+export function originAllowed(origin: string, hostHeader: string | null, configured: readonly string[]): boolean {
+  if (configured.includes("*")) return true;
+  const o = origin.trim().toLowerCase().replace(/\/+$/, "");
+  if (configured.some((c) => c.toLowerCase().replace(/\/+$/, "") === o)) return true;
+  let url: URL;
+  try {
+    url = new URL(o);
+  } catch {
+    return false; // "null" (sandboxed frames, file:) and garbage
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return false;
+  if (isLoopbackName(url.hostname)) return true;
+  return hostHeader !== null && url.host === hostHeader.trim().toLowerCase();
+}
+
+const EXPOSED = "x-request-id, retry-after, x-should-retry";
+
+// ---- validation errors --------------------------------------------------------
 
 type SchemaLike = {
   type?: string;
@@ -46,6 +174,7 @@ type SchemaLike = {
   maxItems?: number;
   minItems?: number;
   minLength?: number;
+  maxLength?: number;
 };
 
 function flatten(s: SchemaLike): SchemaLike[] {
@@ -67,6 +196,7 @@ function describe(schema: SchemaLike): string {
         if (s.const !== undefined) return JSON.stringify(s.const);
         switch (s.type) {
           case "string":
+            if (s.maxLength !== undefined) return `a string of at most ${s.maxLength} characters`;
             return s.minLength ? `a string of at least ${s.minLength} characters` : "a string";
           case "integer":
             return `an integer${range(s)}`;
@@ -76,7 +206,7 @@ function describe(schema: SchemaLike): string {
             return "a boolean";
           case "array":
             return s.maxItems !== undefined
-              ? `an array of at most ${s.maxItems} items`
+              ? `an array of ${s.minItems ? `${s.minItems} to ` : "at most "}${s.maxItems} items`
               : s.minItems
                 ? "a non-empty array"
                 : "an array";
@@ -97,7 +227,7 @@ function shown(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return `an array of ${v.length} items`;
   if (typeof v === "object") return "an object";
-  if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
+  if (typeof v === "string") return v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v);
   return String(v);
 }
 
@@ -120,48 +250,99 @@ function validationError(e: ValidationError): ApiError {
   );
 }
 
-/** Paths that need the API key when one is set (/health and /docs stay open). */
-function protectedPath(path: string): boolean {
-  return path.startsWith("/v1") || path === "/metrics";
+function pathOf(request: Request): string {
+  try {
+    return new URL(request.url).pathname;
+  } catch {
+    return "/";
+  }
 }
 
-export const httpLayer = (opts: { apiKey: string | null; maxBodyBytes: number; metrics: Metrics }) =>
-  new Elysia({ name: "http-layer" })
-    .onRequest(({ request }) => {
-      const length = Number(request.headers.get("content-length") ?? 0);
-      if (length > opts.maxBodyBytes) {
-        return new ApiError(
-          413,
-          `The request body is ${length} bytes, more than the ${opts.maxBodyBytes} bytes this server accepts`,
-          "invalid_request_error",
-          "request_too_large",
-        ).toResponse();
-      }
-      if (opts.apiKey && request.method !== "OPTIONS" && protectedPath(pathOf(request.url))) {
-        const err = authError(request.headers.get("authorization"), opts.apiKey);
-        if (err) return err.toResponse();
-      }
-    })
-    .onAfterResponse({ as: "global" }, ({ request, route, set, responseValue }) => {
-      if (request.method === "OPTIONS") return;
-      const status = responseValue instanceof Response ? responseValue.status : Number(set.status ?? 200);
-      opts.metrics.request(route || "unmatched", status);
-    })
-    .onError({ as: "global" }, ({ code, error, request }) => {
-      let api: ApiError;
-      if (error instanceof ValidationError) api = validationError(error);
-      else if (code === "PARSE") {
-        api = ApiError.invalid(
-          "We could not parse the JSON body of your request. The body must be valid JSON sent with Content-Type: application/json.",
-          null,
-          "invalid_json",
-        );
-      } else if (code === "NOT_FOUND") {
-        api = ApiError.notFound(`Invalid URL (${request.method} ${pathOf(request.url)})`, null, "unknown_url");
-      } else api = toApiError(error);
-      // our failures are worth a log line; "not implemented" and "try later" answers are not
-      if (api.status >= 500 && api.status !== 501 && api.status !== 503) {
-        log.error(`${request.method} ${pathOf(request.url)}: ${api.message}`);
-      }
-      return api.toResponse();
-    });
+export const httpLayer = (opts: HttpLayerOptions) => {
+  const keys = opts.apiKeys.map((k) => Buffer.from(k));
+  const allowedHosts = opts.allowedHosts.map((h) => h.toLowerCase());
+  return (
+    new Elysia({ name: "http-layer" })
+      // before routing: the canonical path, and chunked bodies read within the limit
+      .wrap((handle) => async (request: Request) => {
+        let req = canonicalRequest(request);
+        if (BODY_METHODS.has(req.method) && req.body && req.headers.get("content-length") === null) {
+          const bytes = await readLimited(req.body, opts.maxBodyBytes);
+          if (!bytes) {
+            opts.metrics.request("unmatched", 413);
+            return tooLarge(opts.maxBodyBytes, null).toResponse();
+          }
+          const headers = new Headers(req.headers);
+          headers.set("content-length", String(bytes.length));
+          req = new Request(req.url, { method: req.method, headers, body: bytes, signal: request.signal });
+        }
+        return handle(req);
+      })
+      .onRequest(({ request, set }) => {
+        const path = pathOf(request);
+        const origin = request.headers.get("origin");
+        const host = request.headers.get("host");
+        if (origin !== null) {
+          if (!originAllowed(origin, host, opts.corsOrigins)) {
+            return new ApiError(
+              403,
+              `Requests from the web origin ${origin} are not allowed (start the server with --cors-origin ${origin} to allow them)`,
+              "invalid_request_error",
+              "origin_not_allowed",
+            ).toResponse();
+          }
+          set.headers["access-control-allow-origin"] = opts.corsOrigins.includes("*") ? "*" : origin;
+          set.headers.vary = "Origin";
+          set.headers["access-control-expose-headers"] = EXPOSED;
+        }
+        if (keys.length === 0 && !hostAllowed(host, allowedHosts)) {
+          return new ApiError(
+            403,
+            `The host name '${hostName(host ?? "")}' is not served without an API key (a page could reach this server through it by DNS rebinding): use an IP address or localhost, start with --allow-host ${hostName(host ?? "")}, or set --api-key`,
+            "invalid_request_error",
+            "host_not_allowed",
+          ).toResponse();
+        }
+        if (request.method === "OPTIONS" && request.headers.get("access-control-request-method")) {
+          return new Response(null, {
+            status: 204,
+            headers: {
+              ...(set.headers as Record<string, string>),
+              "access-control-allow-methods": "GET, POST, DELETE, OPTIONS",
+              "access-control-allow-headers": request.headers.get("access-control-request-headers") ?? "*",
+              "access-control-max-age": "600",
+            },
+          });
+        }
+        const length = Number(request.headers.get("content-length") ?? 0);
+        if (length > opts.maxBodyBytes) return tooLarge(opts.maxBodyBytes, length).toResponse();
+        if (keys.length > 0 && !isPublicPath(path)) {
+          const err = authError(request, keys);
+          if (err) return err.toResponse();
+        }
+      })
+      .onAfterResponse({ as: "global" }, ({ request, route, set, responseValue }) => {
+        if (request.method === "OPTIONS") return;
+        const status = responseValue instanceof Response ? responseValue.status : Number(set.status ?? 200);
+        opts.metrics.request(route || "unmatched", status);
+      })
+      .onError({ as: "global" }, ({ code, error, request }) => {
+        let api: ApiError;
+        if (error instanceof ValidationError) api = validationError(error);
+        else if (code === "PARSE") {
+          api = ApiError.invalid(
+            "We could not parse the JSON body of your request. The body must be valid JSON sent with Content-Type: application/json.",
+            null,
+            "invalid_json",
+          );
+        } else if (code === "NOT_FOUND") {
+          api = ApiError.notFound(`Invalid URL (${request.method} ${pathOf(request)})`, null, "unknown_url");
+        } else api = toApiError(error);
+        // our failures are worth a log line; "not implemented" and "try later" answers are not
+        if (api.status >= 500 && api.status !== 501 && api.status !== 503) {
+          log.error(`${request.method} ${pathOf(request)}: ${api.message}`);
+        }
+        return api.toResponse();
+      })
+  );
+};

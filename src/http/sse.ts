@@ -1,16 +1,99 @@
 // Server-sent events as OpenAI streams them: `data: {json}` frames, an error
 // after the first frame as `data: {"error":{...}}`, and `data: [DONE]` last.
-import { sse } from "elysia";
+// The response is a pull stream: a frame is produced when the connection can
+// take it. A silent stream (a long prefill, a model thinking) gets keep-alive
+// comments; a client that stops reading (the connection's buffers are full and
+// nothing is taken for `stallMs`) is cut off, so its slot is freed.
 import { toApiError } from "./errors";
 
-export const DONE = sse({ data: "[DONE]" });
+export const DONE = "[DONE]" as const;
+export type SseData = object | typeof DONE;
 
-export function frame(data: object) {
-  return sse({ data: data as Record<string, unknown> });
+export function frame(data: object): SseData {
+  return data;
 }
 
-export function errorFrame(e: unknown) {
-  return frame(toApiError(e).body());
+export function errorFrame(e: unknown): SseData {
+  return toApiError(e).body();
+}
+
+const enc = new TextEncoder();
+const KEEPALIVE = enc.encode(": keep-alive\n\n");
+
+function encode(d: SseData): Uint8Array {
+  return enc.encode(`data: ${d === DONE ? DONE : JSON.stringify(d)}\n\n`);
+}
+
+export interface SseOptions {
+  keepAliveMs: number;
+  stallMs: number;
+  /** the client stopped reading: stop the work behind the stream (the stream then ends) */
+  onStall: () => void;
+  headers?: Record<string, string>;
+}
+
+export function sseResponse(frames: AsyncGenerator<SseData, void, void>, opts: SseOptions): Response {
+  let pending: Promise<IteratorResult<SseData, void>> | null = null;
+  let stallTimer: ReturnType<typeof setTimeout> | null = null;
+  let finished = false;
+  const stop = () => {
+    if (finished) return;
+    finished = true;
+    if (stallTimer) clearTimeout(stallTimer);
+    // runs the producer's finally (abort, release) once its current step is over
+    void frames.return(undefined).catch(() => {});
+  };
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (stallTimer) clearTimeout(stallTimer);
+        stallTimer = null;
+        if (finished) return;
+        pending ??= frames.next();
+        let tick: ReturnType<typeof setTimeout> | undefined;
+        const r = await Promise.race([
+          pending,
+          new Promise<"tick">((resolve) => {
+            tick = setTimeout(() => resolve("tick"), opts.keepAliveMs);
+          }),
+        ]).finally(() => clearTimeout(tick));
+        if (finished) return;
+        if (r === "tick") controller.enqueue(KEEPALIVE);
+        else {
+          pending = null;
+          if (r.done) {
+            finished = true;
+            controller.close();
+            return;
+          }
+          controller.enqueue(encode(r.value));
+        }
+        // the next pull comes when the connection took this chunk; if it never does, the reader is gone
+        stallTimer = setTimeout(() => {
+          opts.onStall();
+          stop();
+          try {
+            controller.close();
+          } catch {
+            // already closed
+          }
+        }, opts.stallMs);
+      },
+      cancel() {
+        // the client went away
+        stop();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return new Response(stream, {
+    headers: {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      "x-accel-buffering": "no",
+      ...opts.headers,
+    },
+  });
 }
 
 /** Long prefills can be silent for a while: a stream must not hit the idle timeout. */

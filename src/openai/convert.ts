@@ -5,8 +5,9 @@ import type { GenerateRequest, ModelInfo, PromptInput } from "../engine/types";
 import type { TemplateMessage, TemplateTool } from "../ffi/chat";
 import type { SamplingParams } from "../ffi/sampler";
 import { ApiError } from "../http/errors";
+import { LIMITS } from "./limits";
 import type { ToolStyle } from "./responses";
-import { checkSchema } from "./schema";
+import { checkSchema, SchemaBudget } from "./schema";
 import type { ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest } from "./schemas";
 
 // ---- shared request pieces --------------------------------------------------
@@ -31,7 +32,21 @@ export function randomSeed(): number {
 
 export function samplingFrom(body: SamplingFields, defaults: SamplingDefaults, info: ModelInfo): SamplingParams {
   const logitBias: [number, number][] = [];
-  for (const [key, bias] of Object.entries(body.logit_bias ?? {})) {
+  const biases = Object.entries(body.logit_bias ?? {});
+  if (biases.length > LIMITS.logitBias) {
+    throw ApiError.invalid(
+      `logit_bias has ${biases.length} entries; at most ${LIMITS.logitBias} are accepted`,
+      "logit_bias",
+    );
+  }
+  const repeatLastN = body.repeat_last_n ?? defaults.repeatLastN;
+  if (repeatLastN > info.nCtxSlot) {
+    throw ApiError.invalid(
+      `repeat_last_n=${repeatLastN} is more than the ${info.nCtxSlot} tokens of this model's context window (-1 means all of it)`,
+      "repeat_last_n",
+    );
+  }
+  for (const [key, bias] of biases) {
     const token = Number(key);
     if (!/^\d+$/.test(key) || !Number.isSafeInteger(token) || token >= info.nVocab) {
       throw ApiError.invalid(
@@ -49,7 +64,7 @@ export function samplingFrom(body: SamplingFields, defaults: SamplingDefaults, i
     topP: body.top_p ?? defaults.topP,
     minP: body.min_p ?? defaults.minP,
     repeatPenalty: body.repeat_penalty ?? defaults.repeatPenalty,
-    repeatLastN: body.repeat_last_n ?? defaults.repeatLastN,
+    repeatLastN,
     presencePenalty: body.presence_penalty ?? 0,
     frequencyPenalty: body.frequency_penalty ?? 0,
     logitBias,
@@ -227,6 +242,8 @@ function toolsOf(body: ChatCompletionRequest): { tools: TemplateTool[]; choice: 
     return { tools: [], choice: "auto", style };
   }
   const names = new Set<string>();
+  // all tools end up in one grammar: their schemas share one budget
+  const budget = new SchemaBudget();
   defs.forEach((d, i) => {
     const param = style === "tools" ? `tools[${i}]` : `functions[${i}]`;
     if (d.type !== "function")
@@ -240,7 +257,7 @@ function toolsOf(body: ChatCompletionRequest): { tools: TemplateTool[]; choice: 
     if (names.has(d.function.name))
       throw ApiError.invalid(`Duplicate function name '${d.function.name}'`, `${param}.function.name`);
     names.add(d.function.name);
-    if (d.function.parameters) checkSchema(d.function.parameters, `${param}.function.parameters`);
+    if (d.function.parameters) checkSchema(d.function.parameters, `${param}.function.parameters`, budget);
   });
   let tools: TemplateTool[] = defs.map((d) => ({
     type: "function",

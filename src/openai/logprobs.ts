@@ -54,10 +54,15 @@ export class CompletionLogprobs {
       this.all.token_logprobs.push(e.logprob);
       let top: Record<string, number> | null = null;
       if (e.logprob !== null) {
-        top = {};
-        for (const t of e.top) top[tokenText(t.bytes)] ??= t.logprob;
+        // a Map, not a plain object: tokens such as "constructor" or "__proto__" are keys like any other
+        const m = new Map<string, number>();
+        for (const t of e.top) {
+          const k = tokenText(t.bytes);
+          if (!m.has(k)) m.set(k, t.logprob);
+        }
         // the sampled token is always listed, even when it is not among the most likely
-        top[text] ??= e.logprob;
+        if (!m.has(text)) m.set(text, e.logprob);
+        top = Object.fromEntries(m);
       }
       this.all.top_logprobs.push(top);
       this.all.text_offset.push(this.offset);

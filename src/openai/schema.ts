@@ -59,15 +59,88 @@ const LIST_OF_SCHEMAS = new Set(["anyOf", "oneOf", "allOf", "prefixItems"]);
 const ONE_SCHEMA = new Set(["items", "additionalProperties"]);
 
 /**
- * Throws a 400 naming the first keyword (and where) that the grammar could not
- * enforce. `param` is the request field that holds the schema.
+ * How large a schema may be before a grammar is built from it. llama.cpp's
+ * converter copies the whole sub-schema once per entry of a `type` array, so a
+ * schema under 1 KB can expand 2x per level into gigabytes of grammar: the
+ * expanded size (type arrays multiplied out) is what is bounded.
  */
-export function checkSchema(schema: unknown, param: string, path = "#"): void {
-  if (typeof schema === "boolean") return;
+export const SCHEMA_LIMITS = {
+  /** nesting of sub-schemas */
+  depth: 32,
+  /** sub-schemas after type arrays are multiplied out, over the whole request */
+  expandedNodes: 10_000,
+  /** properties of one object */
+  properties: 1_000,
+  /** values of one enum */
+  enumValues: 1_000,
+  /** the serialized schema (all tools together) */
+  bytes: 256 * 1024,
+  /** minLength/maxLength/minItems/maxItems: llama.cpp's grammar repeats at most 2000 times */
+  repetitions: 2_000,
+} as const;
+
+/** The expanded-node budget one request's schemas share (response_format, or all tools together). */
+export class SchemaBudget {
+  nodes = 0;
+  bytes = 0;
+}
+
+const REPETITION_KEYWORDS = ["minLength", "maxLength", "minItems", "maxItems"];
+
+/**
+ * Throws a 400 naming the first keyword (and where) that the grammar could not
+ * enforce, or the limit the schema goes over. `param` is the request field that
+ * holds the schema. Returns the schema's expanded size.
+ */
+export function checkSchema(schema: unknown, param: string, budget = new SchemaBudget()): number {
+  // the walk bounds the depth first, so serialising below cannot overflow the stack
+  const size = walk(schema, param, "#", 0);
+  budget.nodes += size;
+  if (budget.nodes > SCHEMA_LIMITS.expandedNodes) {
+    throw ApiError.invalid(
+      `The JSON schemas of this request expand to ${budget.nodes} sub-schemas once their type arrays are multiplied out (more than ${SCHEMA_LIMITS.expandedNodes}): llmatic does not build grammars that large`,
+      param,
+      "schema_too_complex",
+    );
+  }
+  budget.bytes += JSON.stringify(schema)?.length ?? 0;
+  if (budget.bytes > SCHEMA_LIMITS.bytes) {
+    throw ApiError.invalid(
+      `The JSON schemas of this request are ${budget.bytes} bytes; at most ${SCHEMA_LIMITS.bytes} are accepted`,
+      param,
+      "schema_too_large",
+    );
+  }
+  return size;
+}
+
+/** Checks one sub-schema and returns its expanded size. */
+function walk(schema: unknown, param: string, path: string, depth: number): number {
+  if (typeof schema === "boolean") return 1;
   if (schema === null || typeof schema !== "object" || Array.isArray(schema)) {
     throw ApiError.invalid(`Invalid schema at ${path}: expected an object`, param, "invalid_schema");
   }
-  for (const [key, value] of Object.entries(schema as Record<string, unknown>)) {
+  if (depth > SCHEMA_LIMITS.depth) {
+    throw ApiError.invalid(
+      `The JSON schema is nested more than ${SCHEMA_LIMITS.depth} levels deep (at ${path})`,
+      param,
+      "schema_too_complex",
+    );
+  }
+  const obj = schema as Record<string, unknown>;
+  let children = 0;
+  const sub = (v: unknown, at: string) => {
+    children += walk(v, param, at, depth + 1);
+    // stop early: a schema that explodes is refused before it is walked whole
+    if (children > SCHEMA_LIMITS.expandedNodes) {
+      throw ApiError.invalid(
+        `The JSON schema at ${param} expands to more than ${SCHEMA_LIMITS.expandedNodes} sub-schemas once its type arrays are multiplied out: llmatic does not build grammars that large`,
+        param,
+        "schema_too_complex",
+      );
+    }
+  };
+  for (const [key, value] of Object.entries(obj)) {
     const at = `${path}/${key}`;
     if (ANNOTATIONS.has(key)) continue;
     if (!ENFORCED.has(key)) {
@@ -84,15 +157,49 @@ export function checkSchema(schema: unknown, param: string, path = "#"): void {
         "unsupported_schema",
       );
     }
+    if (REPETITION_KEYWORDS.includes(key) && typeof value === "number" && value > SCHEMA_LIMITS.repetitions) {
+      throw ApiError.invalid(
+        `JSON schema ${key} ${value} (at ${at}) cannot be enforced: llama.cpp's grammars repeat at most ${SCHEMA_LIMITS.repetitions} times`,
+        param,
+        "unsupported_schema",
+      );
+    }
+    if (key === "enum" && Array.isArray(value) && value.length > SCHEMA_LIMITS.enumValues) {
+      throw ApiError.invalid(
+        `JSON schema enum at ${at} has ${value.length} values; at most ${SCHEMA_LIMITS.enumValues} are accepted`,
+        param,
+        "schema_too_complex",
+      );
+    }
+    if (key === "properties" && value && typeof value === "object") {
+      const n = Object.keys(value).length;
+      if (n > SCHEMA_LIMITS.properties) {
+        throw ApiError.invalid(
+          `JSON schema object at ${path} has ${n} properties; at most ${SCHEMA_LIMITS.properties} are accepted`,
+          param,
+          "schema_too_complex",
+        );
+      }
+    }
     if (MAP_OF_SCHEMAS.has(key) && value && typeof value === "object") {
-      for (const [name, sub] of Object.entries(value as Record<string, unknown>))
-        checkSchema(sub, param, `${at}/${name}`);
+      for (const [name, s] of Object.entries(value as Record<string, unknown>)) sub(s, `${at}/${name}`);
     } else if (LIST_OF_SCHEMAS.has(key) && Array.isArray(value)) {
-      value.forEach((sub, i) => {
-        checkSchema(sub, param, `${at}/${i}`);
+      value.forEach((s, i) => {
+        sub(s, `${at}/${i}`);
       });
     } else if (ONE_SCHEMA.has(key) && value !== undefined && typeof value !== "boolean") {
-      checkSchema(value, param, at);
+      sub(value, at);
     }
   }
+  // the converter writes the whole schema once per entry of a type array
+  const alternatives = Array.isArray(obj.type) ? Math.max(1, obj.type.length) : 1;
+  const size = alternatives * (1 + children);
+  if (size > SCHEMA_LIMITS.expandedNodes) {
+    throw ApiError.invalid(
+      `The JSON schema at ${param} expands to more than ${SCHEMA_LIMITS.expandedNodes} sub-schemas once its type arrays are multiplied out (at ${path}): llmatic does not build grammars that large`,
+      param,
+      "schema_too_complex",
+    );
+  }
+  return size;
 }

@@ -4,13 +4,18 @@
 // it: nulls for any optional field, extra fields (ignored), content parts,
 // developer/tool roles, max_completion_tokens, stream_options.
 import { Elysia, type Static, type TSchema, t } from "elysia";
+import { LIMITS } from "./limits";
 
 /** An optional field that may also be null (clients send both). */
 const opt = <T extends TSchema>(s: T) => t.Optional(t.Union([s, t.Null()]));
 
-const TokenArray = t.Array(t.Integer({ minimum: 0 }), { minItems: 1 });
+const TokenArray = t.Array(t.Integer({ minimum: 0, maximum: 0x7fffffff }), {
+  minItems: 1,
+  maxItems: LIMITS.promptTokens,
+});
 
-const Stop = t.Union([t.String(), t.Array(t.String(), { maxItems: 4 })], {
+const StopString = t.String({ maxLength: LIMITS.stopLength });
+const Stop = t.Union([StopString, t.Array(StopString, { maxItems: LIMITS.stop })], {
   description: "Up to 4 sequences where generation stops; the stop sequence is not returned",
 });
 
@@ -25,20 +30,27 @@ const sampling = {
   presence_penalty: opt(t.Number({ minimum: -2, maximum: 2 })),
   frequency_penalty: opt(t.Number({ minimum: -2, maximum: 2 })),
   logit_bias: opt(t.Record(t.String(), t.Number({ minimum: -100, maximum: 100 }))),
-  seed: opt(t.Integer()),
+  seed: opt(t.Integer({ minimum: -(2 ** 63), maximum: 2 ** 64 })),
   user: opt(t.String()),
   // llama.cpp server extensions, accepted because many clients send them
-  top_k: opt(t.Integer({ minimum: 0 })),
+  top_k: opt(t.Integer({ minimum: 0, maximum: LIMITS.topK })),
   min_p: opt(t.Number({ minimum: 0, maximum: 1 })),
   repeat_penalty: opt(t.Number({ minimum: 0 })),
-  repeat_last_n: opt(t.Integer({ minimum: -1 })),
+  repeat_last_n: opt(t.Integer({ minimum: -1, maximum: 1 << 24 })),
   ignore_eos: opt(t.Boolean()),
 };
 
 export const CompletionRequest = t.Object(
   {
     model: t.String(),
-    prompt: opt(t.Union([t.String(), t.Array(t.String()), TokenArray, t.Array(TokenArray, { minItems: 1 })])),
+    prompt: opt(
+      t.Union([
+        t.String(),
+        t.Array(t.String(), { maxItems: LIMITS.prompts }),
+        TokenArray,
+        t.Array(TokenArray, { minItems: 1, maxItems: LIMITS.prompts }),
+      ]),
+    ),
     suffix: opt(t.String()),
     max_tokens: opt(t.Integer({ minimum: 0 })),
     echo: opt(t.Boolean()),
@@ -74,7 +86,7 @@ export const ChatMessage = t.Object(
       t.Literal("tool"),
       t.Literal("function"),
     ]),
-    content: opt(t.Union([t.String(), t.Array(ContentPart)])),
+    content: opt(t.Union([t.String(), t.Array(ContentPart, { maxItems: LIMITS.contentParts })])),
     name: opt(t.String()),
     tool_calls: opt(t.Array(ToolCall)),
     tool_call_id: opt(t.String()),
@@ -96,7 +108,7 @@ const FunctionDef = t.Object({
 export const ChatCompletionRequest = t.Object(
   {
     model: t.String(),
-    messages: t.Array(ChatMessage, { minItems: 1 }),
+    messages: t.Array(ChatMessage, { minItems: 1, maxItems: LIMITS.messages }),
     max_tokens: opt(t.Integer({ minimum: 0 })),
     max_completion_tokens: opt(t.Integer({ minimum: 0 })),
     logprobs: opt(t.Boolean()),
@@ -117,7 +129,7 @@ export const ChatCompletionRequest = t.Object(
         { additionalProperties: true },
       ),
     ),
-    tools: opt(t.Array(t.Object({ type: t.String(), function: FunctionDef }))),
+    tools: opt(t.Array(t.Object({ type: t.String(), function: FunctionDef }), { maxItems: LIMITS.tools })),
     tool_choice: opt(
       t.Union([
         t.Literal("none"),
@@ -127,7 +139,7 @@ export const ChatCompletionRequest = t.Object(
       ]),
     ),
     parallel_tool_calls: opt(t.Boolean()),
-    functions: opt(t.Array(FunctionDef)),
+    functions: opt(t.Array(FunctionDef, { maxItems: LIMITS.tools })),
     function_call: opt(t.Union([t.Literal("none"), t.Literal("auto"), t.Object({ name: t.String() })])),
     ...sampling,
   },
@@ -140,9 +152,9 @@ export const EmbeddingRequest = t.Object(
     model: t.String(),
     input: t.Union([
       t.String(),
-      t.Array(t.String(), { minItems: 1 }),
+      t.Array(t.String(), { minItems: 1, maxItems: LIMITS.embeddingInputs }),
       TokenArray,
-      t.Array(TokenArray, { minItems: 1 }),
+      t.Array(TokenArray, { minItems: 1, maxItems: LIMITS.embeddingInputs }),
     ]),
     encoding_format: opt(t.Union([t.Literal("float"), t.Literal("base64")])),
     dimensions: opt(t.Integer({ minimum: 1 })),

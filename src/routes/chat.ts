@@ -22,7 +22,7 @@ import {
 } from "../openai/responses";
 import { openaiModels } from "../openai/schemas";
 import type { Services } from "../services";
-import { begin, drain, type Generation, withModel } from "../services/generation";
+import { begin, drain, type Generation, streamResponse, withModel } from "../services/generation";
 
 type End = Extract<GenerateEvent, { type: "end" }>;
 
@@ -90,11 +90,12 @@ export const chatRoutes = (svc: Services) =>
     .post(
       "/chat/completions",
       ({ body, registry, config, metrics, request, server }) =>
-        withModel({ registry, request, server }, body.model, async (engine, handOff) => {
+        withModel({ registry, request, server, config }, body.model, async (engine, handOff) => {
           const plan = chatPlan(body, config.sampling, engine.info);
           const m = meta("chatcmpl", engine.info);
           const g = await begin(engine, [plan.request], request.signal, metrics);
-          if (plan.stream) return stream(m, plan, g, handOff());
+          if (plan.stream)
+            return streamResponse({ registry, request, server, config }, g, stream(m, plan, g, handOff()));
           const [events = []] = await drain(g, 1);
           const r = choices(plan, events);
           const start = g.starts[0];

@@ -20,7 +20,7 @@ import {
 } from "../openai/responses";
 import { openaiModels } from "../openai/schemas";
 import type { Services } from "../services";
-import { begin, drain, type Generation, withModel } from "../services/generation";
+import { begin, drain, type Generation, streamResponse, withModel } from "../services/generation";
 
 /** The prompt text each choice starts with when echo is on. */
 async function echoTexts(engine: Engine, requests: GenerateRequest[]): Promise<string[]> {
@@ -159,12 +159,13 @@ export const completionRoutes = (svc: Services) =>
     .post(
       "/completions",
       ({ body, registry, config, metrics, request, server }) =>
-        withModel({ registry, request, server }, body.model, async (engine, handOff) => {
+        withModel({ registry, request, server, config }, body.model, async (engine, handOff) => {
           const plan = completionPlan(body, config.sampling, engine.info);
           const m = meta("cmpl", engine.info);
           const g = await begin(engine, plan.requests, request.signal, metrics);
           const echo = plan.echo ? await echoTexts(engine, plan.requests) : null;
-          if (plan.stream) return stream(m, plan, g, echo, handOff());
+          if (plan.stream)
+            return streamResponse({ registry, request, server, config }, g, stream(m, plan, g, echo, handOff()));
           const events = await drain(g, plan.requests.length);
           const r = choices(plan, events, echo);
           const prompt = g.starts.reduce((a, s) => a + s.promptTokens, 0);

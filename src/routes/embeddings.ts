@@ -12,10 +12,10 @@ export const embeddingRoutes = (svc: Services) =>
     .use(openaiModels)
     .post(
       "/embeddings",
-      ({ body, registry, request, server }) =>
-        withModel({ registry, request, server }, body.model, async (engine) => {
+      ({ body, registry, config, request, server }) =>
+        withModel({ registry, request, server, config }, body.model, async (engine) => {
           const inputs = embeddingInputs(body, engine.info);
-          const r = await engine.embed(inputs).catch((e) => {
+          const r = await engine.embed(inputs, request.signal).catch((e) => {
             throw toApiError(e);
           });
           const base64 = body.encoding_format === "base64";

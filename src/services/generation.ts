@@ -1,10 +1,12 @@
 // Running engine requests for the routes: every check happens before the first
 // byte is sent (begin), then events are read as they come (events / drain).
+
+import type { ServerConfig } from "../config";
 import type { Engine } from "../engine/engine";
 import type { GenerateEvent, GenerateRequest } from "../engine/types";
 import { EngineError } from "../errors";
 import { fromEngineError } from "../http/errors";
-import { keepOpen } from "../http/sse";
+import { keepOpen, type SseData, sseResponse } from "../http/sse";
 import type { Metrics } from "../metrics";
 import type { ModelRegistry } from "../registry";
 
@@ -34,7 +36,9 @@ export async function begin(
   const startedAt = performance.now();
   const local = new AbortController();
   const abort = () => local.abort();
-  signal.addEventListener("abort", abort, { once: true });
+  // a client that left before we got here gets nothing generated
+  if (signal.aborted) abort();
+  else signal.addEventListener("abort", abort, { once: true });
   const gens = requests.map((r) => engine.generate(r, local.signal));
   try {
     const firsts = await Promise.all(gens.map((g) => g.next()));
@@ -105,6 +109,27 @@ export interface RequestContext {
   registry: ModelRegistry;
   request: Request;
   server: { timeout(req: Request, seconds: number): void } | null;
+  config: Pick<ServerConfig, "sseKeepAlive" | "stallTimeout">;
+}
+
+/**
+ * The SSE response of a generation: keep-alive comments while it is silent, and
+ * a client that stops reading is cut off after --stall-timeout (its request is
+ * aborted, which frees its slot, and the connection is closed).
+ */
+export function streamResponse(
+  { request, server, config }: RequestContext,
+  g: Pick<Generation, "abort">,
+  frames: AsyncGenerator<SseData, void, void>,
+): Response {
+  return sseResponse(frames, {
+    keepAliveMs: config.sseKeepAlive * 1000,
+    stallMs: config.stallTimeout * 1000,
+    onStall: () => {
+      g.abort();
+      server?.timeout(request, 1);
+    },
+  });
 }
 
 /**
