@@ -1,21 +1,25 @@
 #!/usr/bin/env bun
 // bun run bench:http [--threads N] [--reps N] [--ctx N] [--rounds N] [--clients 1,4,8] [--only concurrent]
+//                    [--isolation-compare]
 //
 // Starts llmatic and llama.cpp's llama-server (built from the same pinned
 // source) on loopback with the same bench model, context and threads, and sends
 // the same streaming chat request (128 tokens, end-of-generation ignored) to
 // each in turn. Prints tokens/s, time to first token and total time for both,
 // and the ratios. Targets: llmatic >= 0.97x llama-server's tokens/s, total
-// time <= 1.03x.
+// time <= 1.03x. With --isolation-compare a third server runs llmatic's engine
+// in a thread of the server (--isolation thread) instead of its own process, and
+// the ratio process/thread is the cost of the IPC (target: within 2%).
 import { join } from "node:path";
 import { toolPath } from "../native/build";
-import { benchModel, defaultThreads, mean, opt, optString, percentile, say } from "./common";
+import { benchModel, defaultThreads, flag, mean, opt, optString, percentile, say } from "./common";
 
 const threads = opt("--threads", defaultThreads());
 const reps = opt("--reps", 5);
 const ctx = opt("--ctx", 8192);
 const clientCounts = (optString("--clients") ?? "1,4,8").split(",").map(Number);
 const only = optString("--only");
+const isolationCompare = flag("--isolation-compare");
 const PARALLEL = 8;
 const N_GEN = 128;
 const ROOT = join(import.meta.dir, "..");
@@ -67,6 +71,19 @@ export async function startServers(parallel: number): Promise<Server[]> {
     { name: "llmatic", url: `http://127.0.0.1:${pOurs}`, proc: ours, modelId: "qwen2-0.5b-shape-q4_k_m" },
     { name: "llama-server", url: `http://127.0.0.1:${pTheirs}`, proc: theirs, modelId: "qwen2-0.5b-shape-q4_k_m" },
   ];
+  if (isolationCompare) {
+    const pThread = await freePort();
+    const thread = Bun.spawn(
+      [process.execPath, join(ROOT, "src", "main.ts"), ...same, "--port", String(pThread), "--isolation", "thread"],
+      { ...common, env: { ...process.env, LLMATIC_LOG_LEVEL: "warn" } },
+    );
+    servers.push({
+      name: "llmatic-thread",
+      url: `http://127.0.0.1:${pThread}`,
+      proc: thread,
+      modelId: "qwen2-0.5b-shape-q4_k_m",
+    });
+  }
   await Promise.all(servers.map((s) => waitHealthy(s.url, s.proc, s.name)));
   return servers;
 }
@@ -242,12 +259,14 @@ async function single(servers: Server[]): Promise<void> {
   };
   const a = row("llmatic");
   const b = row("llama-server");
+  const th = results.has("llmatic-thread") ? row("llmatic-thread") : null;
   console.log(
     `single streaming chat, ${N_GEN} tokens, ${reps} reps, ${threads} threads, ctx ${ctx}, --parallel ${PARALLEL}`,
   );
   for (const [name, r] of [
     ["llama-server", b],
     ["llmatic", a],
+    ...(th ? [["llmatic-thread", th] as const] : []),
   ] as const) {
     console.log(
       `  ${name.padEnd(13)} ${r.tps.toFixed(2).padStart(7)} t/s   ttft ${r.ttft.toFixed(1).padStart(7)} ms   total ${r.total.toFixed(1).padStart(8)} ms`,
@@ -258,6 +277,12 @@ async function single(servers: Server[]): Promise<void> {
   console.log(
     `  ratio         tokens/s ${tpsRatio.toFixed(3)} (target >= 0.97) ${tpsRatio >= 0.97 ? "OK" : "BELOW TARGET"}   ttft ${(a.ttft / b.ttft).toFixed(3)}   total ${totalRatio.toFixed(3)} (target <= 1.03) ${totalRatio <= 1.03 ? "OK" : "ABOVE TARGET"}`,
   );
+  if (th) {
+    const r = a.tps / th.tps;
+    console.log(
+      `  engine process vs thread: tokens/s ${r.toFixed(3)} (IPC cost target: within 2%) ${r >= 0.98 ? "OK" : "BELOW TARGET"}   ttft ${(a.ttft / th.ttft).toFixed(3)}   total ${(a.total / th.total).toFixed(3)}`,
+    );
+  }
 }
 
 async function concurrency(servers: Server[], rounds: number): Promise<void> {
@@ -275,6 +300,13 @@ async function concurrency(servers: Server[], rounds: number): Promise<void> {
     }
     const ours = got.get("llmatic") as Awaited<ReturnType<typeof concurrent>>;
     const theirs = got.get("llama-server") as Awaited<ReturnType<typeof concurrent>>;
+    const thread = got.get("llmatic-thread");
+    if (thread) {
+      const r = ours.tps / thread.tps;
+      console.log(
+        `     engine process vs thread: aggregate ${r.toFixed(3)} (IPC cost target: within 2%) ${r >= 0.98 ? "OK" : "BELOW TARGET"}`,
+      );
+    }
     const ratio = ours.tps / theirs.tps;
     const target = C >= 4 ? 1.15 : 0.97;
     console.log(

@@ -141,6 +141,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   if (!server) throw new Error("the HTTP server did not start");
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
   log.info(`llmatic listening on ${url} (models load now; /health says when they are ready)`);
+  if (config.apiKeys.length === 0 && !isLoopbackAddress(config.host)) {
+    log.warn("!".repeat(78));
+    log.warn(`llmatic listens on ${config.host}, reachable from other machines, and NO API KEY is set:`);
+    log.warn("anyone who can reach this port can use the models. Set --api-key KEY (or --api-key-file FILE).");
+    log.warn("!".repeat(78));
+  }
 
   const ready = registry.preload().then(() => {
     const failed = registry.list().filter((e) => e.state === "failed");
@@ -161,6 +167,11 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     return stopping;
   };
   return { url, registry, ready, stop };
+}
+
+function isLoopbackAddress(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === "localhost" || h === "::1" || h === "[::1]" || /^127\./.test(h);
 }
 
 /** SIGINT/SIGTERM: finish what runs, free native memory, exit. A second signal exits at once. */

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, DEFAULTS, loadConfig, modelIdOf } from "../src/config";
+import { ConfigError, DEFAULTS, HELP, loadConfig, modelIdOf, OPTIONS } from "../src/config";
 
 describe("configuration", () => {
   test("defaults", () => {
@@ -57,6 +57,51 @@ describe("configuration", () => {
     const file = join(dir, "c.json");
     writeFileSync(file, JSON.stringify({ what: 1 }));
     expect(() => loadConfig(["--config", file], {})).toThrow(/unknown key "what"/);
+  });
+
+  test("a config file gets the same range checks as flags (one option table)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "llmatic-cfg-"));
+    const file = join(dir, "c.json");
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ parallel: 0 }, /"parallel" must be an integer between 1 and 256/],
+      [{ port: 70000 }, /"port" must be an integer between 0 and 65535/],
+      [{ ctxSize: "big" }, /"ctxSize" must be an integer/],
+      [{ numThreads: 2.5 }, /"numThreads" must be an integer/],
+      [{ temperature: 5 }, /"temperature" must be a number between 0 and 2/],
+      [{ isolation: "none" }, /"isolation" must be one of process, thread/],
+      [{ deterministic: "yes" }, /"deterministic" must be true or false/],
+    ];
+    for (const [obj, re] of bad) {
+      writeFileSync(file, JSON.stringify(obj));
+      expect(() => loadConfig(["--config", file], {})).toThrow(re);
+    }
+    // and the environment the same as flags
+    expect(() => loadConfig([], { LLMATIC_PARALLEL: "0" })).toThrow(
+      /LLMATIC_PARALLEL must be an integer between 1 and 256/,
+    );
+    expect(() => loadConfig(["--temp", "9"], {})).toThrow(/--temp must be a number between 0 and 2/);
+  });
+
+  test("several API keys: repeated flags, the environment, a key file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "llmatic-cfg-"));
+    const keys = join(dir, "keys");
+    writeFileSync(keys, "# team keys\nk3\n\n  k4  \n");
+    expect(loadConfig(["--api-key", "k1", "--api-key", "k2", "--api-key-file", keys], {}).config.apiKeys).toEqual([
+      "k1",
+      "k2",
+      "k3",
+      "k4",
+    ]);
+    expect(loadConfig([], { LLMATIC_API_KEY: "a,b" }).config.apiKeys).toEqual(["a", "b"]);
+    writeFileSync(keys, "# nothing\n");
+    expect(() => loadConfig(["--api-key-file", keys], {})).toThrow(/holds no key/);
+  });
+
+  test("--help lists every option of the table with its variable", () => {
+    for (const o of OPTIONS) {
+      expect(HELP).toContain(`--${o.flag}`);
+      if (o.env !== false) expect(HELP).toContain(`LLMATIC_${o.flag.toUpperCase().replaceAll("-", "_")}`);
+    }
   });
 
   test("--help", () => {

@@ -1,7 +1,16 @@
 // The single executable: built by `bun run compile`, copied alone into an empty
 // directory and run with no Bun on PATH and no build tree to lean on.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TINY_MODEL_PATH } from "../src/models/synthetic";
@@ -81,6 +90,32 @@ describe("dist/llmatic", () => {
       starts.push(s2);
       expect(libs()).toEqual(first);
       expect(statSync(file).mtimeMs).toBe(mtime);
+      // the directory is private; the model's engine runs in its own process of the executable
+      expect(statSync(join(file, "..")).mode & 0o777).toBe(0o700);
+      const h = (await (await fetch(`${s2.url}/health`)).json()) as { models: { pid: number }[] };
+      expect(h.models[0]?.pid).toBeGreaterThan(0);
+      expect(h.models[0]?.pid).not.toBe(s2.proc.pid);
+      expect(await s2.stop()).toBe(0);
+      starts.length = 0;
+
+      // a copy of the same size but other content is not trusted: it is written again
+      const good = readFileSync(file);
+      const bad = Buffer.alloc(good.length, 0x90);
+      writeFileSync(file, bad);
+      const s3 = await startServerProcess(["-m", join(dir, "tiny.gguf")], {
+        cmd: [exe],
+        cwd: dir,
+        env: clean(),
+        cleanEnv: true,
+      });
+      starts.push(s3);
+      expect(readFileSync(file).equals(good)).toBe(true);
+      const r3 = await clientFor(s3).chat.completions.create({
+        model: "tiny",
+        messages: [{ role: "user", content: "again" }],
+        max_tokens: 2,
+      });
+      expect(r3.usage?.completion_tokens).toBe(2);
     } finally {
       for (const s of starts) await s.stop();
     }

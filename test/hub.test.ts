@@ -18,16 +18,28 @@ const FILES = ["tiny-Q4_K_M.gguf", "tiny-Q8_0.gguf", "README.md"];
 
 /** What the fake hub does with the next downloads. */
 const hub = {
-  mode: "ok" as "ok" | "cut-once" | "corrupt",
+  mode: "ok" as "ok" | "cut-once" | "corrupt" | "redirect",
+  /** Authorization headers the hub and the CDN it redirects to received */
+  auth: { hub: [] as (string | null)[], cdn: [] as (string | null)[] },
   cutAt: 4_000_000,
   ranges: [] as (string | null)[],
   gets: 0,
 };
 
 let server: ReturnType<typeof Bun.serve>;
+let cdn: ReturnType<typeof Bun.serve>;
 let endpoint: string;
 
 beforeAll(() => {
+  // another origin: where the hub's downloads redirect to (HF's CDN)
+  cdn = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch(req) {
+      hub.auth.cdn.push(req.headers.get("authorization"));
+      return new Response(model, { headers: { "content-type": "application/octet-stream" } });
+    },
+  });
   server = Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
@@ -38,6 +50,17 @@ beforeAll(() => {
       }
       const m = /^\/acme\/tiny-GGUF\/resolve\/main\/(.+)$/.exec(url.pathname);
       if (!m || !FILES.includes(decodeURIComponent(m[1] as string))) return new Response("not found", { status: 404 });
+      hub.auth.hub.push(req.headers.get("authorization"));
+      if (hub.mode === "redirect") {
+        return new Response(null, {
+          status: 302,
+          headers: {
+            location: `http://127.0.0.1:${cdn.port}/blob/${m[1]}`,
+            "x-linked-size": String(model.length),
+            "x-linked-etag": `"${sha}"`,
+          },
+        });
+      }
       const headers = {
         "accept-ranges": "bytes",
         "x-linked-size": String(model.length),
@@ -84,6 +107,7 @@ beforeAll(() => {
 
 afterAll(() => {
   server?.stop(true);
+  cdn?.stop(true);
 });
 
 function freshCache(): string {
@@ -91,9 +115,9 @@ function freshCache(): string {
 }
 
 /** `llmatic pull` in a child process (async: the fake hub lives in this process). */
-async function pull(cache: string, ref: string, hfEndpoint = endpoint) {
+async function pull(cache: string, ref: string, hfEndpoint = endpoint, extraEnv: Record<string, string> = {}) {
   const p = Bun.spawn([process.execPath, join(ROOT, "src", "main.ts"), "pull", ref], {
-    env: { ...process.env, LLMATIC_CACHE: cache, HF_ENDPOINT: hfEndpoint },
+    env: { ...process.env, LLMATIC_CACHE: cache, HF_ENDPOINT: hfEndpoint, ...extraEnv },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -117,6 +141,21 @@ describe("model references", () => {
     expect(parseModelRef("acme/tiny-GGUF")).toMatchObject({ kind: "hf", quant: "Q4_K_M" });
     expect(parseModelRef("./models/x.gguf")).toEqual({ kind: "path", path: "./models/x.gguf" });
     expect(parseModelRef(TINY_MODEL_PATH)).toEqual({ kind: "path", path: TINY_MODEL_PATH });
+  });
+
+  test("references that would write outside the cache are refused", () => {
+    for (const bad of [
+      "hf:a/b/../../x.gguf",
+      "hf:a/b/../x.gguf",
+      "hf:a/b/./x.gguf",
+      "hf:a/b//x.gguf",
+      "hf:../b/x.gguf",
+      "hf:a/../x.gguf",
+      "hf:a/b/sub\\..\\x.gguf",
+    ]) {
+      expect(() => parseModelRef(bad)).toThrow(/invalid hub reference/);
+    }
+    expect(parseModelRef("hf:a/b/sub/x.gguf")).toMatchObject({ repo: "a/b", file: "sub/x.gguf" });
   });
 
   test("a quantization picks its file (the first part of a split model)", () => {
@@ -189,6 +228,20 @@ describe("pull", () => {
     expect(r.code).toBe(0);
     expect(hub.ranges).toEqual(["bytes=5000000-"]);
     expect(readFileSync(r.out).equals(model)).toBe(true);
+  }, 60_000);
+
+  test("HF_TOKEN goes to the hub, never to the host a download redirects to", async () => {
+    const cache = freshCache();
+    hub.mode = "redirect";
+    hub.auth = { hub: [], cdn: [] };
+    const r = await pull(cache, "hf:acme/tiny-GGUF/tiny-Q8_0.gguf", endpoint, { HF_TOKEN: "hf_secret" });
+    hub.mode = "ok";
+    expect(r.code).toBe(0);
+    expect(readFileSync(r.out).equals(model)).toBe(true);
+    expect(hub.auth.hub.length).toBeGreaterThan(0);
+    expect(hub.auth.hub.every((a) => a === "Bearer hf_secret")).toBe(true);
+    expect(hub.auth.cdn.length).toBeGreaterThan(0);
+    expect(hub.auth.cdn.every((a) => a === null)).toBe(true);
   }, 60_000);
 
   test("a corrupt download is rejected and nothing lands", async () => {

@@ -56,7 +56,15 @@ interface TransportHooks {
   onExit: (reason: string) => void;
 }
 
-const STDERR_LINES = 20;
+const STDERR_LINES = 40;
+
+/** Bun's own crash banner says nothing about the model: the lines before and the panic line are what matter. */
+const BANNER =
+  /^(=+|Bun v|Linux Kernel|CPU:|Args:|Features:|Builtins:|Elapsed:|RSS:|oh no|To send a redacted|please file a GitHub|\s*https:\/\/bun\.report|Crashed while)/;
+
+function crashLines(tail: string[]): string[] {
+  return tail.filter((l) => !BANNER.test(l.trim())).slice(-5);
+}
 
 /** The engine in a child process: `bun src/engine/child.ts`, or the executable itself with LLMATIC_ENGINE_CHILD=1. */
 function processTransport(id: string, hooks: TransportHooks, stderrTail: string[]): Transport {
@@ -189,7 +197,7 @@ export class LlamaEngine implements Engine {
           if (!ready) {
             if (this.closed) return; // after a fatal, already rejected
             this.closed = true;
-            const tail = this.stderrTail.slice(-5).join(" | ");
+            const tail = crashLines(this.stderrTail).join(" | ");
             reject(
               new EngineError(
                 "model_load_failed",
@@ -242,6 +250,11 @@ export class LlamaEngine implements Engine {
       case "closed":
         this.onClosed?.();
         return;
+      case "fatal":
+        // the engine cannot go on (its preparation thread failed): end it, and it restarts like a crash
+        log.error(`[${this.config.id}] ${m.message}`);
+        this.transport.kill();
+        return;
       default:
         return;
     }
@@ -253,7 +266,9 @@ export class LlamaEngine implements Engine {
     this.closed = true;
     this.onClosed?.();
     if (wasClosing) return;
-    const tail = this.stderrTail.slice(-5).join(" | ");
+    // a thread that failed at the JS level may still be there: make sure it is gone
+    this.transport.kill();
+    const tail = crashLines(this.stderrTail).join(" | ");
     log.error(`[${this.config.id}] the engine ${reason}${tail ? ` (last output: ${tail})` : ""}`);
     this.failEverything(
       "engine_crashed",

@@ -12,7 +12,8 @@ import { timingSafeEqual } from "node:crypto";
 import { Elysia, ValidationError } from "elysia";
 import { log } from "../log";
 import type { Metrics } from "../metrics";
-import { ApiError, paramFromPath, toApiError } from "./errors";
+import { ApiError, toApiError } from "./errors";
+import { checkJsonDepth, validationError } from "./validate";
 
 export interface HttpLayerOptions {
   apiKeys: string[];
@@ -163,93 +164,6 @@ export function originAllowed(origin: string, hostHeader: string | null, configu
 
 const EXPOSED = "x-request-id, retry-after, x-should-retry";
 
-// ---- validation errors --------------------------------------------------------
-
-type SchemaLike = {
-  type?: string;
-  anyOf?: SchemaLike[];
-  const?: unknown;
-  minimum?: number;
-  maximum?: number;
-  maxItems?: number;
-  minItems?: number;
-  minLength?: number;
-  maxLength?: number;
-};
-
-function flatten(s: SchemaLike): SchemaLike[] {
-  return s.anyOf ? s.anyOf.flatMap(flatten) : [s];
-}
-
-function range(s: SchemaLike): string {
-  if (s.minimum !== undefined && s.maximum !== undefined) return ` between ${s.minimum} and ${s.maximum}`;
-  if (s.minimum !== undefined) return ` >= ${s.minimum}`;
-  if (s.maximum !== undefined) return ` <= ${s.maximum}`;
-  return "";
-}
-
-/** "a string", "a number between 0 and 2", "one of a string or an array"... from a JSON schema. */
-function describe(schema: SchemaLike): string {
-  const parts = [
-    ...new Set(
-      flatten(schema).map((s) => {
-        if (s.const !== undefined) return JSON.stringify(s.const);
-        switch (s.type) {
-          case "string":
-            if (s.maxLength !== undefined) return `a string of at most ${s.maxLength} characters`;
-            return s.minLength ? `a string of at least ${s.minLength} characters` : "a string";
-          case "integer":
-            return `an integer${range(s)}`;
-          case "number":
-            return `a number${range(s)}`;
-          case "boolean":
-            return "a boolean";
-          case "array":
-            return s.maxItems !== undefined
-              ? `an array of ${s.minItems ? `${s.minItems} to ` : "at most "}${s.maxItems} items`
-              : s.minItems
-                ? "a non-empty array"
-                : "an array";
-          case "object":
-            return "an object";
-          case "null":
-            return "null";
-          default:
-            return "a valid value";
-        }
-      }),
-    ),
-  ];
-  return parts.length === 1 ? (parts[0] as string) : `one of ${parts.slice(0, -1).join(", ")} or ${parts.at(-1)}`;
-}
-
-function shown(v: unknown): string {
-  if (v === null) return "null";
-  if (Array.isArray(v)) return `an array of ${v.length} items`;
-  if (typeof v === "object") return "an object";
-  if (typeof v === "string") return v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v);
-  return String(v);
-}
-
-function validationError(e: ValidationError): ApiError {
-  if (e.type === "body" && (e.value === null || typeof e.value !== "object" || Array.isArray(e.value))) {
-    return ApiError.invalid("The request body must be a JSON object", null, "invalid_body");
-  }
-  const first = e.valueError ?? e.all[0];
-  const path = first && "path" in first ? String(first.path) : "";
-  const param = paramFromPath(path);
-  const where = param ? `'${param}'` : "the request body";
-  if (!first) return ApiError.invalid(`Invalid ${where}: ${e.message}`, param, "invalid_value");
-  if (first.value === undefined) {
-    return ApiError.invalid(`Missing required parameter: ${where}.`, param, "missing_required_parameter");
-  }
-  return ApiError.invalid(
-    `Invalid value for ${where}: expected ${describe(first.schema as SchemaLike)}, got ${shown(first.value)}.`,
-    param,
-    "invalid_value",
-  );
-}
-
 function pathOf(request: Request): string {
   try {
     return new URL(request.url).pathname;
@@ -321,6 +235,21 @@ export const httpLayer = (opts: HttpLayerOptions) => {
           if (err) return err.toResponse();
         }
       })
+      // JSON bodies: bounded nesting, then parsed (other types are left to Elysia)
+      .onParse({ as: "global" }, async ({ request, contentType }) => {
+        if (!/^application\/(.+\+)?json/i.test(contentType ?? "")) return;
+        const text = await request.text();
+        checkJsonDepth(text);
+        try {
+          return JSON.parse(text);
+        } catch {
+          throw ApiError.invalid(
+            "We could not parse the JSON body of your request. The body must be valid JSON sent with Content-Type: application/json.",
+            null,
+            "invalid_json",
+          );
+        }
+      })
       .onAfterResponse({ as: "global" }, ({ request, route, set, responseValue }) => {
         if (request.method === "OPTIONS") return;
         const status = responseValue instanceof Response ? responseValue.status : Number(set.status ?? 200);
@@ -335,6 +264,9 @@ export const httpLayer = (opts: HttpLayerOptions) => {
             null,
             "invalid_json",
           );
+        } else if (error instanceof RangeError && /call stack/i.test(error.message)) {
+          // JSON nested deeper than the parser's stack: the client's input, not our failure
+          api = ApiError.invalid("The JSON body is nested too deeply", null, "invalid_json");
         } else if (code === "NOT_FOUND") {
           api = ApiError.notFound(`Invalid URL (${request.method} ${pathOf(request)})`, null, "unknown_url");
         } else api = toApiError(error);

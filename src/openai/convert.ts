@@ -5,7 +5,6 @@ import type { GenerateRequest, ModelInfo, PromptInput } from "../engine/types";
 import type { TemplateMessage, TemplateTool } from "../ffi/chat";
 import type { SamplingParams } from "../ffi/sampler";
 import { ApiError } from "../http/errors";
-import { LIMITS } from "./limits";
 import type { ToolStyle } from "./responses";
 import { checkSchema, SchemaBudget } from "./schema";
 import type { ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest } from "./schemas";
@@ -32,13 +31,8 @@ export function randomSeed(): number {
 
 export function samplingFrom(body: SamplingFields, defaults: SamplingDefaults, info: ModelInfo): SamplingParams {
   const logitBias: [number, number][] = [];
+  // (at most LIMITS.logitBias entries: the schema's maxProperties)
   const biases = Object.entries(body.logit_bias ?? {});
-  if (biases.length > LIMITS.logitBias) {
-    throw ApiError.invalid(
-      `logit_bias has ${biases.length} entries; at most ${LIMITS.logitBias} are accepted`,
-      "logit_bias",
-    );
-  }
   const repeatLastN = body.repeat_last_n ?? defaults.repeatLastN;
   if (repeatLastN > info.nCtxSlot) {
     throw ApiError.invalid(

@@ -29,7 +29,7 @@ const sampling = {
   stop: opt(Stop),
   presence_penalty: opt(t.Number({ minimum: -2, maximum: 2 })),
   frequency_penalty: opt(t.Number({ minimum: -2, maximum: 2 })),
-  logit_bias: opt(t.Record(t.String(), t.Number({ minimum: -100, maximum: 100 }))),
+  logit_bias: opt(t.Record(t.String(), t.Number({ minimum: -100, maximum: 100 }), { maxProperties: LIMITS.logitBias })),
   seed: opt(t.Integer({ minimum: -(2 ** 63), maximum: 2 ** 64 })),
   user: opt(t.String()),
   // llama.cpp server extensions, accepted because many clients send them

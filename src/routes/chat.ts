@@ -5,6 +5,7 @@ import type { GenerateEvent } from "../engine/types";
 import { EngineError } from "../errors";
 import { fromEngineError } from "../http/errors";
 import { DONE, errorFrame, frame } from "../http/sse";
+import { precheck } from "../http/validate";
 import { type ChatPlan, chatPlan } from "../openai/convert";
 import type { ChatLogprob } from "../openai/logprobs";
 import {
@@ -20,7 +21,7 @@ import {
   type ResponseMeta,
   usage,
 } from "../openai/responses";
-import { openaiModels } from "../openai/schemas";
+import { ChatCompletionRequest, openaiModels } from "../openai/schemas";
 import type { Services } from "../services";
 import { begin, drain, type Generation, streamResponse, withModel } from "../services/generation";
 
@@ -103,6 +104,7 @@ export const chatRoutes = (svc: Services) =>
         }),
       {
         body: "ChatCompletionRequest",
+        transform: precheck(ChatCompletionRequest),
         detail: {
           summary: "Create a chat completion (tools, structured output, logprobs; SSE when stream is true)",
           tags: ["Chat"],

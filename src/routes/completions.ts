@@ -6,6 +6,7 @@ import type { GenerateEvent, GenerateRequest, TokenLogprob } from "../engine/typ
 import { EngineError } from "../errors";
 import { fromEngineError } from "../http/errors";
 import { DONE, errorFrame, frame } from "../http/sse";
+import { precheck } from "../http/validate";
 import { type CompletionPlan, completionPlan } from "../openai/convert";
 import { CompletionLogprobs } from "../openai/logprobs";
 import {
@@ -18,7 +19,7 @@ import {
   type ResponseMeta,
   usage,
 } from "../openai/responses";
-import { openaiModels } from "../openai/schemas";
+import { CompletionRequest, openaiModels } from "../openai/schemas";
 import type { Services } from "../services";
 import { begin, drain, type Generation, streamResponse, withModel } from "../services/generation";
 
@@ -173,6 +174,7 @@ export const completionRoutes = (svc: Services) =>
         }),
       {
         body: "CompletionRequest",
+        transform: precheck(CompletionRequest),
         detail: {
           summary: "Create a completion (echo, logprobs, best_of; SSE when stream is true)",
           tags: ["Completions"],

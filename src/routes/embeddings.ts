@@ -1,8 +1,9 @@
 // POST /v1/embeddings: pooled, normalised vectors as float arrays or base64 float32.
 import { Elysia } from "elysia";
 import { toApiError } from "../http/errors";
+import { precheck } from "../http/validate";
 import { embeddingInputs, embeddingToBase64 } from "../openai/convert";
-import { openaiModels } from "../openai/schemas";
+import { EmbeddingRequest, openaiModels } from "../openai/schemas";
 import type { Services } from "../services";
 import { withModel } from "../services/generation";
 
@@ -30,5 +31,9 @@ export const embeddingRoutes = (svc: Services) =>
             usage: { prompt_tokens: r.promptTokens, total_tokens: r.promptTokens },
           };
         }),
-      { body: "EmbeddingRequest", detail: { summary: "Create embeddings", tags: ["Embeddings"] } },
+      {
+        body: "EmbeddingRequest",
+        transform: precheck(EmbeddingRequest),
+        detail: { summary: "Create embeddings", tags: ["Embeddings"] },
+      },
     );

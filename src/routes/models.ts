@@ -56,7 +56,10 @@ export const modelRoutes = (svc: Services) =>
     .get(
       "/engines/:engine_id",
       ({ registry, params }) => {
-        const id = pathParam(params.engine_id, "engine_id");
+        // the router has decoded :params already (a malformed escape comes out as null)
+        const id = params.engine_id as string | null;
+        if (typeof id !== "string")
+          throw ApiError.invalid("Invalid URL escape in engine_id", "engine_id", "invalid_path");
         const e = registry.entry(id);
         if (!e) throw ApiError.notFound(`The engine '${id}' does not exist`, "engine_id", "model_not_found");
         return engineObject(registry.info(e), e.state === "ready");

@@ -36,8 +36,8 @@ export const unsupportedRoutes = () => {
       () => {
         throw ApiError.notImplemented(name);
       },
-      // never parse the body: multipart uploads and JSON alike get the same answer
-      { parse: "none", detail: { summary: `${name} (not implemented: 501)`, tags: ["Not implemented"] } },
+      // multipart uploads and JSON alike get the same answer (the body is not read)
+      { parse: () => null, detail: { summary: `${name} (not implemented: 501)`, tags: ["Not implemented"] } },
     );
   }
   return app;

@@ -1,0 +1,390 @@
+#!/usr/bin/env bun
+// bun run fuzz [-- --seed N --requests N --seconds S --url URL]: a seeded run of
+// hostile requests against a server (one it spawns on the tiny model, or --url):
+// malformed JSON, wrong types, huge and deeply nested values, schema bombs, bad
+// headers, odd paths, methods and content types, mutations of valid requests.
+// It fails on any answer >= 500 other than 501/503, any dropped connection or
+// hang, any 4xx that is not an OpenAI error object, and a server that is not
+// healthy afterwards. The same seed sends the same requests.
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+export interface FuzzOptions {
+  url: string;
+  seed: number;
+  requests: number;
+  /** stop sending new requests after this long */
+  seconds: number;
+  /** requests in flight at once */
+  concurrency?: number;
+  model?: string;
+  log?: (s: string) => void;
+}
+
+export interface FuzzReport {
+  sent: number;
+  /** the slowest answers: [ms, what] */
+  slowest: [number, string][];
+  statuses: Record<string, number>;
+  failures: string[];
+  healthyAfter: boolean;
+  seconds: number;
+}
+
+/** mulberry32: small, fast, seeded. */
+function rng(seed: number) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const int = (n: number) => Math.floor(next() * n);
+  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)] as T;
+  return { next, int, pick, chance: (p: number) => next() < p };
+}
+type Rng = ReturnType<typeof rng>;
+
+const ROUTES = [
+  "/v1/chat/completions",
+  "/v1/completions",
+  "/v1/embeddings",
+  "/v1/models",
+  "/v1/engines",
+  "/health",
+  "/metrics",
+  "/docs/json",
+  "/",
+  "/v1/edits",
+  "/v1/files",
+  "/v1/moderations",
+  "/v1/fine-tunes",
+  "/v1/images/generations",
+  "/v1/audio/transcriptions",
+];
+
+function oddPath(r: Rng, model: string): string {
+  return r.pick([
+    () => r.pick(ROUTES),
+    () => `/v1/models/${encodeURIComponent(model)}`,
+    () =>
+      `/v1/models/${r.pick(["%E0%A4%A", "%", "%%", "%zz", "..%2f..%2fetc%2fpasswd", "a".repeat(5000), "\u00e9\u4e2d"])}`,
+    () => `/v1/engines/${r.pick(["%E0%A4%A", "%ff", model, "x/y", ""])}`,
+    () => `//${r.pick(ROUTES).slice(1)}`,
+    () => `${r.pick(ROUTES)}/`,
+    () => `${r.pick(ROUTES)}//`,
+    () => `/v1/../v1/models`,
+    () => `/xx${r.pick(ROUTES)}`,
+    () => `/v1/${"a/".repeat(r.int(200))}`,
+    () => `/${"x".repeat(r.int(8000))}`,
+    () => `${r.pick(ROUTES)}?${"q=1&".repeat(r.int(500))}`,
+    () => `/v1/fine-tunes/${r.int(1e9)}/events?stream=true`,
+    () => `/v1/files/file-${r.int(100)}/content`,
+  ])();
+}
+
+/** A value of a random JSON type, sometimes huge or deep. */
+function junk(r: Rng, depth = 0): unknown {
+  const k = r.int(depth > 3 ? 7 : 10);
+  switch (k) {
+    case 0:
+      return null;
+    case 1:
+      return r.chance(0.5);
+    case 2:
+      return r.pick([0, -1, 1, 2 ** 31, -(2 ** 31), 2 ** 53, 1e308, -1e308, 0.5, 1e-300, 3.7]);
+    case 3:
+      return r.pick([
+        "",
+        "x",
+        "\u0000",
+        "\ud800",
+        "<|im_end|>\n<|im_start|>system",
+        "💥".repeat(100),
+        "a".repeat(r.int(100_000)),
+      ]);
+    case 4:
+      return r.int(1e9);
+    case 5:
+      return "string";
+    case 6:
+      return {};
+    case 7:
+      return Array.from({ length: r.int(5) }, () => junk(r, depth + 1));
+    case 8:
+      return Object.fromEntries(
+        Array.from({ length: r.int(5) }, (_, i) => [
+          r.pick(["a", "type", "__proto__", "constructor", `k${i}`]),
+          junk(r, depth + 1),
+        ]),
+      );
+    default:
+      return r.pick([[], [1, 2, 3], Array(r.int(10000)).fill(1), { type: "object" }]);
+  }
+}
+
+function nested(depth: number, kind: "array" | "object"): string {
+  return kind === "array"
+    ? `${"[".repeat(depth)}${"]".repeat(depth)}`
+    : `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
+}
+
+function typeArrayBomb(depth: number): unknown {
+  let s: unknown = { type: "string" };
+  for (let i = 0; i < depth; i++) s = { type: ["array", "array"], items: s };
+  return s;
+}
+
+/** A valid request for a route, with small limits (generations stay short). */
+function valid(r: Rng, route: string, model: string): Record<string, unknown> {
+  if (route === "/v1/completions")
+    return { model, prompt: r.pick(["hi", ["a", "b"], [1, 2, 3]]), max_tokens: r.int(4) + 1 };
+  if (route === "/v1/embeddings") return { model, input: r.pick(["hi", ["a", "b"], [1, 2, 3]]) };
+  return {
+    model,
+    messages: [{ role: "user", content: r.pick(["hi", "tell me", "<|im_end|>\n<|im_start|>system"]) }],
+    max_tokens: r.int(4) + 1,
+    stream: r.chance(0.3),
+  };
+}
+
+const FIELDS = [
+  "model",
+  "messages",
+  "prompt",
+  "input",
+  "max_tokens",
+  "n",
+  "temperature",
+  "top_p",
+  "stop",
+  "logit_bias",
+  "logprobs",
+  "top_logprobs",
+  "best_of",
+  "echo",
+  "suffix",
+  "stream",
+  "stream_options",
+  "response_format",
+  "tools",
+  "tool_choice",
+  "functions",
+  "seed",
+  "repeat_last_n",
+  "top_k",
+  "presence_penalty",
+  "encoding_format",
+  "dimensions",
+];
+
+function mutate(r: Rng, body: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...body };
+  const n = 1 + r.int(3);
+  for (let i = 0; i < n; i++) {
+    const f = r.pick(FIELDS);
+    const choice = r.int(12);
+    if (choice === 0) delete out[f];
+    else if (choice === 1) out[f] = typeArrayBomb(10 + r.int(20));
+    else if (choice === 2 && f === "messages")
+      out[f] = Array.from({ length: r.int(6000) }, () => ({ role: "user", content: "x" }));
+    else if (choice === 3)
+      out.response_format = { type: "json_schema", json_schema: { name: "x", schema: typeArrayBomb(r.int(30)) } };
+    else if (choice === 4)
+      out.tools = [{ type: "function", function: { name: "f", parameters: typeArrayBomb(r.int(30)) } }];
+    else if (choice === 5) out.repeat_last_n = r.pick([2147483647, -1, -2, 1e9, 4096]);
+    else if (choice === 6)
+      out.logit_bias = Object.fromEntries(
+        Array.from({ length: r.int(3000) }, (_, k) => [String(k * 7), r.next() * 200 - 100]),
+      );
+    else if (choice === 7) out.n = r.pick([0, 1, 2, 4, 5, 128, 1e6]);
+    else if (choice === 8) out.max_tokens = r.pick([0, 1, 2, 1e9, -1]);
+    else out[f] = junk(r);
+  }
+  return out;
+}
+
+interface Spec {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body?: string | Uint8Array;
+}
+
+function request(r: Rng, model: string): Spec {
+  const route = r.pick(["/v1/chat/completions", "/v1/chat/completions", "/v1/completions", "/v1/embeddings"]);
+  const headers: Record<string, string> = {};
+  const kind = r.int(16);
+  let method = "POST";
+  let path = route;
+  let body: string | Uint8Array | undefined;
+  const ct = r.pick([
+    "application/json",
+    "application/json",
+    "application/json",
+    "text/plain",
+    "multipart/form-data; boundary=x",
+    "application/x-www-form-urlencoded",
+    "application/json; charset=utf-16",
+    "",
+    "garbage/\u00ff",
+  ]);
+  if (ct) headers["content-type"] = ct;
+  switch (kind) {
+    case 0:
+      body = r.pick(["{", "{not json", '{"model":', "[]", "null", "1", '"x"', "", '{"a":1,}', "\u0000\u0001", "{}"]);
+      break;
+    case 1:
+      body = nested(r.pick([100, 1000, 10000, 100000]), r.pick(["array", "object"] as const));
+      break;
+    case 2:
+      body = JSON.stringify({
+        ...valid(r, route, model),
+        extra: nested(0, "array"),
+        deep: JSON.parse(nested(r.int(500), "array")),
+      });
+      break;
+    case 3:
+      body = JSON.stringify({ ...valid(r, route, model), big: "x".repeat(r.pick([1000, 100_000, 4_000_000])) });
+      break;
+    case 4:
+      method = r.pick(["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]);
+      path = oddPath(r, model);
+      if (method !== "GET" && method !== "HEAD" && r.chance(0.5)) body = JSON.stringify(junk(r));
+      break;
+    case 5:
+      method = "GET";
+      path = oddPath(r, model);
+      break;
+    case 6:
+      headers.authorization = r.pick(["Bearer", "Bearer ", "Basic abc", "x".repeat(10000), "Bearer \u00ff"]);
+      body = JSON.stringify(valid(r, route, model));
+      break;
+    case 7:
+      headers.origin = r.pick(["https://evil.example", "null", "http://localhost:1", "file://", "http://[::1]:80"]);
+      if (r.chance(0.5)) {
+        method = "OPTIONS";
+        headers["access-control-request-method"] = "POST";
+      } else body = JSON.stringify(valid(r, route, model));
+      break;
+    case 8:
+      headers.host = r.pick(["evil.example", "a", "localhost:1", "[::1]", "x".repeat(300)]);
+      body = JSON.stringify(valid(r, route, model));
+      break;
+    case 9:
+      body = crypto.getRandomValues(new Uint8Array(r.int(4096)));
+      break;
+    default:
+      body = JSON.stringify(mutate(r, valid(r, route, model)));
+  }
+  return { method, path, headers, body };
+}
+
+function checkError(status: number, text: string): string | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return `${status} with a body that is not JSON: ${text.slice(0, 120)}`;
+  }
+  const e = (parsed as { error?: Record<string, unknown> })?.error;
+  if (!e || typeof e.message !== "string" || typeof e.type !== "string" || !("param" in e) || !("code" in e)) {
+    return `${status} without an OpenAI error object: ${text.slice(0, 120)}`;
+  }
+  return null;
+}
+
+export async function fuzz(opts: FuzzOptions): Promise<FuzzReport> {
+  const r = rng(opts.seed);
+  const model = opts.model ?? "llmatic-tiny";
+  const specs = Array.from({ length: opts.requests }, () => request(r, model));
+  const report: FuzzReport = { sent: 0, slowest: [], statuses: {}, failures: [], healthyAfter: false, seconds: 0 };
+  const started = performance.now();
+  const deadline = started + opts.seconds * 1000;
+  let next = 0;
+  const worker = async () => {
+    while (next < specs.length && performance.now() < deadline) {
+      const i = next++;
+      const s = specs[i] as Spec;
+      const what = `#${i} ${s.method} ${s.path.slice(0, 80)}`;
+      report.sent++;
+      const t0 = performance.now();
+      try {
+        const res = await fetch(`${opts.url}${s.path}`, {
+          method: s.method,
+          headers: s.headers,
+          body: s.body,
+          signal: AbortSignal.timeout(60_000),
+        });
+        const text = await res.text();
+        report.slowest.push([performance.now() - t0, `${what} -> ${res.status}`]);
+        report.slowest.sort((a, b) => b[0] - a[0]);
+        report.slowest.length = Math.min(report.slowest.length, 5);
+        report.statuses[res.status] = (report.statuses[res.status] ?? 0) + 1;
+        if (res.status >= 500 && res.status !== 501 && res.status !== 503) {
+          report.failures.push(`${what}: ${res.status} ${text.slice(0, 200)}`);
+        } else if (res.status >= 400 && s.method !== "HEAD") {
+          const bad = checkError(res.status, text);
+          if (bad) report.failures.push(`${what}: ${bad}`);
+        }
+      } catch (e) {
+        report.failures.push(`${what}: no answer (${(e as Error).name}: ${(e as Error).message})`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: opts.concurrency ?? 4 }, worker));
+  report.seconds = (performance.now() - started) / 1000;
+  try {
+    const h = await fetch(`${opts.url}/health`);
+    const chat = await fetch(`${opts.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: "still there?" }], max_tokens: 3 }),
+    });
+    report.healthyAfter = h.status === 200 && chat.status === 200;
+    if (!report.healthyAfter) report.failures.push(`after the run: /health ${h.status}, chat ${chat.status}`);
+  } catch (e) {
+    report.failures.push(`after the run the server does not answer: ${(e as Error).message}`);
+  }
+  return report;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: process.argv.slice(2).filter((a) => a !== "--"),
+    options: {
+      seed: { type: "string", default: "1" },
+      requests: { type: "string", default: "3000" },
+      seconds: { type: "string", default: "300" },
+      url: { type: "string" },
+    },
+  });
+  const { startServerProcess } = await import("../test/server-process");
+  const { ensureTinyModel } = await import("../src/models/synthetic");
+  const { buildNative } = await import("../native/build");
+  let url = values.url as string | undefined;
+  let stop: (() => Promise<number>) | null = null;
+  let output = () => "";
+  if (!url) {
+    await buildNative({ quiet: true });
+    const model = await ensureTinyModel((s) => process.stderr.write(`[fuzz] ${s}\n`));
+    const s = await startServerProcess(["-m", model, "-c", "2048", "-np", "4"], {
+      cwd: join(import.meta.dir, ".."),
+    });
+    url = s.url;
+    stop = s.stop;
+    output = s.output;
+  }
+  const seed = Number(values.seed);
+  process.stderr.write(`[fuzz] seed ${seed}, ${values.requests} requests against ${url}\n`);
+  const rep = await fuzz({ url, seed, requests: Number(values.requests), seconds: Number(values.seconds) });
+  console.log(`sent ${rep.sent} requests in ${rep.seconds.toFixed(1)} s; statuses ${JSON.stringify(rep.statuses)}`);
+  console.log(`slowest: ${rep.slowest.map(([ms, w]) => `${Math.round(ms)} ms ${w}`).join("; ")}`);
+  console.log(`healthy after: ${rep.healthyAfter}; failures: ${rep.failures.length}`);
+  for (const f of rep.failures.slice(0, 50)) console.log(`  ${f}`);
+  const code = stop ? await stop() : 0;
+  if (code !== 0) console.log(`the server exited with ${code}:\n${output().slice(-3000)}`);
+  process.exit(rep.failures.length === 0 && code === 0 ? 0 : 1);
+}
