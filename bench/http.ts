@@ -222,7 +222,7 @@ async function secondTurn(s: Server, round: number) {
 }
 
 if (import.meta.main) {
-  const rounds = opt("--rounds", 2);
+  const rounds = opt("--rounds", 3);
   say(`starting llmatic and llama-server: ${model}, ctx ${ctx}, ${threads} threads, --parallel ${PARALLEL}`);
   const servers = await startServers(PARALLEL);
   try {
@@ -286,20 +286,46 @@ async function single(servers: Server[]): Promise<void> {
 }
 
 async function concurrency(servers: Server[], rounds: number): Promise<void> {
-  // ---- C concurrent clients
-  console.log(`\nconcurrent streaming clients (${N_GEN} tokens each, ${rounds} requests per client)`);
+  // ---- C concurrent clients; the servers take turns round by round (a slow patch of a
+  // shared machine then weighs on all of them), and each one's median round is compared
+  console.log(
+    `\nconcurrent streaming clients (${N_GEN} tokens each, ${rounds} rounds of one request per client, servers in turn)`,
+  );
   console.log("  C  server         aggregate t/s   ttft p50   ttft p99");
   for (const C of clientCounts) {
-    const got = new Map<string, Awaited<ReturnType<typeof concurrent>>>();
-    for (const s of servers) got.set(s.name, await concurrent(s, C, rounds, C === 8));
+    const runs = new Map<string, Awaited<ReturnType<typeof concurrent>>[]>(servers.map((s) => [s.name, []]));
+    for (let r = 0; r < rounds; r++) {
+      for (const s of servers) runs.get(s.name)?.push(await concurrent(s, C, 1, C === 8));
+    }
+    const got = new Map(
+      [...runs].map(([name, rs]) => [
+        name,
+        {
+          tps: percentile(
+            rs.map((x) => x.tps),
+            50,
+          ),
+          p50: percentile(
+            rs.map((x) => x.p50),
+            50,
+          ),
+          p99: percentile(
+            rs.map((x) => x.p99),
+            50,
+          ),
+          health: rs.flatMap((x) => x.health),
+          all: rs.map((x) => x.tps),
+        },
+      ]),
+    );
     for (const s of servers) {
-      const g = got.get(s.name) as Awaited<ReturnType<typeof concurrent>>;
+      const g = got.get(s.name) as NonNullable<ReturnType<typeof got.get>>;
       console.log(
-        `  ${String(C).padStart(1)}  ${s.name.padEnd(13)} ${g.tps.toFixed(2).padStart(13)}   ${g.p50.toFixed(0).padStart(6)} ms  ${g.p99.toFixed(0).padStart(6)} ms`,
+        `  ${String(C).padStart(1)}  ${s.name.padEnd(13)} ${g.tps.toFixed(2).padStart(13)}   ${g.p50.toFixed(0).padStart(6)} ms  ${g.p99.toFixed(0).padStart(6)} ms   (rounds: ${g.all.map((x) => x.toFixed(1)).join(", ")})`,
       );
     }
-    const ours = got.get("llmatic") as Awaited<ReturnType<typeof concurrent>>;
-    const theirs = got.get("llama-server") as Awaited<ReturnType<typeof concurrent>>;
+    const ours = got.get("llmatic") as NonNullable<ReturnType<typeof got.get>>;
+    const theirs = got.get("llama-server") as NonNullable<ReturnType<typeof got.get>>;
     const thread = got.get("llmatic-thread");
     if (thread) {
       const r = ours.tps / thread.tps;

@@ -9,7 +9,7 @@
 // backoff, and requests meanwhile get 503 engine_restarting.
 import type { Engine } from "./engine/engine";
 import type { EngineStats, ModelInfo } from "./engine/types";
-import { ApiError } from "./http/errors";
+import { DomainError, notFound } from "./errors";
 import type { ModelRef } from "./models/hub";
 
 export type ModelState = "unloaded" | "loading" | "ready" | "failed" | "restarting";
@@ -131,7 +131,7 @@ export class ModelRegistry {
     const e = this.entry(id);
     if (!e) {
       const ids = this.list().map((m) => m.id);
-      throw ApiError.notFound(
+      throw notFound(
         `The model '${id}' does not exist. Available models: ${ids.join(", ") || "none"}`,
         param,
         "model_not_found",
@@ -144,32 +144,35 @@ export class ModelRegistry {
   async acquire(id: string, signal?: AbortSignal, param = "model"): Promise<Lease> {
     const e = this.known(id, param);
     const deadline = Date.now() + this.waitMs;
-    const gone = () => new ApiError(499, "the client went away", "invalid_request_error", "cancelled");
+    const gone = () => new DomainError("cancelled", "the client went away");
     while (!(e.state === "ready" && e.engine)) {
       if (signal?.aborted) throw gone();
       const wait = Math.ceil((e.retryAt - Date.now()) / 1000);
       if (e.state === "restarting") {
-        throw ApiError.unavailable(
-          `The engine of model '${e.id}' stopped (${e.lastExit}) and restarts in ${Math.max(1, wait)} s; retry then`,
+        throw new DomainError(
           "engine_restarting",
-          Math.max(1, wait),
+          `The engine of model '${e.id}' stopped (${e.lastExit}) and restarts in ${Math.max(1, wait)} s; retry then`,
+          null,
+          { retryAfter: Math.max(1, wait) },
         );
       }
       if (e.state === "failed" && wait > 0) {
-        throw ApiError.unavailable(
-          `The model '${e.id}' failed to load (${e.error}); the next attempt is in ${wait} s`,
+        throw new DomainError(
           "model_load_failed",
-          wait,
+          `The model '${e.id}' failed to load (${e.error}); the next attempt is in ${wait} s`,
+          null,
+          { retryAfter: wait },
         );
       }
       if (e.state === "unloaded" || e.state === "failed") {
         // make room first; a model busy with requests is never unloaded
         if (!(await this.makeRoom(e, deadline, signal))) {
           if (signal?.aborted) throw gone();
-          throw ApiError.unavailable(
-            `The model '${e.id}' cannot be loaded yet: ${this.loadedCount()} models are loaded (--max-loaded ${this.maxLoaded}) and all are busy; try again shortly`,
+          throw new DomainError(
             "model_loading",
-            5,
+            `The model '${e.id}' cannot be loaded yet: ${this.loadedCount()} models are loaded (--max-loaded ${this.maxLoaded}) and all are busy; try again shortly`,
+            null,
+            { retryAfter: 5 },
           );
         }
         if (e.state === "unloaded" || e.state === "failed") void this.load(e).catch(() => {});
@@ -188,17 +191,16 @@ export class ModelRegistry {
         ]);
         if (done === "gone") throw gone();
         if (done === "failed") {
-          throw ApiError.unavailable(
-            `The model '${e.id}' failed to load: ${e.error}`,
-            "model_load_failed",
-            Math.max(1, Math.ceil((e.retryAt - Date.now()) / 1000)),
-          );
+          throw new DomainError("model_load_failed", `The model '${e.id}' failed to load: ${e.error}`, null, {
+            retryAfter: Math.max(1, Math.ceil((e.retryAt - Date.now()) / 1000)),
+          });
         }
         if (done === "timeout") {
-          throw ApiError.unavailable(
-            `The model '${e.id}' is loading (${Math.round(e.progress * 100)}%), try again shortly`,
+          throw new DomainError(
             "model_loading",
-            2,
+            `The model '${e.id}' is loading (${Math.round(e.progress * 100)}%), try again shortly`,
+            null,
+            { retryAfter: 2 },
           );
         }
       }

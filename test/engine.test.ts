@@ -8,7 +8,7 @@ import type { LlamaEngine } from "../src/engine/client";
 import { disposePrepared, prepare } from "../src/engine/prepare";
 import { Scheduler } from "../src/engine/scheduler";
 import type { GenerateEvent } from "../src/engine/types";
-import { EngineError } from "../src/errors";
+import { DomainError } from "../src/errors";
 import { Batch } from "../src/ffi/batch";
 import { ChatTemplates } from "../src/ffi/chat";
 import { Context } from "../src/ffi/context";
@@ -648,7 +648,7 @@ describe("bad model files", () => {
   test("a missing file", async () => {
     const p = join(dir, "nope.gguf");
     const err = await startTiny({ modelPath: p }).catch((e) => e);
-    expect(err).toBeInstanceOf(EngineError);
+    expect(err).toBeInstanceOf(DomainError);
     expect(err.code).toBe("model_not_found");
     expect(err.message).toContain(p);
   });

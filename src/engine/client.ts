@@ -6,7 +6,7 @@
 import { fileURLToPath } from "node:url";
 import type { Isolation } from "../config";
 import { embedded } from "../embedded";
-import { EngineError, type EngineErrorCode } from "../errors";
+import { DomainError, type ErrorCode } from "../errors";
 import { LogLevel } from "../ffi/library";
 import { log } from "../log";
 import type { Engine } from "./engine";
@@ -24,7 +24,7 @@ import type {
 
 interface Pending {
   resolve: (v: unknown) => void;
-  reject: (e: EngineError) => void;
+  reject: (e: DomainError) => void;
 }
 
 /** An unbounded single-consumer queue of events feeding one async generator. */
@@ -186,7 +186,7 @@ export class LlamaEngine implements Engine {
             this.opts.onProgress?.(1);
             resolve();
           } else if (m.type === "fatal") {
-            reject(new EngineError(m.code, m.message));
+            reject(new DomainError(m.code, m.message));
             this.closed = true;
             this.transport.kill();
           } else if (m.type === "progress") this.opts.onProgress?.(m.value);
@@ -199,7 +199,7 @@ export class LlamaEngine implements Engine {
             this.closed = true;
             const tail = crashLines(this.stderrTail).join(" | ");
             reject(
-              new EngineError(
+              new DomainError(
                 "model_load_failed",
                 `the engine ${reason} while loading ${this.config.modelPath}${tail ? `: ${tail}` : ""}`,
               ),
@@ -238,7 +238,7 @@ export class LlamaEngine implements Engine {
         if (s) s.push({ type: "error", code: m.code, message: m.message, param: m.param });
         const p = this.calls.get(m.id);
         this.calls.delete(m.id);
-        p?.reject(new EngineError(m.code, m.message, m.param));
+        p?.reject(new DomainError(m.code, m.message, m.param));
         return;
       }
       case "stats":
@@ -278,21 +278,21 @@ export class LlamaEngine implements Engine {
     this.opts.onExit?.(reason);
   }
 
-  private failEverything(code: EngineErrorCode, message: string): void {
-    const err = new EngineError(code, message);
+  private failEverything(code: ErrorCode, message: string): void {
+    const err = new DomainError(code, message);
     for (const [, p] of this.calls) p.reject(err);
     this.calls.clear();
     for (const [, s] of this.streams) s.push({ type: "error", code, message, param: null });
     this.streams.clear();
   }
 
-  private unavailable(): EngineError {
+  private unavailable(): DomainError {
     return this.exitReason
-      ? new EngineError(
+      ? new DomainError(
           "engine_crashed",
           `the engine of model '${this.config.id}' stopped (${this.exitReason}); retry shortly`,
         )
-      : new EngineError("engine_unavailable", "the engine is shut down");
+      : new DomainError("engine_unavailable", "the engine is shut down");
   }
 
   private call<T>(msg: (id: number) => ToEngine, signal?: AbortSignal): Promise<T> {
@@ -400,4 +400,4 @@ export class LlamaEngine implements Engine {
   }
 }
 
-export type { EngineErrorCode };
+export type { ErrorCode };

@@ -1,6 +1,6 @@
 // Messages between an engine's decode thread (runtime.ts) and its preparation
 // thread (prep.ts), both in the engine's process.
-import type { EngineErrorCode } from "../errors";
+import type { ErrorCode } from "../errors";
 import type { NativeLogLine } from "../ffi/library";
 import type { PreparedWire } from "./prepare";
 import type { EngineConfig, GenerateRequest } from "./types";
@@ -16,10 +16,10 @@ export type ToPrep =
 export type FromPrep =
   /** the model's handle: the decode thread owns it from now on */
   | { type: "loaded"; model: number }
-  | { type: "fatal"; code: EngineErrorCode; message: string }
+  | { type: "fatal"; code: ErrorCode; message: string }
   | { type: "logs"; lines: NativeLogLine[] }
   | { type: "prepared"; id: number; prepared: PreparedWire }
   | { type: "embedded"; id: number; inputs: Int32Array[] }
   | { type: "result"; id: number; value: unknown }
-  | { type: "failed"; id: number; code: EngineErrorCode; message: string; param: string | null }
+  | { type: "failed"; id: number; code: ErrorCode; message: string; param: string | null }
   | { type: "closed" };

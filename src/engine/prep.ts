@@ -6,7 +6,7 @@
 // (the model, samplers, parsers) are handed to the decode thread by handle.
 declare const self: Worker;
 
-import { EngineError } from "../errors";
+import { DomainError } from "../errors";
 import { ChatTemplates } from "../ffi/chat";
 import { drainNativeLogs, lib, setLibraryPath } from "../ffi/library";
 import { Model } from "../ffi/model";
@@ -20,13 +20,13 @@ function post(m: FromPrep): void {
   self.postMessage(m);
 }
 
-function asEngineError(e: unknown): EngineError {
-  if (e instanceof EngineError) return e;
-  return new EngineError("internal", e instanceof Error ? e.message : String(e));
+function asEngineError(e: unknown): DomainError {
+  if (e instanceof DomainError) return e;
+  return new DomainError("internal", e instanceof Error ? e.message : String(e));
 }
 
 function loaded(): Model {
-  if (!model) throw new EngineError("engine_unavailable", "the model is not loaded");
+  if (!model) throw new DomainError("engine_unavailable", "the model is not loaded");
   return model;
 }
 
@@ -47,7 +47,7 @@ self.onmessage = (ev: MessageEvent<ToPrep>) => {
             onLog: (lines) => post({ type: "logs", lines }),
           });
           if (!model.hasDecoder) {
-            throw new EngineError("invalid_model", `${cfg.modelPath} has no decoder: it cannot generate text`);
+            throw new DomainError("invalid_model", `${cfg.modelPath} has no decoder: it cannot generate text`);
           }
           templates = ChatTemplates.create(model, cfg.chatTemplate);
           // warm the vocabulary tables the first requests need

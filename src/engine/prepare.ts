@@ -4,7 +4,7 @@
 // output parsers. It runs in the engine's preparation thread (engine/prep.ts),
 // never inside a decode step, so a large or slow request does not hold up the
 // streams that are running.
-import { EngineError } from "../errors";
+import { DomainError } from "../errors";
 import { ChatParser, type ChatTemplates, type TemplateInput, type TemplateOutput } from "../ffi/chat";
 import type { Model } from "../ffi/model";
 import { Sampler, type SamplingParams } from "../ffi/sampler";
@@ -213,7 +213,7 @@ function tooLong(model: Model, bytes: number, nCtxSlot: number, param: string): 
   // every token stands for at most maxPieceBytes bytes of text (x2 for normalisation):
   // more bytes than that cannot fit the slot, whatever the tokenizer makes of them
   if (bytes > nCtxSlot * model.vocabInfo.maxPieceBytes * 2) {
-    throw new EngineError(
+    throw new DomainError(
       "context_length_exceeded",
       `the prompt is ${bytes} bytes of text, far more than this model's context window of ${nCtxSlot} tokens can hold`,
       param,
@@ -242,7 +242,7 @@ function promptOf(
   if (p.type === "tokens") {
     for (const t of p.tokens) {
       if (!Number.isInteger(t) || t < 0 || t >= model.nVocab) {
-        throw new EngineError(
+        throw new DomainError(
           "invalid_request",
           `token id ${t} is out of range (vocabulary has ${model.nVocab})`,
           "prompt",
@@ -258,7 +258,7 @@ function promptOf(
   if (p.type === "infill") {
     const fim = model.fimTokens();
     if (!fim) {
-      throw new EngineError(
+      throw new DomainError(
         "invalid_request",
         "this model has no fill-in-the-middle tokens, so suffix cannot be used with it",
         "suffix",
@@ -275,7 +275,7 @@ function promptOf(
     ]);
     return { prompt, template: null, text: null };
   }
-  if (!templates) throw new EngineError("invalid_request", "this model has no chat template", "messages");
+  if (!templates) throw new DomainError("invalid_request", "this model has no chat template", "messages");
   tooLong(model, textBytes(p.chat), nCtxSlot, "messages");
   const ph = new Placeholders(controlOf(model));
   const template = templates.apply(guardChat(p.chat, ph));
@@ -335,7 +335,7 @@ export function prepare(
     prompt = Int32Array.of(model.startToken);
   }
   if (prompt.length >= nCtxSlot) {
-    throw new EngineError(
+    throw new DomainError(
       "context_length_exceeded",
       `the prompt has ${prompt.length} tokens but the context window is ${nCtxSlot} tokens (it must leave room for at least one generated token)`,
       req.prompt.type === "chat" ? "messages" : "prompt",
@@ -373,7 +373,7 @@ export function prepareEmbeddings(model: Model, inputs: (string | number[])[], n
     for (let k = 0; k < raw.length; k++) {
       const t = raw[k] as number;
       if (!Number.isInteger(t) || t < 0 || t >= model.nVocab) {
-        throw new EngineError(
+        throw new DomainError(
           "invalid_request",
           `token id ${t} is out of range (vocabulary has ${model.nVocab})`,
           "input",
@@ -381,9 +381,9 @@ export function prepareEmbeddings(model: Model, inputs: (string | number[])[], n
       }
     }
     const toks = Int32Array.from(raw);
-    if (toks.length === 0) throw new EngineError("invalid_request", `input[${i}] is empty`, "input");
+    if (toks.length === 0) throw new DomainError("invalid_request", `input[${i}] is empty`, "input");
     if (toks.length > nCtx) {
-      throw new EngineError(
+      throw new DomainError(
         "context_length_exceeded",
         `input[${i}] has ${toks.length} tokens but the embedding context is ${nCtx} tokens`,
         "input",

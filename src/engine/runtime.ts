@@ -4,7 +4,7 @@
 // (engine/client.ts) through the JSON messages of engine/types.ts over a port:
 // IPC when it runs in its own process (child.ts, the default), postMessage when
 // it runs in a Worker of the server (worker.ts).
-import { EngineError } from "../errors";
+import { DomainError } from "../errors";
 import { Batch } from "../ffi/batch";
 import { Context, FlashAttn, PoolingType } from "../ffi/context";
 import { drainNativeLogs, lib, type NativeLogLine, setLibraryPath } from "../ffi/library";
@@ -36,9 +36,9 @@ const GATHER_QUIET_MS = 3;
 const GATHER_MAX_MS = 25;
 const PROGRESS_EVERY_MS = 200;
 
-function asEngineError(e: unknown): EngineError {
-  if (e instanceof EngineError) return e;
-  return new EngineError("internal", e instanceof Error ? e.message : String(e));
+function asEngineError(e: unknown): DomainError {
+  if (e instanceof DomainError) return e;
+  return new DomainError("internal", e instanceof Error ? e.message : String(e));
 }
 
 export function floatsToBase64(v: Float32Array): string {
@@ -111,7 +111,7 @@ export function runEngine(
 
   /** One input's pooled, L2-normalised vector (a context of its own, made on first use). */
   function embedOne(tokens: Int32Array): Float32Array {
-    if (!model || !config) throw new EngineError("engine_unavailable", "the model is not loaded");
+    if (!model || !config) throw new DomainError("engine_unavailable", "the model is not loaded");
     if (!embedCtx) {
       // pooled embeddings need a whole input in one micro-batch
       const n = Math.min(config.nCtx, 8192);
@@ -133,9 +133,9 @@ export function runEngine(
     batch.clear();
     for (let i = 0; i < tokens.length; i++) batch.add(tokens[i] as number, i, 0, true);
     const status = ec.decode(batch);
-    if (status !== 0) throw new EngineError("internal", `embedding decode failed with status ${status}`);
+    if (status !== 0) throw new DomainError("internal", `embedding decode failed with status ${status}`);
     const v = ec.sequenceEmbedding(0);
-    if (!v) throw new EngineError("internal", "the model produced no pooled embedding");
+    if (!v) throw new DomainError("internal", "the model produced no pooled embedding");
     let norm = 0;
     for (let i = 0; i < v.length; i++) norm += (v[i] as number) * (v[i] as number);
     norm = Math.sqrt(norm);
@@ -262,11 +262,11 @@ export function runEngine(
           const entry = embedding.get(m.id);
           embedding.delete(m.id);
           if (!entry || entry.cancelled || !scheduler) {
-            fail(m.id, new EngineError("cancelled", "the embedding request was cancelled"));
+            fail(m.id, new DomainError("cancelled", "the embedding request was cancelled"));
             return;
           }
           scheduler.submitEmbed(m.id, m.inputs, (r) => {
-            if (r instanceof EngineError) return fail(m.id, r);
+            if (r instanceof DomainError) return fail(m.id, r);
             const value: EmbedResultWire = { vectors: r.vectors.map(floatsToBase64), promptTokens: r.promptTokens };
             port.post({ type: "result", id: m.id, value });
           });
@@ -350,7 +350,7 @@ export function runEngine(
   }
 
   function generate(id: number, request: GenerateRequest): void {
-    if (!scheduler || closing) throw new EngineError("engine_unavailable", "the model is not loaded");
+    if (!scheduler || closing) throw new DomainError("engine_unavailable", "the model is not loaded");
     let arriving = 0;
     for (const p of preparing.values()) arriving += p.n;
     scheduler.checkAdmissible(request.n, arriving + embedding.size);
@@ -380,12 +380,12 @@ export function runEngine(
         }
         case "tokenize":
         case "detokenize":
-          if (!model || closing) throw new EngineError("engine_unavailable", "the model is not loaded");
+          if (!model || closing) throw new DomainError("engine_unavailable", "the model is not loaded");
           calls.add(m.id);
           toPrep(m);
           return;
         case "embed":
-          if (!scheduler || closing) throw new EngineError("engine_unavailable", "the model is not loaded");
+          if (!scheduler || closing) throw new DomainError("engine_unavailable", "the model is not loaded");
           scheduler.checkAdmissible(1, preparing.size + embedding.size);
           embedding.set(m.id, { cancelled: false });
           toPrep({ type: "embed", id: m.id, inputs: m.inputs, nCtx: embedContextSize() });

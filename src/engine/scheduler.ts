@@ -3,7 +3,7 @@
 // decodes it, samples each sequence, and reports text; embedding requests are
 // jobs of the same queue, one input per step. Runs in the engine (never on the
 // HTTP thread); requests arrive already prepared (engine/prepare.ts).
-import { EngineError, type EngineErrorCode } from "../errors";
+import { DomainError, type ErrorCode } from "../errors";
 import { Batch } from "../ffi/batch";
 import type { ChatParser } from "../ffi/chat";
 import type { Context } from "../ffi/context";
@@ -83,7 +83,7 @@ interface EmbedJob {
   vectors: Float32Array[];
   promptTokens: number;
   cancelled: boolean;
-  done: (r: EmbedResult | EngineError) => void;
+  done: (r: EmbedResult | DomainError) => void;
 }
 
 export interface SchedulerOptions {
@@ -152,7 +152,7 @@ export class Scheduler {
    */
   checkAdmissible(n: number, arriving = 0): void {
     if (n < 1 || n > this.slots.length) {
-      throw new EngineError(
+      throw new DomainError(
         "invalid_request",
         `n=${n} needs ${n} parallel sequences but this model has ${this.slots.length} (start the server with a larger --parallel)`,
         "n",
@@ -164,7 +164,7 @@ export class Scheduler {
       const free = this.slots.filter((s) => !s.busy).length;
       const demand = this.queue.reduce((a, j) => a + j.choices.length, 0) + arriving + n;
       if (demand > free || this.embeds.length > 0) {
-        throw new EngineError(
+        throw new DomainError(
           "queue_full",
           `all ${this.slots.length} slots are busy and ${waiting} requests are already waiting (--queue ${queueSize}); retry shortly`,
         );
@@ -210,8 +210,8 @@ export class Scheduler {
   }
 
   /** Queues an embedding request; `done` gets the vectors, or the error that ended it. */
-  submitEmbed(id: number, inputs: Int32Array[], done: (r: EmbedResult | EngineError) => void): void {
-    if (!this.opts.embed) throw new EngineError("invalid_request", "this engine computes no embeddings");
+  submitEmbed(id: number, inputs: Int32Array[], done: (r: EmbedResult | DomainError) => void): void {
+    if (!this.opts.embed) throw new DomainError("invalid_request", "this engine computes no embeddings");
     this.embeds.push({ id, inputs, vectors: [], promptTokens: 0, cancelled: false, done });
   }
 
@@ -348,7 +348,7 @@ export class Scheduler {
         }
       } catch (e) {
         // one request's failure (a parser, a sampler) ends that request only
-        this.failJob(job, e instanceof Error ? e.message : String(e), e instanceof EngineError ? e.code : "internal");
+        this.failJob(job, e instanceof Error ? e.message : String(e), e instanceof DomainError ? e.code : "internal");
         continue;
       }
       if (job.choices.every((c) => c.done)) this.finishJob(job, null);
@@ -366,7 +366,7 @@ export class Scheduler {
       job.promptTokens += tokens.length;
     } catch (e) {
       this.embeds.shift();
-      job.done(e instanceof EngineError ? e : new EngineError("internal", e instanceof Error ? e.message : String(e)));
+      job.done(e instanceof DomainError ? e : new DomainError("internal", e instanceof Error ? e.message : String(e)));
       return true;
     }
     if (job.vectors.length === job.inputs.length) {
@@ -531,7 +531,7 @@ export class Scheduler {
       const job = this.embeds[i] as EmbedJob;
       if (!job.cancelled) continue;
       this.embeds.splice(i, 1);
-      job.done(new EngineError("cancelled", "the embedding request was cancelled"));
+      job.done(new DomainError("cancelled", "the embedding request was cancelled"));
     }
   }
 
@@ -544,7 +544,7 @@ export class Scheduler {
   }
 
   /** Reports an error for the job and ends it; its slots forget their cache (their KV is unknown). */
-  private failJob(job: Job, message: string, code: EngineErrorCode = "internal"): void {
+  private failJob(job: Job, message: string, code: ErrorCode = "internal"): void {
     if (!job.failed) job.emit({ type: "error", code, message, param: null });
     job.failed = true;
     for (const c of job.choices) {
@@ -559,10 +559,10 @@ export class Scheduler {
    * Ends every request with an error (shutdown, or a failure no single request
    * caused): none of them is reported as complete.
    */
-  failAll(code: EngineErrorCode, message: string): void {
+  failAll(code: ErrorCode, message: string): void {
     for (const job of this.queue.splice(0)) this.failJob(job, message, code);
     for (const job of [...this.active]) this.failJob(job, message, code);
-    for (const job of this.embeds.splice(0)) job.done(new EngineError(code, message));
+    for (const job of this.embeds.splice(0)) job.done(new DomainError(code, message));
   }
 
   dispose(): void {

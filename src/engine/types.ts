@@ -1,7 +1,7 @@
 // The engine's typed vocabulary, shared by the main thread and the worker.
 // No JSON from the wire ever gets here: the HTTP layer translates requests into
 // these types at the edge.
-import type { EngineErrorCode } from "../errors";
+import type { ErrorCode } from "../errors";
 import type { TemplateInput } from "../ffi/chat";
 import type { SamplingParams } from "../ffi/sampler";
 
@@ -138,7 +138,7 @@ export type GenerateEvent =
       /** with scoreChoices */
       meanLogprob?: number;
     }
-  | { type: "error"; code: EngineErrorCode; message: string; param: string | null };
+  | { type: "error"; code: ErrorCode; message: string; param: string | null };
 
 export interface EmbedResult {
   vectors: Float32Array[];
@@ -168,12 +168,12 @@ export type ToEngine =
 export type FromEngine =
   | { type: "progress"; value: number }
   | { type: "ready"; info: ModelInfo }
-  | { type: "fatal"; code: EngineErrorCode; message: string }
+  | { type: "fatal"; code: ErrorCode; message: string }
   | { type: "log"; level: number; text: string }
   /** every event of one decode step, in order: [request id, event] */
   | { type: "events"; events: [number, GenerateEvent][] }
   | { type: "result"; id: number; value: unknown }
-  | { type: "failed"; id: number; code: EngineErrorCode; message: string; param: string | null }
+  | { type: "failed"; id: number; code: ErrorCode; message: string; param: string | null }
   | { type: "stats"; stats: EngineStats }
   | { type: "closed" };
 

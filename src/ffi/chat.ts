@@ -2,7 +2,7 @@
 // parsing (C++ common library) behind the shim. JSON is only the wire format
 // across the FFI boundary; callers get typed values.
 import type { Pointer } from "bun:ffi";
-import { EngineError } from "../errors";
+import { DomainError } from "../errors";
 import { ErrorOut, lib, NativeObject, takeString } from "./library";
 import type { Model } from "./model";
 import type { GrammarTrigger } from "./sampler";
@@ -50,9 +50,9 @@ export interface TemplateOutput {
 
 function callJson<T>(p: Pointer | null, what: string): T {
   const text = takeString(p);
-  if (text === null) throw new EngineError("internal", `${what}: no result from native code`);
+  if (text === null) throw new DomainError("internal", `${what}: no result from native code`);
   const v = JSON.parse(text) as T & { error?: string };
-  if (typeof v.error === "string") throw new EngineError("invalid_request", `${what}: ${v.error}`);
+  if (typeof v.error === "string") throw new DomainError("invalid_request", `${what}: ${v.error}`);
   return v;
 }
 
@@ -65,7 +65,7 @@ export class ChatTemplates extends NativeObject {
   static create(model: Model, override?: string): ChatTemplates {
     const err = new ErrorOut();
     const h = lib().llmatic_chat_new(model.handle, Buffer.from(`${override ?? ""}\0`), err.ptr) as Pointer | null;
-    if (!h) throw new EngineError("invalid_model", `chat template: ${err.take("could not be loaded")}`);
+    if (!h) throw new DomainError("invalid_model", `chat template: ${err.take("could not be loaded")}`);
     return new ChatTemplates(h);
   }
 
@@ -142,7 +142,7 @@ export class ChatParser extends NativeObject {
     });
     const err = new ErrorOut();
     const h = lib().llmatic_chat_parser_new(Buffer.from(`${cfg}\0`), err.ptr) as Pointer | null;
-    if (!h) throw new EngineError("internal", `chat parser: ${err.take("could not be created")}`);
+    if (!h) throw new DomainError("internal", `chat parser: ${err.take("could not be created")}`);
     return new ChatParser(h);
   }
 

@@ -1,6 +1,6 @@
 // Context: owns a llama_context (KV cache, compute buffers) bound to one Model.
 import { type Pointer, ptr, toArrayBuffer } from "bun:ffi";
-import { EngineError } from "../errors";
+import { DomainError } from "../errors";
 import type { Batch } from "./batch";
 import { drainNativeLogs, LogLevel, lib, type NativeLogLine, NativeObject } from "./library";
 import type { Model } from "./model";
@@ -72,7 +72,7 @@ export class Context extends NativeObject {
         .filter((x) => x.level >= LogLevel.ERROR)
         .map((x) => x.text)
         .join("; ");
-      throw new EngineError(
+      throw new DomainError(
         "model_load_failed",
         `could not create a context of ${opts.nCtx} tokens${reason ? `: ${reason}` : ""}`,
       );

@@ -1,7 +1,7 @@
 // Model: owns a llama_model and answers vocabulary questions (tokenize, pieces, EOG).
 import { type Pointer, ptr } from "bun:ffi";
 import { existsSync, statSync } from "node:fs";
-import { EngineError } from "../errors";
+import { DomainError } from "../errors";
 import { expectedFileSize, GgufError, readGguf } from "../gguf/gguf";
 import { drainNativeLogs, LogLevel, lib, type NativeLogLine, NativeObject, takeString } from "./library";
 
@@ -21,9 +21,9 @@ export interface ModelLoadOptions {
 
 /** Checks a model file before llama.cpp sees it, so users get a reason, not a NULL. */
 export function validateModelFile(path: string): void {
-  if (!existsSync(path)) throw new EngineError("model_not_found", `model file not found: ${path}`);
+  if (!existsSync(path)) throw new DomainError("model_not_found", `model file not found: ${path}`);
   const st = statSync(path);
-  if (st.isDirectory()) throw new EngineError("invalid_model", `model path is a directory, not a .gguf file: ${path}`);
+  if (st.isDirectory()) throw new DomainError("invalid_model", `model path is a directory, not a .gguf file: ${path}`);
   let g: ReturnType<typeof readGguf>;
   try {
     // only the tensor table matters here: llama.cpp reads the metadata itself
@@ -31,7 +31,7 @@ export function validateModelFile(path: string): void {
   } catch (e) {
     if (e instanceof GgufError) {
       const truncated = /unexpected end of file/.test(e.message);
-      throw new EngineError(
+      throw new DomainError(
         "invalid_model",
         truncated ? `model file is truncated (${e.message}): ${path}` : `${e.message}: ${path}`,
       );
@@ -40,7 +40,7 @@ export function validateModelFile(path: string): void {
   }
   const need = expectedFileSize(g);
   if (need !== undefined && need > g.fileSize) {
-    throw new EngineError(
+    throw new DomainError(
       "invalid_model",
       `model file is truncated: it has ${g.fileSize} bytes but its tensors need ${need}: ${path}`,
     );
@@ -107,12 +107,12 @@ export class Model extends NativeObject {
     const logs = drainNativeLogs();
     opts.onLog?.(logs);
     if (!handle) {
-      if (opts.cancel && opts.cancel[0] !== 0) throw new EngineError("cancelled", `loading ${path} was cancelled`);
+      if (opts.cancel && opts.cancel[0] !== 0) throw new DomainError("cancelled", `loading ${path} was cancelled`);
       const reason = logs
         .filter((x) => x.level >= LogLevel.ERROR)
         .map((x) => x.text)
         .join("; ");
-      throw new EngineError("model_load_failed", `llama.cpp could not load ${path}${reason ? `: ${reason}` : ""}`);
+      throw new DomainError("model_load_failed", `llama.cpp could not load ${path}${reason ? `: ${reason}` : ""}`);
     }
     return new Model(handle, path);
   }
@@ -171,7 +171,7 @@ export class Model extends NativeObject {
     const src = bytes.length ? bytes : Buffer.alloc(1);
     let n = l.llama_tokenize(this.vocab, ptr(src), bytes.length, ptr(out), out.length, addSpecial, parseSpecial);
     if (n < 0) {
-      if (n === -2147483648) throw new EngineError("invalid_request", "text is too long to tokenize");
+      if (n === -2147483648) throw new DomainError("invalid_request", "text is too long to tokenize");
       out = new Int32Array(-n);
       n = l.llama_tokenize(this.vocab, ptr(src), bytes.length, ptr(out), out.length, addSpecial, parseSpecial);
     }
@@ -184,7 +184,7 @@ export class Model extends NativeObject {
     const hit = cache[token];
     if (hit) return hit;
     if (token < 0 || token >= this.nVocab)
-      throw new EngineError("invalid_request", `token id ${token} is out of range`);
+      throw new DomainError("invalid_request", `token id ${token} is out of range`);
     const l = lib();
     let buf = pieceScratch;
     let n = l.llama_token_to_piece(this.vocab, token, ptr(buf), buf.length, 0, special);

@@ -1,7 +1,7 @@
 // Sampler: owns one llama.cpp common sampler (the chain llama-server uses).
 // Typed parameters are serialised here, at the FFI edge, and nowhere else.
 import { type Pointer, ptr } from "bun:ffi";
-import { EngineError } from "../errors";
+import { DomainError } from "../errors";
 import type { Context } from "./context";
 import { ErrorOut, lib, NativeObject } from "./library";
 import type { Model } from "./model";
@@ -85,7 +85,7 @@ export class Sampler extends NativeObject {
   static create(model: Model, params: SamplingParams): Sampler {
     const err = new ErrorOut();
     const h = lib().llmatic_sampler_new(model.handle, Buffer.from(`${toConfig(params)}\0`), err.ptr) as Pointer | null;
-    if (!h) throw new EngineError("invalid_request", `invalid sampling parameters: ${err.take("unknown error")}`);
+    if (!h) throw new DomainError("invalid_request", `invalid sampling parameters: ${err.take("unknown error")}`);
     return new Sampler(h);
   }
 

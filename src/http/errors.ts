@@ -1,6 +1,6 @@
 // One error layer: everything that goes wrong becomes OpenAI's error body
 // {"error":{"message","type","param","code"}} with the right status.
-import { EngineError } from "../errors";
+import { DomainError, type ErrorCode } from "../errors";
 
 export interface OpenAIErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
@@ -66,33 +66,62 @@ export class ApiError extends Error {
   }
 }
 
-/** Maps engine errors to HTTP: the client's fault (4xx) or ours (5xx). */
-export function fromEngineError(e: EngineError): ApiError {
+/** A domain error's HTTP status: the client's fault (4xx) or ours (5xx). Shared by every dialect. */
+export function statusOf(e: DomainError): number {
   switch (e.code) {
-    case "context_length_exceeded":
-      return ApiError.invalid(e.message, e.param, "context_length_exceeded");
     case "invalid_request":
-      return ApiError.invalid(e.message, e.param);
-    case "engine_unavailable":
-      return ApiError.unavailable(e.message, "engine_unavailable", 5);
-    case "engine_crashed":
-      return ApiError.unavailable(e.message, "engine_crashed", 1);
-    case "queue_full":
-      return ApiError.unavailable(e.message, "queue_full", 1);
+    case "context_length_exceeded":
+      return 400;
+    case "not_found":
+      return 404;
     case "cancelled":
-      return new ApiError(499, e.message, "invalid_request_error", "cancelled");
+      return 499;
+    case "not_implemented":
+      return 501;
     case "model_not_found":
     case "invalid_model":
     case "model_load_failed":
-      return ApiError.unavailable(e.message, e.code, 5);
+    case "model_loading":
+    case "engine_restarting":
+    case "engine_unavailable":
+    case "engine_crashed":
+    case "queue_full":
+      return 503;
     default:
-      return new ApiError(500, e.message, "server_error", "internal_error");
+      return 500;
   }
+}
+
+const DEFAULT_RETRY_AFTER: Partial<Record<ErrorCode, number>> = {
+  engine_unavailable: 5,
+  engine_crashed: 1,
+  queue_full: 1,
+  model_loading: 2,
+  model_not_found: 5,
+  invalid_model: 5,
+  model_load_failed: 5,
+  engine_restarting: 1,
+};
+
+/** A domain error in OpenAI's shape. */
+export function fromDomainError(e: DomainError): ApiError {
+  const status = statusOf(e);
+  const code = e.reason ?? (e.code === "invalid_request" ? null : e.code === "internal" ? "internal_error" : e.code);
+  const type = status >= 500 && status !== 501 ? "server_error" : "invalid_request_error";
+  const retry = e.retryAfter ?? DEFAULT_RETRY_AFTER[e.code];
+  return new ApiError(
+    status,
+    e.message,
+    type,
+    code,
+    e.param,
+    retry && status === 503 ? { "retry-after": String(retry) } : {},
+  );
 }
 
 export function toApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
-  if (e instanceof EngineError) return fromEngineError(e);
+  if (e instanceof DomainError) return fromDomainError(e);
   return new ApiError(500, e instanceof Error ? e.message : String(e), "server_error", "internal_error");
 }
 

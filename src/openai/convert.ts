@@ -2,9 +2,9 @@
 // (responses.ts goes the other way). No I/O here.
 import type { SamplingDefaults } from "../config";
 import type { GenerateRequest, ModelInfo, PromptInput } from "../engine/types";
+import { invalid } from "../errors";
 import type { TemplateMessage, TemplateTool } from "../ffi/chat";
 import type { SamplingParams } from "../ffi/sampler";
-import { ApiError } from "../http/errors";
 import type { ToolStyle } from "./responses";
 import { checkSchema, SchemaBudget } from "./schema";
 import type { ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest } from "./schemas";
@@ -35,7 +35,7 @@ export function samplingFrom(body: SamplingFields, defaults: SamplingDefaults, i
   const biases = Object.entries(body.logit_bias ?? {});
   const repeatLastN = body.repeat_last_n ?? defaults.repeatLastN;
   if (repeatLastN > info.nCtxSlot) {
-    throw ApiError.invalid(
+    throw invalid(
       `repeat_last_n=${repeatLastN} is more than the ${info.nCtxSlot} tokens of this model's context window (-1 means all of it)`,
       "repeat_last_n",
     );
@@ -43,7 +43,7 @@ export function samplingFrom(body: SamplingFields, defaults: SamplingDefaults, i
   for (const [key, bias] of biases) {
     const token = Number(key);
     if (!/^\d+$/.test(key) || !Number.isSafeInteger(token) || token >= info.nVocab) {
-      throw ApiError.invalid(
+      throw invalid(
         `Invalid logit_bias key '${key}': keys must be token ids between 0 and ${info.nVocab - 1}`,
         "logit_bias",
       );
@@ -72,7 +72,7 @@ export function stopList(stop: string | string[] | null | undefined): string[] {
 
 function checkN(n: number, info: ModelInfo, param = "n"): void {
   if (n > info.parallel) {
-    throw ApiError.invalid(
+    throw invalid(
       `${param}=${n} is more than this model's ${info.parallel} parallel slots (start the server with --parallel ${n} or more)`,
       param,
     );
@@ -99,9 +99,9 @@ export interface CompletionPlan {
 export function completionPlan(body: CompletionRequest, defaults: SamplingDefaults, info: ModelInfo): CompletionPlan {
   const n = body.n ?? 1;
   const bestOf = body.best_of ?? n;
-  if (bestOf < n) throw ApiError.invalid(`best_of (${bestOf}) must be at least n (${n})`, "best_of");
+  if (bestOf < n) throw invalid(`best_of (${bestOf}) must be at least n (${n})`, "best_of");
   const stream = body.stream ?? false;
-  if (stream && bestOf > n) throw ApiError.invalid("best_of cannot be used with stream", "best_of");
+  if (stream && bestOf > n) throw invalid("best_of cannot be used with stream", "best_of");
   checkN(bestOf, info, bestOf > n ? "best_of" : "n");
   const p = body.prompt ?? "";
   let prompts: PromptInput[];
@@ -112,9 +112,9 @@ export function completionPlan(body: CompletionRequest, defaults: SamplingDefaul
   else prompts = (p as number[][]).map((tokens) => ({ type: "tokens", tokens }));
 
   if (body.suffix) {
-    if (body.echo) throw ApiError.invalid("echo cannot be combined with suffix", "suffix");
+    if (body.echo) throw invalid("echo cannot be combined with suffix", "suffix");
     prompts = prompts.map((pr) => {
-      if (pr.type !== "text") throw ApiError.invalid("suffix needs a text prompt", "suffix");
+      if (pr.type !== "text") throw invalid("suffix needs a text prompt", "suffix");
       return { type: "infill", prefix: pr.text, suffix: body.suffix as string };
     });
   }
@@ -157,7 +157,7 @@ function messageText(content: ChatMessage["content"], i: number): string {
       return;
     }
     const what = UNSUPPORTED_PART[part.type];
-    throw ApiError.invalid(
+    throw invalid(
       what
         ? `${what} is not supported: llmatic serves text-only models (messages[${i}].content[${j}] is of type '${part.type}')`
         : `Invalid content part type '${part.type}' in messages[${i}].content[${j}]`,
@@ -214,7 +214,7 @@ type ToolDef = NonNullable<ChatCompletionRequest["tools"]>[number];
 /** tools/tool_choice, or the legacy functions/function_call, as the template's tools and choice. */
 function toolsOf(body: ChatCompletionRequest): { tools: TemplateTool[]; choice: string; style: ToolStyle } {
   if (body.tools?.length && body.functions?.length) {
-    throw ApiError.invalid("Use either tools or the deprecated functions, not both", "functions");
+    throw invalid("Use either tools or the deprecated functions, not both", "functions");
   }
   let defs: ToolDef[] = [];
   let choice: ChatCompletionRequest["tool_choice"] = body.tool_choice ?? "auto";
@@ -231,7 +231,7 @@ function toolsOf(body: ChatCompletionRequest): { tools: TemplateTool[]; choice: 
     choice = typeof fc === "string" ? fc : { type: "function", function: { name: fc.name } };
   } else {
     if (body.tool_choice && body.tool_choice !== "none" && body.tool_choice !== "auto") {
-      throw ApiError.invalid("tool_choice needs tools", "tool_choice");
+      throw invalid("tool_choice needs tools", "tool_choice");
     }
     return { tools: [], choice: "auto", style };
   }
@@ -241,15 +241,15 @@ function toolsOf(body: ChatCompletionRequest): { tools: TemplateTool[]; choice: 
   defs.forEach((d, i) => {
     const param = style === "tools" ? `tools[${i}]` : `functions[${i}]`;
     if (d.type !== "function")
-      throw ApiError.invalid(`Tool type '${d.type}' is not supported (only 'function')`, `${param}.type`);
+      throw invalid(`Tool type '${d.type}' is not supported (only 'function')`, `${param}.type`);
     if (!/^[a-zA-Z0-9_-]{1,64}$/.test(d.function.name)) {
-      throw ApiError.invalid(
+      throw invalid(
         `Invalid function name '${d.function.name}': use 1-64 letters, digits, underscores or dashes`,
         `${param}.function.name`,
       );
     }
     if (names.has(d.function.name))
-      throw ApiError.invalid(`Duplicate function name '${d.function.name}'`, `${param}.function.name`);
+      throw invalid(`Duplicate function name '${d.function.name}'`, `${param}.function.name`);
     names.add(d.function.name);
     if (d.function.parameters) checkSchema(d.function.parameters, `${param}.function.parameters`, budget);
   });
@@ -266,8 +266,7 @@ function toolsOf(body: ChatCompletionRequest): { tools: TemplateTool[]; choice: 
   else {
     // a named function: only that tool, and a call is required
     const name = choice.function.name;
-    if (!names.has(name))
-      throw ApiError.invalid(`tool_choice names '${name}', which is not among the tools`, choiceParam);
+    if (!names.has(name)) throw invalid(`tool_choice names '${name}', which is not among the tools`, choiceParam);
     tools = tools.filter((t) => t.function.name === name);
     choiceText = "required";
   }
@@ -289,12 +288,12 @@ export function chatPlan(body: ChatCompletionRequest, defaults: SamplingDefaults
   const n = body.n ?? 1;
   checkN(n, info);
   if (body.top_logprobs !== null && body.top_logprobs !== undefined && !body.logprobs) {
-    throw ApiError.invalid("top_logprobs requires logprobs to be true", "top_logprobs");
+    throw invalid("top_logprobs requires logprobs to be true", "top_logprobs");
   }
   const { tools, choice, style } = toolsOf(body);
   const jsonSchema = outputSchema(body);
   if (jsonSchema !== undefined && tools.length && choice !== "none") {
-    throw ApiError.invalid("response_format cannot be combined with tools the model may call", "response_format");
+    throw invalid("response_format cannot be combined with tools the model may call", "response_format");
   }
   const logprobs = body.logprobs ?? false;
   return {
@@ -330,7 +329,7 @@ export function chatPlan(body: ChatCompletionRequest, defaults: SamplingDefaults
 
 export function embeddingInputs(body: EmbeddingRequest, info: ModelInfo): (string | number[])[] {
   if (body.dimensions !== null && body.dimensions !== undefined && body.dimensions !== info.nEmbd) {
-    throw ApiError.invalid(
+    throw invalid(
       `dimensions=${body.dimensions} is not available: ${info.id} produces ${info.nEmbd}-dimensional embeddings`,
       "dimensions",
     );

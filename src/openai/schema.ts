@@ -1,7 +1,7 @@
 // Which JSON-schema keywords llmatic can enforce while sampling (llama.cpp's
 // JSON-schema -> grammar converter). Anything else would be silently ignored by
 // the converter, so it is refused up front with a 400 naming the keyword.
-import { ApiError } from "../http/errors";
+import { invalid } from "../errors";
 
 /** Keywords the grammar enforces. */
 const ENFORCED = new Set([
@@ -97,7 +97,7 @@ export function checkSchema(schema: unknown, param: string, budget = new SchemaB
   const size = walk(schema, param, "#", 0);
   budget.nodes += size;
   if (budget.nodes > SCHEMA_LIMITS.expandedNodes) {
-    throw ApiError.invalid(
+    throw invalid(
       `The JSON schemas of this request expand to ${budget.nodes} sub-schemas once their type arrays are multiplied out (more than ${SCHEMA_LIMITS.expandedNodes}): llmatic does not build grammars that large`,
       param,
       "schema_too_complex",
@@ -105,7 +105,7 @@ export function checkSchema(schema: unknown, param: string, budget = new SchemaB
   }
   budget.bytes += JSON.stringify(schema)?.length ?? 0;
   if (budget.bytes > SCHEMA_LIMITS.bytes) {
-    throw ApiError.invalid(
+    throw invalid(
       `The JSON schemas of this request are ${budget.bytes} bytes; at most ${SCHEMA_LIMITS.bytes} are accepted`,
       param,
       "schema_too_large",
@@ -118,10 +118,10 @@ export function checkSchema(schema: unknown, param: string, budget = new SchemaB
 function walk(schema: unknown, param: string, path: string, depth: number): number {
   if (typeof schema === "boolean") return 1;
   if (schema === null || typeof schema !== "object" || Array.isArray(schema)) {
-    throw ApiError.invalid(`Invalid schema at ${path}: expected an object`, param, "invalid_schema");
+    throw invalid(`Invalid schema at ${path}: expected an object`, param, "invalid_schema");
   }
   if (depth > SCHEMA_LIMITS.depth) {
-    throw ApiError.invalid(
+    throw invalid(
       `The JSON schema is nested more than ${SCHEMA_LIMITS.depth} levels deep (at ${path})`,
       param,
       "schema_too_complex",
@@ -133,7 +133,7 @@ function walk(schema: unknown, param: string, path: string, depth: number): numb
     children += walk(v, param, at, depth + 1);
     // stop early: a schema that explodes is refused before it is walked whole
     if (children > SCHEMA_LIMITS.expandedNodes) {
-      throw ApiError.invalid(
+      throw invalid(
         `The JSON schema at ${param} expands to more than ${SCHEMA_LIMITS.expandedNodes} sub-schemas once its type arrays are multiplied out: llmatic does not build grammars that large`,
         param,
         "schema_too_complex",
@@ -144,28 +144,28 @@ function walk(schema: unknown, param: string, path: string, depth: number): numb
     const at = `${path}/${key}`;
     if (ANNOTATIONS.has(key)) continue;
     if (!ENFORCED.has(key)) {
-      throw ApiError.invalid(
+      throw invalid(
         `JSON schema keyword '${key}' (at ${at}) is not supported: llmatic could not enforce it while generating`,
         param,
         "unsupported_schema",
       );
     }
     if (key === "format" && typeof value === "string" && !FORMATS.has(value)) {
-      throw ApiError.invalid(
+      throw invalid(
         `JSON schema format '${value}' (at ${at}) is not supported; supported formats: ${[...FORMATS].join(", ")}`,
         param,
         "unsupported_schema",
       );
     }
     if (REPETITION_KEYWORDS.includes(key) && typeof value === "number" && value > SCHEMA_LIMITS.repetitions) {
-      throw ApiError.invalid(
+      throw invalid(
         `JSON schema ${key} ${value} (at ${at}) cannot be enforced: llama.cpp's grammars repeat at most ${SCHEMA_LIMITS.repetitions} times`,
         param,
         "unsupported_schema",
       );
     }
     if (key === "enum" && Array.isArray(value) && value.length > SCHEMA_LIMITS.enumValues) {
-      throw ApiError.invalid(
+      throw invalid(
         `JSON schema enum at ${at} has ${value.length} values; at most ${SCHEMA_LIMITS.enumValues} are accepted`,
         param,
         "schema_too_complex",
@@ -174,7 +174,7 @@ function walk(schema: unknown, param: string, path: string, depth: number): numb
     if (key === "properties" && value && typeof value === "object") {
       const n = Object.keys(value).length;
       if (n > SCHEMA_LIMITS.properties) {
-        throw ApiError.invalid(
+        throw invalid(
           `JSON schema object at ${path} has ${n} properties; at most ${SCHEMA_LIMITS.properties} are accepted`,
           param,
           "schema_too_complex",
@@ -195,7 +195,7 @@ function walk(schema: unknown, param: string, path: string, depth: number): numb
   const alternatives = Array.isArray(obj.type) ? Math.max(1, obj.type.length) : 1;
   const size = alternatives * (1 + children);
   if (size > SCHEMA_LIMITS.expandedNodes) {
-    throw ApiError.invalid(
+    throw invalid(
       `The JSON schema at ${param} expands to more than ${SCHEMA_LIMITS.expandedNodes} sub-schemas once its type arrays are multiplied out (at ${path}): llmatic does not build grammars that large`,
       param,
       "schema_too_complex",

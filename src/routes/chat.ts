@@ -2,8 +2,7 @@
 // tools (and the legacy functions), logprobs; streamed or not.
 import { Elysia } from "elysia";
 import type { GenerateEvent } from "../engine/types";
-import { EngineError } from "../errors";
-import { fromEngineError } from "../http/errors";
+import { DomainError } from "../errors";
 import { DONE, errorFrame, frame } from "../http/sse";
 import { precheck } from "../http/validate";
 import { type ChatPlan, chatPlan } from "../openai/convert";
@@ -43,7 +42,7 @@ async function* stream(m: ResponseMeta, plan: ChatPlan, g: Generation, release: 
         completion += e.completionTokens;
         yield frame(chatChunk(m, e.choice, {}, chatFinish(e.reason, madeCalls(e), plan.toolStyle)));
       } else if (e.type === "error") {
-        yield errorFrame(fromEngineError(EngineError.from(e)));
+        yield errorFrame(DomainError.from(e));
         return;
       }
     }

@@ -3,8 +3,7 @@
 import { Elysia } from "elysia";
 import type { Engine } from "../engine/engine";
 import type { GenerateEvent, GenerateRequest, TokenLogprob } from "../engine/types";
-import { EngineError } from "../errors";
-import { fromEngineError } from "../http/errors";
+import { DomainError } from "../errors";
 import { DONE, errorFrame, frame } from "../http/sse";
 import { precheck } from "../http/validate";
 import { type CompletionPlan, completionPlan } from "../openai/convert";
@@ -99,7 +98,7 @@ async function* stream(
           completionChunk(m, { text: "", index: index(p, e.choice), logprobs, finish_reason: finishReason(e.reason) }),
         );
       } else if (e.type === "error") {
-        yield errorFrame(fromEngineError(EngineError.from(e)));
+        yield errorFrame(DomainError.from(e));
         return;
       }
     }

@@ -1,6 +1,5 @@
 // POST /v1/embeddings: pooled, normalised vectors as float arrays or base64 float32.
 import { Elysia } from "elysia";
-import { toApiError } from "../http/errors";
 import { precheck } from "../http/validate";
 import { embeddingInputs, embeddingToBase64 } from "../openai/convert";
 import { EmbeddingRequest, openaiModels } from "../openai/schemas";
@@ -16,9 +15,7 @@ export const embeddingRoutes = (svc: Services) =>
       ({ body, registry, config, request, server }) =>
         withModel({ registry, request, server, config }, body.model, async (engine) => {
           const inputs = embeddingInputs(body, engine.info);
-          const r = await engine.embed(inputs, request.signal).catch((e) => {
-            throw toApiError(e);
-          });
+          const r = await engine.embed(inputs, request.signal);
           const base64 = body.encoding_format === "base64";
           return {
             object: "list" as const,

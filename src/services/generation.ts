@@ -4,8 +4,7 @@
 import type { ServerConfig } from "../config";
 import type { Engine } from "../engine/engine";
 import type { GenerateEvent, GenerateRequest } from "../engine/types";
-import { EngineError } from "../errors";
-import { fromEngineError } from "../http/errors";
+import { DomainError } from "../errors";
 import { keepOpen, type SseData, sseResponse } from "../http/sse";
 import type { Metrics } from "../metrics";
 import type { ModelRegistry } from "../registry";
@@ -23,8 +22,8 @@ export interface Generation {
 
 /**
  * Submits the requests and waits until each is admitted (its "start") or
- * refused. A refusal throws the OpenAI error and cancels the others, so a
- * client never gets a 200 for a request that cannot run. Aborting `signal`
+ * refused. A refusal throws its error and cancels the others, so a client
+ * never gets a 200 for a request that cannot run. Aborting `signal`
  * (the client went away) cancels everything.
  */
 export async function begin(
@@ -44,10 +43,10 @@ export async function begin(
     const firsts = await Promise.all(gens.map((g) => g.next()));
     const starts = firsts.map((f): StartEvent => {
       if (f.done || (f.value.type === "end" && f.value.reason === "cancelled")) {
-        throw new EngineError("cancelled", "the request was cancelled before it started");
+        throw new DomainError("cancelled", "the request was cancelled before it started");
       }
-      if (f.value.type === "error") throw fromEngineError(EngineError.from(f.value));
-      if (f.value.type !== "start") throw new EngineError("internal", `unexpected first event ${f.value.type}`);
+      if (f.value.type === "error") throw DomainError.from(f.value);
+      if (f.value.type !== "start") throw new DomainError("internal", `unexpected first event ${f.value.type}`);
       return f.value;
     });
     if (metrics) for (const s of starts) metrics.prompt(s.promptTokens, s.cachedTokens);
@@ -156,11 +155,11 @@ export async function withModel<T>(
   }
 }
 
-/** Reads every remaining event (non-streaming responses); an engine error becomes the OpenAI error. */
+/** Reads every remaining event (non-streaming responses); an engine error is thrown. */
 export async function drain(g: Generation, count: number): Promise<GenerateEvent[][]> {
   const out: GenerateEvent[][] = Array.from({ length: count }, () => []);
   for await (const [i, e] of g.events) {
-    if (e.type === "error") throw fromEngineError(EngineError.from(e));
+    if (e.type === "error") throw DomainError.from(e);
     (out[i] as GenerateEvent[]).push(e);
   }
   return out;
