@@ -6,6 +6,8 @@
 // It fails on any answer >= 500 other than 501/503, any dropped connection or
 // hang, any 4xx that is not an OpenAI error object, and a server that is not
 // healthy afterwards. The same seed sends the same requests.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 
@@ -152,6 +154,16 @@ function valid(r: Rng, route: string, model: string): Record<string, unknown> {
 
 const FIELDS = [
   "model",
+  "instruction",
+  "query",
+  "documents",
+  "examples",
+  "labels",
+  "question",
+  "examples_context",
+  "file",
+  "input_file_id",
+  "endpoint",
   "messages",
   "prompt",
   "input",
@@ -214,9 +226,21 @@ interface Spec {
 }
 
 function request(r: Rng, model: string): Spec {
-  const route = r.pick(["/v1/chat/completions", "/v1/chat/completions", "/v1/completions", "/v1/embeddings"]);
+  const route = r.pick([
+    "/v1/chat/completions",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/edits",
+    `/v1/engines/${r.pick([model, "ada", "%E0%A4%A"])}/search`,
+    "/v1/answers",
+    "/v1/classifications",
+    "/v1/moderations",
+    "/v1/batches",
+    "/v1/files",
+  ]);
   const headers: Record<string, string> = {};
-  const kind = r.int(16);
+  const kind = r.int(17);
   let method = "POST";
   let path = route;
   let body: string | Uint8Array | undefined;
@@ -276,6 +300,37 @@ function request(r: Rng, model: string): Spec {
     case 9:
       body = crypto.getRandomValues(new Uint8Array(r.int(4096)));
       break;
+    case 10: {
+      // multipart uploads, some well formed, some not
+      path = "/v1/files";
+      const b = r.pick(["x", "llmatic", "a".repeat(70)]);
+      headers["content-type"] = r.pick([
+        `multipart/form-data; boundary=${b}`,
+        "multipart/form-data",
+        `multipart/form-data; boundary="${b}"`,
+      ]);
+      const purpose = r.pick(["search", "batch", "fine-tune", "nonsense", "", "classifications"]);
+      const content = r.pick([
+        '{"text":"x"}\n',
+        '{"prompt":"a","completion":"b"}\n',
+        "{bad\n",
+        "",
+        "\u0000\u0001",
+        '{"text":"x","label":"A"}\n',
+      ]);
+      const parts = [
+        `--${b}\r\ncontent-disposition: form-data; name="purpose"\r\n\r\n${purpose}\r\n`,
+        `--${b}\r\ncontent-disposition: form-data; name="file"; filename="${r.pick(["a.jsonl", "../../x", "", "\u00e9.jsonl"])}"\r\n\r\n${content}\r\n`,
+      ];
+      body = r.pick([
+        parts.join("") + `--${b}--\r\n`,
+        parts[0] as string,
+        `--${b}--`,
+        parts.reverse().join("") + `--${b}--\r\n`,
+        "garbage",
+      ]);
+      break;
+    }
     default:
       body = JSON.stringify(mutate(r, valid(r, route, model)));
   }
@@ -370,7 +425,9 @@ if (import.meta.main) {
   if (!url) {
     await buildNative({ quiet: true });
     const model = await ensureTinyModel((s) => process.stderr.write(`[fuzz] ${s}\n`));
-    const s = await startServerProcess(["-m", model, "-c", "2048", "-np", "4"], {
+    // its uploads go to a throw-away data directory
+    const dataDir = mkdtempSync(join(tmpdir(), "llmatic-fuzz-"));
+    const s = await startServerProcess(["-m", model, "-c", "2048", "-np", "4", "--data-dir", dataDir], {
       cwd: join(import.meta.dir, ".."),
     });
     url = s.url;

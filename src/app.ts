@@ -6,24 +6,35 @@ import { docs } from "./http/docs";
 import { httpLayer } from "./http/layer";
 import { Metrics } from "./metrics";
 import type { ModelRegistry } from "./registry";
+import { batchRoutes } from "./routes/batches";
 import { chatRoutes } from "./routes/chat";
 import { completionRoutes } from "./routes/completions";
 import { embeddingRoutes } from "./routes/embeddings";
+import { fileRoutes } from "./routes/files";
 import { healthRoutes } from "./routes/health";
+import { legacyRoutes } from "./routes/legacy";
 import { modelRoutes } from "./routes/models";
 import { uiRoutes } from "./routes/ui";
 import { unsupportedRoutes } from "./routes/unsupported";
-import { services } from "./services";
+import { Stores, services } from "./services";
 
 export const VERSION: string = pkg.version;
 
-export function createApp(registry: ModelRegistry, config: ServerConfig, metrics = new Metrics()) {
-  const svc = services(registry, config, metrics);
+export function createApp(
+  registry: ModelRegistry,
+  config: ServerConfig,
+  metrics = new Metrics(),
+  stores = new Stores(config, registry, metrics),
+) {
+  const svc = services(registry, config, metrics, stores);
   const v1 = new Elysia({ name: "v1", prefix: "/v1" })
     .use(modelRoutes(svc))
     .use(completionRoutes(svc))
     .use(chatRoutes(svc))
     .use(embeddingRoutes(svc))
+    .use(fileRoutes(svc))
+    .use(legacyRoutes(svc))
+    .use(batchRoutes(svc))
     .use(unsupportedRoutes());
   return new Elysia({ name: "llmatic" })
     .use(
@@ -32,6 +43,7 @@ export function createApp(registry: ModelRegistry, config: ServerConfig, metrics
         corsOrigins: config.corsOrigins,
         allowedHosts: config.allowedHosts,
         maxBodyBytes: config.maxBodyBytes,
+        uploads: { "/v1/files": config.maxUploadBytes },
         metrics,
       }),
     )

@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { Value } from "@sinclair/typebox/value";
 import { type TSchema, t } from "elysia";
 import { parseModelRef } from "./models/hub";
+import { dataDir } from "./paths";
 
 export interface SamplingDefaults {
   /** default max tokens when a request gives none; null = until the context is full */
@@ -45,10 +46,17 @@ export interface ServerConfig {
   /** Host names accepted without an API key besides loopback names and IP addresses */
   allowedHosts: string[];
   maxBodyBytes: number;
+  /** files, batches and other state */
+  dataDir: string;
+  maxUploadBytes: number;
+  /** what ada, davinci, ... stand for in the legacy endpoints (null: the first model) */
+  defaultModel: string | null;
+  /** the model /v1/moderations uses (null: a guard model, else the first chat model) */
+  moderationModel: string | null;
   chatTemplateFile: string | null;
   /** batch-invariant numerics: no weight repacking */
   deterministic: boolean;
-  /** decode batches of fewer tokens use ggml's own kernels on quantized weights, not tinyBLAS (0 = always tinyBLAS) */
+  /** decode batches of fewer tokens use ggml's own kernels on quantized weights, not tinyBLAS (0 = always tinyBLAS, -1 = by CPU) */
   sgemmMinBatch: number;
   /** decode batches of 2..N tokens use llmatic's AVX512-VNNI kernel for Q8_0/Q5_0 weights (0 = off) */
   qgemmMaxBatch: number;
@@ -226,6 +234,41 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "without an API key, only requests to loopback names and IP addresses are served (DNS rebinding); repeat to allow more host names",
   },
   {
+    key: "dataDir",
+    flag: "data-dir",
+    kind: "string",
+    path: true,
+    default: null,
+    arg: "DIR",
+    help: "where files, batches and other state are kept (default: $XDG_DATA_HOME/llmatic, i.e. ~/.local/share/llmatic)",
+  },
+  {
+    key: "maxUploadMb",
+    flag: "max-upload-mb",
+    kind: "int",
+    min: 1,
+    max: 1 << 20,
+    default: 512,
+    arg: "MB",
+    help: "largest file accepted by POST /v1/files (MB); uploads stream to disk",
+  },
+  {
+    key: "defaultModel",
+    flag: "default-model",
+    kind: "string",
+    default: null,
+    arg: "ID",
+    help: "the model OpenAI's old engine names (ada, babbage, curie, davinci, text-davinci-003, ...) stand for in the legacy endpoints (default: the first model)",
+  },
+  {
+    key: "moderationModel",
+    flag: "moderation-model",
+    kind: "string",
+    default: null,
+    arg: "ID",
+    help: "the model that judges /v1/moderations (default: a guard model among the models, else the first chat model); text-moderation-* names stand for it",
+  },
+  {
     key: "maxBodyMb",
     flag: "max-body-mb",
     kind: "int",
@@ -256,11 +299,11 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "sgemmMinBatch",
     flag: "sgemm-min-batch",
     kind: "int",
-    min: 0,
+    min: -1,
     max: 1 << 20,
-    default: 8,
+    default: -1,
     arg: "N",
-    help: "decode batches of fewer than N tokens multiply quantized weights with ggml's own kernels instead of llamafile's tinyBLAS, which is slower for them on x86 (0 = tinyBLAS always, as stock llama.cpp)",
+    help: "decode batches of fewer than N tokens multiply quantized weights with ggml's own kernels instead of llamafile's tinyBLAS (0 = tinyBLAS always, as stock llama.cpp; -1, the default: 8 on CPUs with AVX512-VNNI, where that measured faster, 0 elsewhere: on an AVX2 AMD EPYC it measured 12% slower)",
   },
   {
     key: "qgemmMaxBatch",
@@ -612,6 +655,10 @@ function build(values: Map<string, unknown>): ServerConfig {
     corsOrigins: get("corsOrigins"),
     allowedHosts: get<string[]>("allowedHosts").map((h) => h.toLowerCase()),
     maxBodyBytes: get<number>("maxBodyMb") * MB,
+    dataDir: get<string | null>("dataDir") ?? dataDir(),
+    maxUploadBytes: get<number>("maxUploadMb") * MB,
+    defaultModel: get("defaultModel"),
+    moderationModel: get("moderationModel"),
     chatTemplateFile: get("chatTemplateFile"),
     deterministic: get("deterministic"),
     sgemmMinBatch: get("sgemmMinBatch"),

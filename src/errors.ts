@@ -6,6 +6,7 @@
 export type ErrorCode =
   | "invalid_request" // the request is wrong: the field is in `param`, the specific reason in `reason`
   | "not_found" // a model or other resource the request names does not exist
+  | "conflict" // the resource is in a state that forbids it (a file a running job uses)
   | "context_length_exceeded" // prompt (plus what it needs) longer than the context
   | "not_implemented" // an endpoint or feature llmatic does not serve
   | "model_not_found" // no such model file (server configuration)

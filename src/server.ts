@@ -9,9 +9,11 @@ import { ConfigError, expandModelPaths, modelIdOf, type ServerConfig } from "./c
 import { embedded } from "./embedded";
 import { LlamaEngine } from "./engine/client";
 import { log } from "./log";
+import { Metrics } from "./metrics";
 import { type ModelRef, parseModelRef, resolveHubRef, stderrProgress } from "./models/hub";
 import { ensureTinyModel } from "./models/synthetic";
 import { ModelRegistry } from "./registry";
+import { Stores } from "./services";
 
 export interface RunningServer {
   url: string;
@@ -131,11 +133,13 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       },
     },
   );
-  const app = createApp(registry, config).listen({
+  const metrics = new Metrics();
+  const stores = new Stores(config, registry, metrics);
+  const app = createApp(registry, config, metrics, stores).listen({
     hostname: config.host,
     port: config.port,
-    // a backstop for bodies without a content-length; the http layer answers 413 with a JSON error before
-    maxRequestBodySize: config.maxBodyBytes + 1024 * 1024,
+    // a backstop: the http layer and the upload routes answer 413 with a JSON error before
+    maxRequestBodySize: Math.max(config.maxBodyBytes, config.maxUploadBytes) + 1024 * 1024,
   });
   const server = app.server;
   if (!server) throw new Error("the HTTP server did not start");
@@ -148,6 +152,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     log.warn("!".repeat(78));
   }
 
+  // batches a restart interrupted go on where they stopped
+  stores.batches.start();
   const ready = registry.preload().then(() => {
     const failed = registry.list().filter((e) => e.state === "failed");
     if (failed.length === registry.list().length) {
@@ -161,6 +167,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     stopping ??= (async () => {
       // stop accepting, let in-flight requests finish, then free native memory
       await server.stop(false);
+      await stores.close();
       await ready;
       await registry.closeAll();
     })();

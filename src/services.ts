@@ -1,11 +1,42 @@
-// What the routes are given (Elysia `decorate`): the model registry, the config, the metrics.
+// What the routes are given (Elysia `decorate`): the model registry, the config,
+// the metrics, and the stores under the data directory (opened on first use, so
+// a server that is never asked for files never touches the disk).
 import { Elysia } from "elysia";
 import type { ServerConfig } from "./config";
 import type { Metrics } from "./metrics";
 import type { ModelRegistry } from "./registry";
+import { Batches } from "./services/batches";
+import { FileStore } from "./store/files";
 
-export function services(registry: ModelRegistry, config: ServerConfig, metrics: Metrics) {
-  return new Elysia({ name: "services" }).decorate({ registry, config, metrics });
+export class Stores {
+  #files: FileStore | null = null;
+  #batches: Batches | null = null;
+  constructor(
+    private readonly config: ServerConfig,
+    private readonly registry: ModelRegistry,
+    private readonly metrics?: Metrics,
+  ) {}
+  get files(): FileStore {
+    this.#files ??= new FileStore(this.config.dataDir);
+    return this.#files;
+  }
+  get batches(): Batches {
+    this.#batches ??= new Batches(this.config, this.registry, () => this.files, this.metrics);
+    return this.#batches;
+  }
+  /** Stops running batches at a clean point (their state is on disk; they resume at the next start). */
+  async close(): Promise<void> {
+    await this.#batches?.close();
+  }
+}
+
+export function services(
+  registry: ModelRegistry,
+  config: ServerConfig,
+  metrics: Metrics,
+  stores = new Stores(config, registry, metrics),
+) {
+  return new Elysia({ name: "services" }).decorate({ registry, config, metrics, stores });
 }
 
 export type Services = ReturnType<typeof services>;

@@ -25,10 +25,10 @@ describe("configuration", () => {
   });
 
   test("--sgemm-min-batch, --qgemm-max-batch: flag, environment, default", () => {
-    expect(loadConfig([], {}).config.sgemmMinBatch).toBe(8);
+    expect(loadConfig([], {}).config.sgemmMinBatch).toBe(-1);
     expect(loadConfig(["--sgemm-min-batch", "0"], {}).config.sgemmMinBatch).toBe(0);
     expect(loadConfig([], { LLMATIC_SGEMM_MIN_BATCH: "16" }).config.sgemmMinBatch).toBe(16);
-    expect(() => loadConfig(["--sgemm-min-batch", "-1"], {})).toThrow(/--sgemm-min-batch/);
+    expect(() => loadConfig(["--sgemm-min-batch", "-2"], {})).toThrow(/--sgemm-min-batch/);
     expect(loadConfig([], {}).config.qgemmMaxBatch).toBe(16);
     expect(loadConfig(["--qgemm-max-batch", "0"], {}).config.qgemmMaxBatch).toBe(0);
   });

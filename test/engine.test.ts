@@ -269,6 +269,44 @@ describe("preparation", () => {
     }
   });
 
+  test("batch work: interactive requests are admitted first, and batch work never takes the last slot", () => {
+    const model = Model.load(TINY_MODEL_PATH);
+    const ctx = new Context(model, { nCtx: 1024, nThreads: 2, nSeqMax: 2 });
+    const sched = new Scheduler(model, ctx, { nBatch: 512, nCtxSlot: 512 });
+    try {
+      const events = new Map<number, GenerateEvent[]>();
+      const submit = (id: number, priority: "batch" | "interactive", maxTokens: number) => {
+        events.set(id, []);
+        const req = { ...textRequest(`job ${id}`, { maxTokens, ignoreEos: true }), priority };
+        sched.submit(id, prepare(model, null, req, 512), (e) => events.get(id)?.push(e));
+      };
+      const started = (id: number) => events.get(id)?.some((e) => e.type === "start") ?? false;
+      submit(1, "batch", 30);
+      submit(2, "batch", 30);
+      sched.step();
+      // two slots: the first batch job runs, the second waits (the last slot stays free)
+      expect([started(1), started(2)]).toEqual([true, false]);
+      submit(3, "interactive", 20);
+      sched.step();
+      expect(started(3)).toBe(true);
+      expect(started(2)).toBe(false);
+      // the interactive job gets a token every step (20 tokens: 19 more steps after the one that
+      // prefilled it and sampled its first); batch work goes on beside it within its budget
+      let steps = 0;
+      while (!(events.get(3)?.some((e) => e.type === "end") ?? false)) {
+        sched.step();
+        steps++;
+      }
+      expect(steps).toBe(19);
+      while (sched.hasWork) sched.step();
+      for (const id of [1, 2, 3]) expect(events.get(id)?.at(-1)).toMatchObject({ type: "end", reason: "length" });
+    } finally {
+      sched.dispose();
+      ctx.dispose();
+      model.dispose();
+    }
+  });
+
   test("shutting down ends running requests with an error, never as complete", () => {
     const model = Model.load(TINY_MODEL_PATH);
     const ctx = new Context(model, { nCtx: 512, nThreads: 2, nSeqMax: 1 });

@@ -33,6 +33,7 @@ export const FAKE_INFO: ModelInfo = {
   parallel: 4,
   chatTemplate: null,
   eogTokens: [2],
+  bosToken: 1,
   createdAt: 1700000000,
 };
 

@@ -341,6 +341,11 @@ export function prepare(
       req.prompt.type === "chat" ? "messages" : "prompt",
     );
   }
+  for (const t of req.scoreTokens ?? []) {
+    if (!Number.isInteger(t) || t < 0 || t >= model.nVocab) {
+      throw new DomainError("invalid_request", `token id ${t} is out of range (vocabulary has ${model.nVocab})`);
+    }
+  }
   const preserved: number[] = [];
   for (const t of template?.preservedTokens ?? []) {
     const ids = model.tokenize(t, false, true);

@@ -189,6 +189,7 @@ export function runEngine(
       parallel,
       chatTemplate: model.chatTemplate(),
       eogTokens: [...model.eogTokens()],
+      bosToken: model.bos >= 0 ? model.bos : null,
       createdAt: Math.floor(Date.now() / 1000),
     };
     forwardLogs();
@@ -207,7 +208,11 @@ export function runEngine(
     hooks.onInit?.(cfg);
     // the decode threads (this one and ggml's, created from it) yield to the HTTP thread
     if (cfg.niceness) lib().llmatic_thread_nice(cfg.niceness);
-    if (cfg.sgemmMinBatch !== undefined) lib().llmatic_set_sgemm_min_batch(cfg.sgemmMinBatch);
+    if (cfg.sgemmMinBatch !== undefined) {
+      // -1: where it was measured faster (CPUs with AVX512-VNNI), else stock llama.cpp
+      const n = cfg.sgemmMinBatch < 0 ? (lib().llmatic_qgemm_supported() ? 8 : 0) : cfg.sgemmMinBatch;
+      lib().llmatic_set_sgemm_min_batch(n);
+    }
     if (cfg.qgemmMaxBatch !== undefined) lib().llmatic_set_qgemm_max_batch(cfg.qgemmMaxBatch);
     const progressBuf = new SharedArrayBuffer(4);
     const progress = new Float32Array(progressBuf);

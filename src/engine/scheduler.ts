@@ -44,6 +44,8 @@ interface Choice {
   /** logprobs of tokens whose text has not been sent yet */
   pendingLogprobs: TokenLogprob[];
   logprobSum: number;
+  /** scoreTokens' log-probabilities at the first generated position */
+  scores: number[] | undefined;
   /** output parsing (chat with tools or structured output) */
   parser: ChatParser | null;
   /** the latest parse of everything generated so far */
@@ -114,7 +116,24 @@ function callId(): string {
 
 const EMPTY_MESSAGE: ParsedMessage = { content: "", reasoning: "", toolCalls: [] };
 
+/** Batch work (the batches API) yields to interactive requests. */
+const isBatch = (job: Job) => job.req.priority === "batch";
+
+/**
+ * While interactive requests run, decode steps that carry batch work too may
+ * make them this much slower at most (0.1: interactive streams keep about 90%
+ * of their speed): batch work joins a step only while it has budget, earned by
+ * the interactive-only steps and spent by what its steps cost beyond them.
+ */
+export const BATCH_SHARE = 0.1;
+/** prompt tokens of batch work in one step beside interactive work (a big chunk would overshoot the budget) */
+const BATCH_PREFILL_BESIDE = 64;
+
 export class Scheduler {
+  /** time batch work may add to interactive decoding (ms; see BATCH_SHARE) */
+  private batchBudgetMs = 0;
+  /** the recent cost of an interactive-only step (ms) */
+  private soloStepMs = 0;
   private readonly slots: Slot[];
   private readonly batch: Batch;
   private readonly queue: Job[] = [];
@@ -159,10 +178,12 @@ export class Scheduler {
       );
     }
     const queueSize = this.opts.queueSize ?? Number.POSITIVE_INFINITY;
-    const waiting = this.queue.length + this.embeds.length + arriving;
+    // batch work limits itself (one request per slot at most): only interactive requests fill the queue
+    const queued = this.queue.filter((j) => !isBatch(j));
+    const waiting = queued.length + this.embeds.length + arriving;
     if (waiting >= queueSize) {
       const free = this.slots.filter((s) => !s.busy).length;
-      const demand = this.queue.reduce((a, j) => a + j.choices.length, 0) + arriving + n;
+      const demand = queued.reduce((a, j) => a + j.choices.length, 0) + arriving + n;
       if (demand > free || this.embeds.length > 0) {
         throw new DomainError(
           "queue_full",
@@ -192,6 +213,7 @@ export class Scheduler {
         done: false,
         pendingLogprobs: [],
         logprobSum: 0,
+        scores: undefined,
         parser: p.parsers[index] ?? null,
         parsed: EMPTY_MESSAGE,
         sent: EMPTY_MESSAGE,
@@ -227,18 +249,28 @@ export class Scheduler {
     return false;
   }
 
-  /** Moves queued jobs into free slots, reusing the slot whose KV shares the longest prefix. */
+  /** The next job to admit: interactive ones first (in arrival order), then batch work. */
+  private nextQueued(): Job | undefined {
+    return this.queue.find((j) => !isBatch(j)) ?? this.queue[0];
+  }
+
+  /**
+   * Moves queued jobs into free slots, reusing the slot whose KV shares the
+   * longest prefix. Batch work never takes the last free slot while there are
+   * several (an interactive request that arrives always finds one).
+   */
   private admit(): void {
     while (this.queue.length > 0) {
-      const job = this.queue[0] as Job;
+      const job = this.nextQueued() as Job;
       if (job.cancelled) {
-        this.queue.shift();
+        this.queue.splice(this.queue.indexOf(job), 1);
         this.finishJob(job, "cancelled");
         continue;
       }
       const free = this.slots.filter((s) => !s.busy);
-      if (free.length < job.choices.length) return;
-      this.queue.shift();
+      const reserve = isBatch(job) && this.slots.length > 1 ? 1 : 0;
+      if (free.length < job.choices.length + reserve) return;
+      this.queue.splice(this.queue.indexOf(job), 1);
       // primary slot: longest common prefix, then least recently used
       let primary = free[0] as Slot;
       let best = -1;
@@ -251,11 +283,12 @@ export class Scheduler {
       }
       // keep at least one prompt token to decode: its logits start generation;
       // prompt logprobs need every position's logits, so nothing is reused then
-      const keep = job.promptLogprobs ? 0 : Math.min(best, job.prompt.length - 1);
+      // (positions before promptLogprobsFrom - 1 need no logits: their cache can be reused)
+      const keep = Math.min(best, job.prompt.length - 1, job.promptLogprobs ? Math.max(0, this.logitsFrom(job)) : best);
       this.ctx.seqRemove(primary.seq, keep, -1);
       primary.tokens.length = keep;
       job.prefillPos = keep;
-      if (job.promptLogprobs && job.prompt.length > 0) {
+      if (job.promptLogprobs && job.prompt.length > 0 && (job.req.promptLogprobsFrom ?? 0) === 0) {
         job.promptLogprobs.push({
           token: job.prompt[0] as number,
           bytes: this.bytesOf(job, job.prompt[0] as number),
@@ -284,9 +317,15 @@ export class Scheduler {
 
     const batch = this.batch;
     batch.clear();
+    // batch work decodes beside interactive work only as far as its time budget goes
+    const interactive = this.active.some((j) => !isBatch(j));
+    const withBatch = !interactive || this.batchBudgetMs > 0;
+    const included = (job: Job) => withBatch || !isBatch(job);
+    let mixed = false;
     // 1. one token for every generating sequence
     for (const job of this.active) {
-      if (job.state !== "generate") continue;
+      if (job.state !== "generate" || !included(job)) continue;
+      if (isBatch(job)) mixed = true;
       for (const c of job.choices) {
         if (c.done) continue;
         c.outIdx = batch.add(c.pending, c.slot.tokens.length, c.slot.seq, true);
@@ -298,30 +337,47 @@ export class Scheduler {
     let budget = batch.room;
     if (batch.length > 0 && this.opts.prefillChunk) budget = Math.min(budget, this.opts.prefillChunk);
     const prefilled: { job: Job; from: number; firstIdx: number }[] = [];
+    let batchPrefill = interactive ? BATCH_PREFILL_BESIDE : Number.POSITIVE_INFINITY;
     for (const job of this.active) {
-      if (job.state !== "prefill") continue;
+      if (job.state !== "prefill" || !included(job)) continue;
       if (budget <= 0) break;
+      if (isBatch(job)) {
+        if (batchPrefill <= 0) continue;
+        mixed = true;
+      }
       const slot = (job.choices[0] as Choice).slot;
-      const chunk = job.promptLogprobs ? Math.min(budget, LOGPROB_PREFILL_CHUNK) : budget;
+      const room = isBatch(job) ? Math.min(budget, batchPrefill) : budget;
+      // positions whose logits are kept cost n_vocab floats each: few of them per step
+      const chunk = job.promptLogprobs
+        ? Math.min(room, Math.max(0, this.logitsFrom(job) - job.prefillPos) + LOGPROB_PREFILL_CHUNK)
+        : room;
       const end = Math.min(job.prompt.length, job.prefillPos + chunk);
       const firstIdx = batch.length;
       for (let i = job.prefillPos; i < end; i++) {
         const t = job.prompt[i] as number;
         const last = i === job.prompt.length - 1;
-        const idx = batch.add(t, slot.tokens.length, slot.seq, last || job.promptLogprobs !== null);
+        const idx = batch.add(
+          t,
+          slot.tokens.length,
+          slot.seq,
+          last || (job.promptLogprobs !== null && i >= this.logitsFrom(job)),
+        );
         slot.tokens.push(t);
         if (last) job.promptOutIdx = idx;
       }
       prefilled.push({ job, from: job.prefillPos, firstIdx });
       budget -= end - job.prefillPos;
+      if (isBatch(job)) batchPrefill -= end - job.prefillPos;
       job.prefillPos = end;
     }
 
+    const t0 = performance.now();
     const status = this.ctx.decode(batch);
     if (status !== 0) {
       this.failDecode(status);
       return true;
     }
+    if (interactive) this.chargeBatch(performance.now() - t0, mixed);
     for (const p of prefilled) if (p.job.promptLogprobs) this.collectPromptLogprobs(p.job, p.from, p.firstIdx);
 
     for (const job of [...this.active]) {
@@ -354,6 +410,17 @@ export class Scheduler {
       if (job.choices.every((c) => c.done)) this.finishJob(job, null);
     }
     return true;
+  }
+
+  /** Books a step's time against batch work's budget (only while interactive work runs). */
+  private chargeBatch(ms: number, mixed: boolean): void {
+    if (!mixed) {
+      this.soloStepMs = this.soloStepMs ? this.soloStepMs * 0.8 + ms * 0.2 : ms;
+      // the budget never builds up beyond a few steps' worth
+      this.batchBudgetMs = Math.min(this.batchBudgetMs + BATCH_SHARE * ms, 4 * this.soloStepMs);
+    } else {
+      this.batchBudgetMs -= Math.max(0, ms - this.soloStepMs);
+    }
   }
 
   /** Decodes the next input of the oldest embedding request. */
@@ -390,17 +457,25 @@ export class Scheduler {
     };
   }
 
+  /** The first prompt position whose logits the job's prompt logprobs need (token i's come from position i - 1). */
+  private logitsFrom(job: Job): number {
+    return Math.max(0, (job.req.promptLogprobsFrom ?? 0) - 1);
+  }
+
   /** After a prefill chunk: the logprob of each next prompt token, from the logits before it. */
   private collectPromptLogprobs(job: Job, from: number, firstIdx: number): void {
     const k = job.req.promptLogprobs ?? 0;
     const out = job.promptLogprobs as TokenLogprob[];
-    for (let i = from; i < job.prefillPos; i++) {
+    for (let i = Math.max(from, this.logitsFrom(job)); i < job.prefillPos; i++) {
       if (i + 1 >= job.prompt.length) break; // the last position's logits are for the first generated token
       out.push(this.entry(job, firstIdx + (i - from), job.prompt[i + 1] as number, k));
     }
   }
 
   private sampleChoice(job: Job, c: Choice): void {
+    if (job.req.scoreTokens && c.generated === 0) {
+      c.scores = job.req.scoreTokens.map((t) => this.ctx.logprobs(c.outIdx, t, 0).logprob);
+    }
     const token = c.sampler.sample(this.ctx, c.outIdx);
     if (token < 0) {
       c.outIdx = -1;
@@ -500,6 +575,7 @@ export class Scheduler {
       // after the final (non-partial) parse in emitText above
       message: c.parser ? c.parsed : undefined,
       meanLogprob: job.req.scoreChoices ? c.logprobSum / Math.max(1, c.generated) : undefined,
+      scores: c.scores,
     });
   }
 

@@ -24,7 +24,7 @@ export interface EngineConfig {
   useMmap?: boolean;
   /** let ggml repack quantized weights (faster); false = batch-invariant numerics */
   repack?: boolean;
-  /** batches of fewer tokens skip llamafile's tinyBLAS on quantized weights (process-wide; default 8) */
+  /** batches of fewer tokens skip llamafile's tinyBLAS on quantized weights (per engine process; -1: 8 with AVX512-VNNI, else 0) */
   sgemmMinBatch?: number;
   /** batches of 2..N tokens use llmatic's AVX512-VNNI kernel for Q8_0/Q5_0 weights (process-wide; default 16) */
   qgemmMaxBatch?: number;
@@ -52,6 +52,8 @@ export interface ModelInfo {
   parallel: number;
   chatTemplate: string | null;
   eogTokens: number[];
+  /** the token a document starts with (BOS), or null when the vocabulary has none */
+  bosToken: number | null;
   createdAt: number;
 }
 
@@ -62,8 +64,13 @@ export type PromptInput =
   /** fill-in-the-middle: the model writes what goes between prefix and suffix */
   | { type: "infill"; prefix: string; suffix: string };
 
+/** interactive requests go first; batch work takes what they leave (see Scheduler) */
+export type Priority = "interactive" | "batch";
+
 export interface GenerateRequest {
   prompt: PromptInput;
+  /** default interactive */
+  priority?: Priority;
   /** number of independent choices (parallel sequences sharing the prompt) */
   n: number;
   /** tokens to generate at most per choice; null = until the slot's context is full */
@@ -82,8 +89,12 @@ export interface GenerateRequest {
   logprobs?: number | null;
   /** also report the prompt's tokens with their log-probabilities (completions echo); top `n` alternatives */
   promptLogprobs?: number | null;
+  /** with promptLogprobs: only the tokens from this prompt position on (scorers; the rest needs no logits) */
+  promptLogprobsFrom?: number;
   /** report each choice's mean token log-probability in its end event (best_of) */
   scoreChoices?: boolean;
+  /** report the log-probabilities these tokens had at the first generated position (end event `scores`; judges) */
+  scoreTokens?: number[];
 }
 
 /** One token with its log-probability; `bytes` is its raw UTF-8 (possibly a fragment of a character). */
@@ -137,6 +148,8 @@ export type GenerateEvent =
       message?: ParsedMessage;
       /** with scoreChoices */
       meanLogprob?: number;
+      /** with scoreTokens: one log-probability per token asked for */
+      scores?: number[];
     }
   | { type: "error"; code: ErrorCode; message: string; param: string | null };
 

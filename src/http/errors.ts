@@ -74,6 +74,8 @@ export function statusOf(e: DomainError): number {
       return 400;
     case "not_found":
       return 404;
+    case "conflict":
+      return 409;
     case "cancelled":
       return 499;
     case "not_implemented":

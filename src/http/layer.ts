@@ -20,6 +20,8 @@ export interface HttpLayerOptions {
   corsOrigins: string[];
   allowedHosts: string[];
   maxBodyBytes: number;
+  /** paths that take uploads (streamed by their route) and their own limits: path -> bytes */
+  uploads?: Record<string, number>;
   metrics: Metrics;
 }
 
@@ -174,13 +176,19 @@ function pathOf(request: Request): string {
 
 export const httpLayer = (opts: HttpLayerOptions) => {
   const keys = opts.apiKeys.map((k) => Buffer.from(k));
+  const uploads = new Map(Object.entries(opts.uploads ?? {}));
+  /** the body limit of a request: an upload route's own, else --max-body-mb */
+  const limitOf = (method: string, path: string) =>
+    (method === "POST" ? uploads.get(path) : undefined) ?? opts.maxBodyBytes;
   const allowedHosts = opts.allowedHosts.map((h) => h.toLowerCase());
   return (
     new Elysia({ name: "http-layer" })
       // before routing: the canonical path, and chunked bodies read within the limit
       .wrap((handle) => async (request: Request) => {
         let req = canonicalRequest(request);
-        if (BODY_METHODS.has(req.method) && req.body && req.headers.get("content-length") === null) {
+        const upload = req.method === "POST" && uploads.has(pathOf(req));
+        // chunked bodies are read here within the limit (uploads: by their route, as they stream)
+        if (!upload && BODY_METHODS.has(req.method) && req.body && req.headers.get("content-length") === null) {
           const bytes = await readLimited(req.body, opts.maxBodyBytes);
           if (!bytes) {
             opts.metrics.request("unmatched", 413);
@@ -229,7 +237,8 @@ export const httpLayer = (opts: HttpLayerOptions) => {
           });
         }
         const length = Number(request.headers.get("content-length") ?? 0);
-        if (length > opts.maxBodyBytes) return tooLarge(opts.maxBodyBytes, length).toResponse();
+        const limit = limitOf(request.method, path);
+        if (length > limit) return tooLarge(limit, length).toResponse();
         if (keys.length > 0 && !isPublicPath(path)) {
           const err = authError(request, keys);
           if (err) return err.toResponse();

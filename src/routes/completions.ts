@@ -1,17 +1,13 @@
 // POST /v1/completions: prompt(s) as text or tokens, n choices each (best_of
 // picks by mean logprob), echo, logprobs; streamed or not.
 import { Elysia } from "elysia";
-import type { Engine } from "../engine/engine";
-import type { GenerateEvent, GenerateRequest, TokenLogprob } from "../engine/types";
+import type { TokenLogprob } from "../engine/types";
 import { DomainError } from "../errors";
 import { DONE, errorFrame, frame } from "../http/sse";
 import { precheck } from "../http/validate";
 import { type CompletionPlan, completionPlan } from "../openai/convert";
-import { CompletionLogprobs } from "../openai/logprobs";
 import {
-  type CompletionChoice,
   completionChunk,
-  completionObject,
   completionUsageChunk,
   finishReason,
   meta,
@@ -20,34 +16,8 @@ import {
 } from "../openai/responses";
 import { CompletionRequest, openaiModels } from "../openai/schemas";
 import type { Services } from "../services";
-import { begin, drain, type Generation, streamResponse, withModel } from "../services/generation";
-
-/** The prompt text each choice starts with when echo is on. */
-async function echoTexts(engine: Engine, requests: GenerateRequest[]): Promise<string[]> {
-  return Promise.all(
-    requests.map(async (r) => {
-      const p = r.prompt;
-      if (p.type === "text") return p.text;
-      if (p.type === "tokens") return engine.detokenize(p.tokens);
-      return "";
-    }),
-  );
-}
-
-/** Per generated choice (prompt p, choice c): its logprobs so far. */
-class ChoiceLogprobs {
-  private readonly map = new Map<number, CompletionLogprobs>();
-  constructor(private readonly plan: CompletionPlan) {}
-  of(p: number, c: number): CompletionLogprobs {
-    const k = p * this.plan.bestOf + c;
-    let v = this.map.get(k);
-    if (!v) {
-      v = new CompletionLogprobs();
-      this.map.set(k, v);
-    }
-    return v;
-  }
-}
+import { begin, type Generation, streamResponse, withModel } from "../services/generation";
+import { ChoiceLogprobs, echoTexts, textCompletion } from "../services/openai";
 
 async function* stream(
   m: ResponseMeta,
@@ -115,43 +85,6 @@ async function* stream(
   }
 }
 
-/** The whole answer at once; with best_of, the n choices with the highest mean logprob per prompt. */
-function choices(plan: CompletionPlan, events: GenerateEvent[][], echo: string[] | null) {
-  const out: CompletionChoice[] = [];
-  let completion = 0;
-  events.forEach((evs, p) => {
-    const lps = new ChoiceLogprobs(plan);
-    const prompt = evs.find((e) => e.type === "prompt");
-    const ends: { choice: CompletionChoice; score: number }[] = [];
-    for (const e of evs) {
-      if (e.type === "text" && plan.logprobs !== null) {
-        const l = lps.of(p, e.choice);
-        // the echoed prompt's tokens come first in the logprobs
-        if (l.toJSON().tokens.length === 0 && prompt?.type === "prompt") l.add(prompt.logprobs);
-        l.add(e.logprobs ?? []);
-      } else if (e.type === "end") {
-        completion += e.completionTokens;
-        const l = plan.logprobs !== null ? lps.of(p, e.choice) : null;
-        if (l && l.toJSON().tokens.length === 0 && prompt?.type === "prompt") l.add(prompt.logprobs);
-        ends.push({
-          choice: {
-            text: (echo ? echo[p] : "") + e.text,
-            index: e.choice,
-            logprobs: l ? l.toJSON() : null,
-            finish_reason: finishReason(e.reason),
-          },
-          score: e.meanLogprob ?? 0,
-        });
-      }
-    }
-    ends.sort((a, b) => (plan.bestOf > plan.n ? b.score - a.score : a.choice.index - b.choice.index));
-    ends.slice(0, plan.n).forEach((x, c) => {
-      out.push({ ...x.choice, index: p * plan.n + c });
-    });
-  });
-  return { choices: out, completion };
-}
-
 export const completionRoutes = (svc: Services) =>
   new Elysia({ name: "routes/completions" })
     .use(svc)
@@ -160,16 +93,13 @@ export const completionRoutes = (svc: Services) =>
       "/completions",
       ({ body, registry, config, metrics, request, server }) =>
         withModel({ registry, request, server, config }, body.model, async (engine, handOff) => {
+          if (!body.stream)
+            return textCompletion(engine, body, { defaults: config.sampling, signal: request.signal, metrics });
           const plan = completionPlan(body, config.sampling, engine.info);
           const m = meta("cmpl", engine.info);
           const g = await begin(engine, plan.requests, request.signal, metrics);
           const echo = plan.echo ? await echoTexts(engine, plan.requests) : null;
-          if (plan.stream)
-            return streamResponse({ registry, request, server, config }, g, stream(m, plan, g, echo, handOff()));
-          const events = await drain(g, plan.requests.length);
-          const r = choices(plan, events, echo);
-          const prompt = g.starts.reduce((a, s) => a + s.promptTokens, 0);
-          return completionObject(m, r.choices, usage(prompt, r.completion));
+          return streamResponse({ registry, request, server, config }, g, stream(m, plan, g, echo, handOff()));
         }),
       {
         body: "CompletionRequest",

@@ -1,17 +1,9 @@
 // GET /v1/models, GET /v1/models/{model}, and the legacy /v1/engines shapes of the same.
 import { Elysia } from "elysia";
 import { ApiError } from "../http/errors";
+import { pathParam, wildcardParam } from "../http/params";
 import { engineObject, modelObject } from "../openai/responses";
 import type { Services } from "../services";
-
-/** A path parameter as the client meant it; a malformed %-escape is a 400, not a crash. */
-export function pathParam(raw: string, param: string): string {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    throw ApiError.invalid(`Invalid URL escape in ${param}: '${raw.slice(0, 100)}'`, param, "invalid_path");
-  }
-}
 
 export const modelRoutes = (svc: Services) =>
   new Elysia({ name: "routes/models" })
@@ -26,7 +18,7 @@ export const modelRoutes = (svc: Services) =>
     .get(
       "/models/*",
       ({ registry, params }) => {
-        const id = pathParam(params["*"], "model");
+        const id = wildcardParam(params["*"], "model");
         const e = registry.entry(id);
         if (!e) throw ApiError.notFound(`The model '${id}' does not exist`, "model", "model_not_found");
         return modelObject(registry.info(e));
@@ -38,7 +30,7 @@ export const modelRoutes = (svc: Services) =>
       ({ params }) => {
         throw new ApiError(
           501,
-          `Deleting models is not supported (llmatic serves the GGUF files it was started with; '${pathParam(params["*"], "model")}' is left untouched)`,
+          `Deleting models is not supported (llmatic serves the GGUF files it was started with; '${wildcardParam(params["*"], "model")}' is left untouched)`,
           "invalid_request_error",
           "not_implemented",
         );
@@ -56,10 +48,7 @@ export const modelRoutes = (svc: Services) =>
     .get(
       "/engines/:engine_id",
       ({ registry, params }) => {
-        // the router has decoded :params already (a malformed escape comes out as null)
-        const id = params.engine_id as string | null;
-        if (typeof id !== "string")
-          throw ApiError.invalid("Invalid URL escape in engine_id", "engine_id", "invalid_path");
+        const id = pathParam(params.engine_id, "engine_id");
         const e = registry.entry(id);
         if (!e) throw ApiError.notFound(`The engine '${id}' does not exist`, "engine_id", "model_not_found");
         return engineObject(registry.info(e), e.state === "ready");

@@ -3,38 +3,33 @@
 import { Elysia } from "elysia";
 import { ApiError } from "../http/errors";
 
-const UNSUPPORTED: [method: "get" | "post" | "delete", path: string][] = [
-  ["post", "/edits"],
-  ["post", "/images/generations"],
-  ["post", "/images/edits"],
-  ["post", "/images/variations"],
-  ["post", "/audio/transcriptions"],
-  ["post", "/audio/translations"],
-  ["post", "/engines/:engine_id/search"],
-  ["get", "/files"],
-  ["post", "/files"],
-  ["get", "/files/:file_id"],
-  ["delete", "/files/:file_id"],
-  ["get", "/files/:file_id/content"],
-  ["post", "/answers"],
-  ["post", "/classifications"],
-  ["post", "/fine-tunes"],
-  ["get", "/fine-tunes"],
-  ["get", "/fine-tunes/:fine_tune_id"],
-  ["post", "/fine-tunes/:fine_tune_id/cancel"],
-  ["get", "/fine-tunes/:fine_tune_id/events"],
-  ["post", "/moderations"],
+const IMAGES =
+  "generating images needs a diffusion engine, and no npm package carries stable-diffusion.cpp's source to build one from";
+const AUDIO = "transcription needs whisper.cpp, which llmatic does not build yet";
+const FINE_TUNES = "training on llama.cpp's training API is not built yet";
+
+const UNSUPPORTED: [method: "get" | "post" | "delete", path: string, why: string][] = [
+  ["post", "/images/generations", IMAGES],
+  ["post", "/images/edits", IMAGES],
+  ["post", "/images/variations", IMAGES],
+  ["post", "/audio/transcriptions", AUDIO],
+  ["post", "/audio/translations", AUDIO],
+  ["post", "/fine-tunes", FINE_TUNES],
+  ["get", "/fine-tunes", FINE_TUNES],
+  ["get", "/fine-tunes/:fine_tune_id", FINE_TUNES],
+  ["post", "/fine-tunes/:fine_tune_id/cancel", FINE_TUNES],
+  ["get", "/fine-tunes/:fine_tune_id/events", FINE_TUNES],
 ];
 
 export const unsupportedRoutes = () => {
   const app = new Elysia({ name: "routes/unsupported" });
-  for (const [method, path] of UNSUPPORTED) {
+  for (const [method, path, why] of UNSUPPORTED) {
     const name = `${method.toUpperCase()} /v1${path.replace(/:(\w+)/g, "{$1}")}`;
     app.route(
       method.toUpperCase(),
       path,
       () => {
-        throw ApiError.notImplemented(name);
+        throw ApiError.notImplemented(name, why);
       },
       // multipart uploads and JSON alike get the same answer (the body is not read)
       { parse: () => null, detail: { summary: `${name} (not implemented: 501)`, tags: ["Not implemented"] } },
