@@ -50,6 +50,7 @@ const SHIM_SOURCES = [
   "src/chat.cpp",
   "src/sampler.cpp",
   "src/qgemm.cpp",
+  "src/train.cpp",
   "src/qgemm.h",
   "src/llmatic.h",
   "src/strings.hpp",
@@ -117,7 +118,10 @@ function userRevision(dir: string): string {
 function knownRevision(): string | null {
   const userDir = process.env.LLAMA_CPP_DIR;
   if (userDir) return existsSync(join(userDir, "include", "llama.h")) ? userRevision(resolve(userDir)) : null;
-  return existsSync(join(pinnedSourceDir(), ".llmatic-source-ok")) ? PIN.commit : null;
+  const dir = pinnedSourceDir();
+  const patched =
+    existsSync(join(dir, PATCH_MARKER)) && readFileSync(join(dir, PATCH_MARKER), "utf8").trim() === PATCH_ID;
+  return existsSync(join(dir, ".llmatic-source-ok")) && patched ? pinnedRevision() : null;
 }
 
 /** Returns the llama.cpp source dir and a revision id that changes when the source does. */
@@ -134,7 +138,10 @@ async function obtainSource(opts: BuildOptions): Promise<{ dir: string; revision
 
   const dir = pinnedSourceDir();
   const root = join(dir, "..");
-  if (existsSync(join(dir, ".llmatic-source-ok"))) return { dir, revision: PIN.commit };
+  if (existsSync(join(dir, ".llmatic-source-ok"))) {
+    applyPatches(dir);
+    return { dir, revision: pinnedRevision() };
+  }
 
   mkdirSync(root, { recursive: true });
   const tgz = join(root, `node-llama-cpp-3.22.1.tgz`);
@@ -175,8 +182,65 @@ async function obtainSource(opts: BuildOptions): Promise<{ dir: string; revision
     throw new BuildError(`llama.cpp bundle is at ${head}, expected the pinned ${PIN.commit} (${PIN.tag})`);
   }
   writeFileSync(join(dir, ".llmatic-source-ok"), `${PIN.tag} ${PIN.commit}\n`);
-  return { dir, revision: PIN.commit };
+  applyPatches(dir);
+  return { dir, revision: pinnedRevision() };
 }
+
+/**
+ * Changes llmatic makes to the pinned llama.cpp source, each small and
+ * explained. They only touch training (llama_opt_init), so inference, and the
+ * llama.cpp tools built from the same tree that benchmarks compare against,
+ * are what the pin gives.
+ */
+const SOURCE_PATCHES: { file: string; find: string; replace: string; why: string }[] = [
+  {
+    file: "src/llama-context.h",
+    why: "a flag: this context runs training graphs",
+    find: "    ggml_opt_context_t opt_ctx = nullptr;\n",
+    replace:
+      "    ggml_opt_context_t opt_ctx = nullptr;\n    bool opt_graphs = false; // llmatic: training graphs need a larger node budget\n",
+  },
+  {
+    file: "src/llama-context.cpp",
+    why: "the node budget of training graphs: forward + backward + optimizer step (a 24-layer model overflows the forward budget)",
+    find: "        res += (n_sampling_outputs_max - 1) * n_sampling_nodes_max;\n    }\n    return res;\n}\n",
+    replace:
+      "        res += (n_sampling_outputs_max - 1) * n_sampling_nodes_max;\n    }\n    if (opt_graphs) res *= 6; // llmatic\n    return res;\n}\n",
+  },
+  {
+    file: "src/llama-context.cpp",
+    why: "reserve the scheduler for the training graphs before the optimizer context takes it",
+    find: "        cparams.flash_attn = false;\n\n        // the graph changes without flash attention, need to reserve again\n        sched_need_reserve = true;\n        sched_reserve();\n    }\n",
+    replace:
+      "        cparams.flash_attn = false;\n    }\n\n    // llmatic: training graphs (forward, backward, optimizer step) are several times the forward\n    // graph: the scheduler is reserved for them before ggml_opt_init takes it\n    opt_graphs = true;\n    sched_need_reserve = true;\n    sched_reserve();\n    ggml_backend_sched_set_eval_callback(sched.get(), cparams.cb_eval, cparams.cb_eval_user_data);\n",
+  },
+];
+
+const PATCH_ID = createHash("sha256").update(JSON.stringify(SOURCE_PATCHES)).digest("hex").slice(0, 12);
+const PATCH_MARKER = ".llmatic-patches";
+
+/** Applies SOURCE_PATCHES to the pinned tree (once; idempotent). */
+function applyPatches(dir: string): void {
+  const marker = join(dir, PATCH_MARKER);
+  if (existsSync(marker) && readFileSync(marker, "utf8").trim() === PATCH_ID) return;
+  // another version of the patches: back to the pinned files first (the tree is a git clone)
+  if (existsSync(marker)) run(["git", "checkout", "--", ...new Set(SOURCE_PATCHES.map((p) => p.file))], dir);
+  for (const p of SOURCE_PATCHES) {
+    const path = join(dir, p.file);
+    const text = readFileSync(path, "utf8");
+    if (text.includes(p.replace)) continue;
+    const at = text.indexOf(p.find);
+    if (at < 0 || text.indexOf(p.find, at + 1) >= 0) {
+      throw new BuildError(
+        `cannot apply llmatic's patch to ${p.file} (${p.why}): the pinned source is not what it expects`,
+      );
+    }
+    writeFileSync(path, text.replace(p.find, p.replace));
+  }
+  writeFileSync(join(dir, PATCH_MARKER), `${PATCH_ID}\n`);
+}
+
+const pinnedRevision = () => `${PIN.commit}+patches-${PATCH_ID}`;
 
 function integrityOk(file: string): boolean {
   const [algo, want] = PIN.integrity.split("-", 2) as [string, string];

@@ -11,7 +11,12 @@ await buildNative();
 const outfile = join(root, "dist", "llmatic");
 const started = performance.now();
 const result = await Bun.build({
-  entrypoints: [join(root, "src", "bin.ts"), join(root, "src", "worker.ts"), join(root, "src", "prep.ts")],
+  entrypoints: [
+    join(root, "src", "bin.ts"),
+    join(root, "src", "worker.ts"),
+    join(root, "src", "prep.ts"),
+    join(root, "src", "train-worker.ts"),
+  ],
   compile: { outfile },
   minify: true,
 });

@@ -11,6 +11,7 @@ import { chatRoutes } from "./routes/chat";
 import { completionRoutes } from "./routes/completions";
 import { embeddingRoutes } from "./routes/embeddings";
 import { fileRoutes } from "./routes/files";
+import { fineTuneRoutes } from "./routes/finetunes";
 import { healthRoutes } from "./routes/health";
 import { legacyRoutes } from "./routes/legacy";
 import { modelRoutes } from "./routes/models";
@@ -35,6 +36,7 @@ export function createApp(
     .use(fileRoutes(svc))
     .use(legacyRoutes(svc))
     .use(batchRoutes(svc))
+    .use(fineTuneRoutes(svc))
     .use(unsupportedRoutes());
   return new Elysia({ name: "llmatic" })
     .use(

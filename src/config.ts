@@ -53,6 +53,10 @@ export interface ServerConfig {
   defaultModel: string | null;
   /** the model /v1/moderations uses (null: a guard model, else the first chat model) */
   moderationModel: string | null;
+  /** fine-tunes: the learning rate learning_rate_multiplier multiplies */
+  finetuneBaseLr: number;
+  /** fine-tunes: the longest example, in tokens */
+  finetuneMaxTokens: number;
   chatTemplateFile: string | null;
   /** batch-invariant numerics: no weight repacking */
   deterministic: boolean;
@@ -267,6 +271,26 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: null,
     arg: "ID",
     help: "the model that judges /v1/moderations (default: a guard model among the models, else the first chat model); text-moderation-* names stand for it",
+  },
+  {
+    key: "finetuneBaseLr",
+    flag: "finetune-base-lr",
+    kind: "number",
+    min: 1e-8,
+    max: 1,
+    default: 0.001,
+    arg: "LR",
+    help: "the learning rate fine-tunes multiply by their learning_rate_multiplier",
+  },
+  {
+    key: "finetuneMaxTokens",
+    flag: "finetune-max-tokens",
+    kind: "int",
+    min: 256,
+    max: 8192,
+    default: 1024,
+    arg: "N",
+    help: "the longest training example (tokens) a fine-tune accepts; windows are this long at most",
   },
   {
     key: "maxBodyMb",
@@ -659,6 +683,8 @@ function build(values: Map<string, unknown>): ServerConfig {
     maxUploadBytes: get<number>("maxUploadMb") * MB,
     defaultModel: get("defaultModel"),
     moderationModel: get("moderationModel"),
+    finetuneBaseLr: get("finetuneBaseLr"),
+    finetuneMaxTokens: get("finetuneMaxTokens"),
     chatTemplateFile: get("chatTemplateFile"),
     deterministic: get("deterministic"),
     sgemmMinBatch: get("sgemmMinBatch"),

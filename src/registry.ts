@@ -37,6 +37,8 @@ export interface ModelEntry {
   /** how the engine last died */
   lastExit: string | null;
   readySince: number;
+  /** made by a fine-tune here (it can be deleted) */
+  fineTuned: boolean;
 }
 
 /** `onExit`: the engine died by itself after it was ready. */
@@ -99,6 +101,7 @@ export class ModelRegistry {
         restarts: 0,
         lastExit: null,
         readySince: 0,
+        fineTuned: false,
       });
     }
   }
@@ -121,6 +124,47 @@ export class ModelRegistry {
 
   list(): ModelEntry[] {
     return [...this.entries.values()];
+  }
+
+  /** Serves one more model from now on (a fine-tune's result); it loads on its first request. */
+  add(id: string, source: ModelRef, opts: { fineTuned?: boolean; createdAt?: number } = {}): ModelEntry {
+    if (this.entries.has(id)) throw new DomainError("conflict", `a model with the id '${id}' exists already`);
+    const e: ModelEntry = {
+      id,
+      source,
+      state: "unloaded",
+      engine: null,
+      error: null,
+      progress: 0,
+      createdAt: opts.createdAt ?? Math.floor(Date.now() / 1000),
+      active: 0,
+      lastUsed: 0,
+      loading: null,
+      failures: 0,
+      retryAt: 0,
+      restarts: 0,
+      lastExit: null,
+      readySince: 0,
+      fineTuned: opts.fineTuned ?? false,
+    };
+    this.entries.set(id, e);
+    return e;
+  }
+
+  /**
+   * Stops serving a model: it is gone from the list and new requests get 404 at
+   * once; requests in flight finish, then its engine is closed.
+   */
+  async remove(id: string): Promise<void> {
+    const e = this.entries.get(id);
+    if (!e) throw notFound(`The model '${id}' does not exist`, "model", "model_not_found");
+    this.entries.delete(id);
+    if (e.loading) await e.loading.catch(() => {});
+    while (e.active > 0) await new Promise<void>((r) => this.released.push(r));
+    const engine = e.engine;
+    e.engine = null;
+    e.state = "unloaded";
+    await engine?.close();
   }
 
   entry(id: string): ModelEntry | undefined {

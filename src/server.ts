@@ -152,8 +152,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     log.warn("!".repeat(78));
   }
 
-  // batches a restart interrupted go on where they stopped
+  // batches a restart interrupted go on where they stopped; fine-tuned models are served again
   stores.batches.start();
+  stores.fineTunes.start();
   const ready = registry.preload().then(() => {
     const failed = registry.list().filter((e) => e.state === "failed");
     if (failed.length === registry.list().length) {

@@ -6,11 +6,13 @@ import type { ServerConfig } from "./config";
 import type { Metrics } from "./metrics";
 import type { ModelRegistry } from "./registry";
 import { Batches } from "./services/batches";
+import { FineTunes } from "./services/finetunes";
 import { FileStore } from "./store/files";
 
 export class Stores {
   #files: FileStore | null = null;
   #batches: Batches | null = null;
+  #fineTunes: FineTunes | null = null;
   constructor(
     private readonly config: ServerConfig,
     private readonly registry: ModelRegistry,
@@ -24,8 +26,13 @@ export class Stores {
     this.#batches ??= new Batches(this.config, this.registry, () => this.files, this.metrics);
     return this.#batches;
   }
-  /** Stops running batches at a clean point (their state is on disk; they resume at the next start). */
+  get fineTunes(): FineTunes {
+    this.#fineTunes ??= new FineTunes(this.config, this.registry, () => this.files);
+    return this.#fineTunes;
+  }
+  /** Stops running batches at a clean point (their state is on disk; they resume at the next start), and training. */
   async close(): Promise<void> {
+    this.#fineTunes?.close();
     await this.#batches?.close();
   }
 }

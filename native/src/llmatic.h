@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define LLMATIC_ABI_VERSION 5
+#define LLMATIC_ABI_VERSION 6
 
 // The largest grammar (GBNF text) built from a request's schema or tools.
 #define LLMATIC_MAX_GRAMMAR_BYTES (2u * 1024u * 1024u)
@@ -138,6 +138,40 @@ char *         llmatic_json_schema_to_grammar(const char * schema_json);
 // of the control/unknown tokens, the ones only parse_special turns into
 // tokens], max_piece: the longest token's text in bytes}.
 char *         llmatic_vocab_info(const struct llama_vocab * vocab);
+
+// ---- training (train.cpp) ---------------------------------------------------
+// llama.cpp's training API, one window (one optimizer step) per call. The model
+// must be loaded without mmap and without repacking, and be private to the
+// trainer (its weights change in place). Only F32 tensors train (never
+// token_embd); the K/V cache is F32 and flash attention off.
+typedef struct llmatic_trainer llmatic_trainer;
+
+// window: tokens per step (rounded up to a multiple of 256 by llama.cpp; read it
+// back with llmatic_trainer_window); ubatch divides it. *cancel (may be NULL)
+// aborts a step when it becomes non-zero. NULL on error (*error says why).
+llmatic_trainer * llmatic_trainer_new(struct llama_model * model, uint32_t window, uint32_t ubatch, int32_t n_threads,
+                                      const int32_t * cancel, char ** error);
+uint32_t llmatic_trainer_window(llmatic_trainer * trainer);
+// parameters that train
+int64_t  llmatic_trainer_n_trainable(llmatic_trainer * trainer);
+// times the loss hook ran (0 means per-position weights were not applied)
+int64_t  llmatic_trainer_hook_calls(llmatic_trainer * trainer);
+void     llmatic_trainer_set_adamw(llmatic_trainer * trainer, float lr, float beta1, float beta2, float eps, float wd);
+// One window of `window` tokens, labels (the next tokens) and loss weights.
+// train: forward + backward + one AdamW step; else forward only (validation).
+// Writes each position's NLL of its label and the model's top token there, and
+// ggml's mean loss. Returns 0, 1 when cancelled (the weights may be half-updated), < 0 on error.
+int32_t  llmatic_trainer_step(llmatic_trainer * trainer, const int32_t * tokens, const int32_t * labels,
+                              const float * weights, bool train, float * nll, int32_t * pred, double * loss);
+// the tensors that train: names, and their bytes (returns the size; negative: dst too small)
+int32_t      llmatic_trainer_tensor_count(llmatic_trainer * trainer);
+const char * llmatic_trainer_tensor_name(llmatic_trainer * trainer, int32_t i);
+int64_t      llmatic_trainer_tensor_read(llmatic_trainer * trainer, int32_t i, void * dst, int64_t cap);
+void         llmatic_trainer_free(llmatic_trainer * trainer);
+// llama_model_quantize with allow_requantize: ftype (0 = all F32, 7 = Q8_0, 1 = F16),
+// token_embedding_type a ggml type to keep the embedding in (-1: as ftype says). 0 on success.
+int32_t      llmatic_quantize(const char * in, const char * out, int32_t ftype, int32_t token_embedding_type,
+                              int32_t n_threads);
 
 // ---- processes --------------------------------------------------------------
 // The calling process gets SIGKILL when its parent exits, and becomes the

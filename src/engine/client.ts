@@ -62,7 +62,7 @@ const STDERR_LINES = 40;
 const BANNER =
   /^(=+|Bun v|Linux Kernel|CPU:|Args:|Features:|Builtins:|Elapsed:|RSS:|oh no|To send a redacted|please file a GitHub|\s*https:\/\/bun\.report|Crashed while)/;
 
-function crashLines(tail: string[]): string[] {
+export function crashLines(tail: string[]): string[] {
   return tail.filter((l) => !BANNER.test(l.trim())).slice(-5);
 }
 

@@ -46,6 +46,18 @@ export const symbols = {
   llmatic_chat_parser_parse: { args: [ptr, cstring, bool], returns: ptr },
   llmatic_json_schema_to_grammar: { args: [cstring], returns: ptr },
   llmatic_vocab_info: { args: [ptr], returns: ptr },
+  // ---- llmatic.h: training
+  llmatic_trainer_new: { args: [ptr, u32, u32, i32, ptr, ptr], returns: ptr },
+  llmatic_trainer_window: { args: [ptr], returns: u32 },
+  llmatic_trainer_n_trainable: { args: [ptr], returns: i64 },
+  llmatic_trainer_hook_calls: { args: [ptr], returns: i64 },
+  llmatic_trainer_set_adamw: { args: [ptr, f32, f32, f32, f32, f32], returns: none },
+  llmatic_trainer_step: { args: [ptr, ptr, ptr, ptr, bool, ptr, ptr, ptr], returns: i32 },
+  llmatic_trainer_tensor_count: { args: [ptr], returns: i32 },
+  llmatic_trainer_tensor_name: { args: [ptr, i32], returns: cstring },
+  llmatic_trainer_tensor_read: { args: [ptr, i32, ptr, i64], returns: i64 },
+  llmatic_trainer_free: { args: [ptr], returns: none },
+  llmatic_quantize: { args: [cstring, cstring, i32, i32, i32], returns: i32 },
   // ---- llmatic.h: processes
   llmatic_engine_process_setup: { args: [], returns: i32 },
 

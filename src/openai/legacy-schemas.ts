@@ -104,7 +104,27 @@ export const BatchRequest = t.Object(
 );
 export type BatchRequest = Static<typeof BatchRequest>;
 
+export const FineTuneRequest = t.Object(
+  {
+    training_file: t.String(),
+    validation_file: opt(t.String()),
+    model: opt(t.String()),
+    n_epochs: opt(t.Integer({ minimum: 1, maximum: 100 })),
+    batch_size: opt(t.Integer({ minimum: 1, maximum: 256 })),
+    learning_rate_multiplier: opt(t.Number({ exclusiveMinimum: 0, maximum: 100 })),
+    prompt_loss_weight: opt(t.Number({ minimum: 0, maximum: 1 })),
+    compute_classification_metrics: opt(t.Boolean()),
+    classification_n_classes: opt(t.Integer({ minimum: 2, maximum: 1000 })),
+    classification_positive_class: opt(t.String({ maxLength: 200 })),
+    classification_betas: opt(t.Array(t.Number({ exclusiveMinimum: 0, maximum: 100 }), { maxItems: 8 })),
+    suffix: opt(t.String({ minLength: 1, maxLength: 40 })),
+  },
+  { description: "POST /v1/fine-tunes" },
+);
+export type FineTuneRequest = Static<typeof FineTuneRequest>;
+
 export const legacyModels = new Elysia({ name: "legacy-models" }).model({
+  FineTuneRequest,
   EditRequest,
   SearchRequest,
   AnswerRequest,

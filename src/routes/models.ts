@@ -25,18 +25,9 @@ export const modelRoutes = (svc: Services) =>
       },
       { detail: { summary: "Retrieve a model", tags: ["Models"] } },
     )
-    .delete(
-      "/models/*",
-      ({ params }) => {
-        throw new ApiError(
-          501,
-          `Deleting models is not supported (llmatic serves the GGUF files it was started with; '${wildcardParam(params["*"], "model")}' is left untouched)`,
-          "invalid_request_error",
-          "not_implemented",
-        );
-      },
-      { detail: { summary: "Delete a fine-tuned model (not supported)", tags: ["Models"] } },
-    )
+    .delete("/models/*", ({ params, stores }) => stores.fineTunes.deleteModel(wildcardParam(params["*"], "model")), {
+      detail: { summary: "Delete a fine-tuned model (base models cannot be deleted: 400)", tags: ["Models"] },
+    })
     .get(
       "/engines",
       ({ registry }) => ({

@@ -6,7 +6,6 @@ import { ApiError } from "../http/errors";
 const IMAGES =
   "generating images needs a diffusion engine, and no npm package carries stable-diffusion.cpp's source to build one from";
 const AUDIO = "transcription needs whisper.cpp, which llmatic does not build yet";
-const FINE_TUNES = "training on llama.cpp's training API is not built yet";
 
 const UNSUPPORTED: [method: "get" | "post" | "delete", path: string, why: string][] = [
   ["post", "/images/generations", IMAGES],
@@ -14,11 +13,6 @@ const UNSUPPORTED: [method: "get" | "post" | "delete", path: string, why: string
   ["post", "/images/variations", IMAGES],
   ["post", "/audio/transcriptions", AUDIO],
   ["post", "/audio/translations", AUDIO],
-  ["post", "/fine-tunes", FINE_TUNES],
-  ["get", "/fine-tunes", FINE_TUNES],
-  ["get", "/fine-tunes/:fine_tune_id", FINE_TUNES],
-  ["post", "/fine-tunes/:fine_tune_id/cancel", FINE_TUNES],
-  ["get", "/fine-tunes/:fine_tune_id/events", FINE_TUNES],
 ];
 
 export const unsupportedRoutes = () => {
