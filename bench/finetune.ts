@@ -113,7 +113,7 @@ try {
   const solo = await stream();
   say(`fine-tuning ${benchId}: ${benchSteps} steps (converted to f32 first), a stream on ${tinyId} beside it`);
   const b = await fineTune(benchId, benchSteps, 1, stream);
-  console.log(`fine-tunes, ${threads} threads (the runner runs at nice 10)`);
+  console.log(`fine-tunes, ${threads} threads (the runner runs at nice 19)`);
   for (const [name, r] of [
     [tinyId, t],
     [benchId, b],

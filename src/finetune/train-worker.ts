@@ -16,7 +16,7 @@ self.onmessage = async (ev: MessageEvent<{ spec: FineTuneSpec; cancel: SharedArr
   try {
     if (spec.libPath) setLibraryPath(spec.libPath);
     // training yields the CPU to serving
-    lib().llmatic_thread_nice(10);
+    lib().llmatic_thread_nice(19);
     await runFineTune(spec, flag, post);
     if (flag[0] !== 0) post({ type: "cancelled" });
   } catch (e) {

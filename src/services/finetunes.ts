@@ -12,7 +12,6 @@ import { fileURLToPath } from "node:url";
 import { writeFileAtomic } from "../atomic";
 import type { ServerConfig } from "../config";
 import { embedded } from "../embedded";
-import { crashLines } from "../engine/client";
 import { invalid, notFound } from "../errors";
 import type { FineTuneSpec, Hyperparams, RunnerReport, ToRunner } from "../finetune/protocol";
 import { untrainable } from "../finetune/train";
@@ -347,7 +346,10 @@ export class FineTunes {
     const id = this.queue.shift();
     if (!id) return;
     const s = this.jobs.get(id);
-    if (!s || s.job.status !== "pending") return this.next();
+    if (s?.job.status !== "pending") {
+      this.next();
+      return;
+    }
     void this.run(s).finally(() => {
       this.current = null;
       this.next();

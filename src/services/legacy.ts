@@ -640,7 +640,7 @@ async function guardText(engine: Engine, text: string, x: Exec): Promise<Record<
     for (const cat of cats) scores[cat] = Math.min(1, (scores[cat] as number) + pUnsafe * share);
   }
   // Llama Guard has no code for these: derived (see the README)
-  scores["harassment"] = Math.max(scores.hate as number, 0);
+  scores.harassment = Math.max(scores.hate as number, 0);
   scores["harassment/threatening"] = Math.min(scores.hate as number, scores.violence as number);
   scores["violence/graphic"] = scores.violence as number;
   return scores;
