@@ -214,6 +214,13 @@ const SOURCE_PATCHES: { file: string; find: string; replace: string; why: string
     replace:
       "        cparams.flash_attn = false;\n    }\n\n    // llmatic: training graphs (forward, backward, optimizer step) are several times the forward\n    // graph: the scheduler is reserved for them before ggml_opt_init takes it\n    opt_graphs = true;\n    sched_need_reserve = true;\n    sched_reserve();\n    ggml_backend_sched_set_eval_callback(sched.get(), cparams.cb_eval, cparams.cb_eval_user_data);\n",
   },
+  {
+    file: "common/json-schema-to-grammar.cpp",
+    why: "fail closed: a pattern the grammar cannot express is an error, not a string that accepts anything",
+    find: '            _warnings.push_back("pattern " + pattern + " is not supported (" + err.what() + "), accepting any string");\n            return _add_rule(name, _add_primitive("string", PRIMITIVE_RULES.at("string")));\n',
+    replace:
+      '            // llmatic: never accept any string for a pattern that cannot be enforced\n            _errors.push_back("pattern " + pattern + " cannot be enforced (" + err.what() + ")");\n            return "";\n',
+  },
 ];
 
 const PATCH_ID = createHash("sha256").update(JSON.stringify(SOURCE_PATCHES)).digest("hex").slice(0, 12);

@@ -21,7 +21,13 @@ export interface SamplingDefaults {
   repeatPenalty: number;
   repeatLastN: number;
   seed: number | null;
+  /** tokens a think block may take before its end is forced (-1: no limit) */
+  reasoningBudget: number;
+  /** which field chat completions put reasoning in: both names (peers use one or the other), or one */
+  reasoningField: ReasoningField;
 }
+
+export type ReasoningField = "both" | "reasoning_content" | "reasoning";
 
 export type Isolation = "process" | "thread";
 
@@ -449,6 +455,25 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: null,
     arg: "N",
     help: "default seed (default: random per request)",
+  },
+  {
+    key: "sampling.reasoningBudget",
+    flag: "reasoning-budget",
+    kind: "int",
+    min: -1,
+    max: 1 << 24,
+    default: -1,
+    arg: "N",
+    help: "tokens a reasoning model may think before its think block is closed for it (-1: no limit; requests set their own with reasoning_budget, thinking.budget_tokens)",
+  },
+  {
+    key: "sampling.reasoningField",
+    flag: "reasoning-field",
+    kind: "enum",
+    values: ["both", "reasoning_content", "reasoning"],
+    default: "both",
+    arg: "NAME",
+    help: "where chat completions put a reasoning model's thinking: both reasoning_content and reasoning (clients read one or the other), or only one of them",
   },
   {
     key: "config",

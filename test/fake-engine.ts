@@ -82,6 +82,11 @@ export class FakeEngine implements Engine {
     return [...text].map((ch) => ch.charCodeAt(0) % 1000);
   }
 
+  async countTokens(req: GenerateRequest): Promise<number> {
+    this.requests.push(req);
+    return this.script.promptTokens ?? 7;
+  }
+
   async detokenize(tokens: number[]): Promise<string> {
     return tokens.map((t) => `<${t}>`).join("");
   }

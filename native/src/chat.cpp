@@ -59,6 +59,8 @@ char * llmatic_chat_apply(llmatic_chat * chat, const char * request_json) {
         inputs.add_generation_prompt = body.value("add_generation_prompt", true);
         inputs.use_jinja             = true;
         inputs.enable_thinking       = body.value("enable_thinking", true);
+        // deepseek: the parser the template gets moves its think block into reasoning_content
+        inputs.reasoning_format = common_reasoning_format_from_name(body.value("reasoning_format", std::string("none")));
         if (body.contains("chat_template_kwargs") && body.at("chat_template_kwargs").is_object()) {
             for (const auto & [key, val] : body.at("chat_template_kwargs").items()) {
                 inputs.chat_template_kwargs[key] = val.dump();
@@ -80,6 +82,11 @@ char * llmatic_chat_apply(llmatic_chat * chat, const char * request_json) {
         out["grammar_lazy"]      = params.grammar_lazy;
         out["generation_prompt"] = params.generation_prompt;
         out["parser"]            = params.parser;
+        out["supports_thinking"] = params.supports_thinking;
+        out["thinking_start_tag"] = params.thinking_start_tag;
+        json end_tags            = json::array();
+        for (const auto & t : params.thinking_end_tags) end_tags.push_back(t);
+        out["thinking_end_tags"] = end_tags;
         json triggers            = json::array();
         for (const auto & t : params.grammar_triggers) {
             json jt     = json::object();

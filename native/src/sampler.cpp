@@ -158,6 +158,27 @@ llmatic_sampler * llmatic_sampler_new(const llama_model * model, const char * co
             }
         }
         p.generation_prompt = cfg.value("generation_prompt", std::string());
+        // a thinking budget: after reasoning_budget_tokens inside the template's think block, its end tag is forced
+        const int32_t budget = cfg.value("reasoning_budget_tokens", -1);
+        const std::string start_tag = cfg.value("reasoning_start_tag", std::string());
+        if (budget >= 0 && !start_tag.empty() && cfg.contains("reasoning_end_tags")) {
+            const llama_vocab * vocab = llama_model_get_vocab(model);
+            p.reasoning_budget_tokens = budget;
+            p.reasoning_budget_start  = common_tokenize(vocab, start_tag, false, true);
+            for (const auto & t : cfg.at("reasoning_end_tags")) {
+                const std::string tag = t.get<std::string>();
+                if (!tag.empty()) p.reasoning_budget_end.push_back(common_tokenize(vocab, tag, false, true));
+            }
+            if (!p.reasoning_budget_end.empty()) {
+                llama_tokens forced = p.reasoning_budget_end.front();
+                const std::string message = cfg.value("reasoning_budget_message", std::string());
+                if (!message.empty()) {
+                    const llama_tokens m = common_tokenize(vocab, message, false, true);
+                    forced.insert(forced.begin(), m.begin(), m.end());
+                }
+                p.reasoning_budget_forced = forced;
+            }
+        }
         common_sampler * smpl = common_sampler_init(model, p);
         if (!smpl) throw std::runtime_error("failed to initialise the sampler (invalid grammar?)");
         auto * s    = new llmatic_sampler();

@@ -358,6 +358,10 @@ export class LlamaEngine implements Engine {
     return this.call((id) => ({ type: "detokenize", id, tokens }));
   }
 
+  countTokens(request: GenerateRequest): Promise<number> {
+    return this.call((id) => ({ type: "count", id, request }));
+  }
+
   async embed(inputs: (string | number[])[], signal?: AbortSignal): Promise<EmbedResult> {
     const r = await this.call<EmbedResultWire>((id) => ({ type: "embed", id, inputs }), signal);
     return {

@@ -13,6 +13,8 @@ export interface Engine {
   generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateEvent, void, void>;
   tokenize(text: string, addSpecial?: boolean, parseSpecial?: boolean): Promise<number[]>;
   detokenize(tokens: number[]): Promise<string>;
+  /** the prompt tokens `req` would take (its start event's promptTokens), without running it */
+  countTokens(req: GenerateRequest): Promise<number>;
   /** queued like generations; aborting `signal` cancels between inputs */
   embed(inputs: (string | number[])[], signal?: AbortSignal): Promise<EmbedResult>;
   stats(): EngineStats;

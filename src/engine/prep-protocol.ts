@@ -11,6 +11,7 @@ export type ToPrep =
   | { type: "embed"; id: number; inputs: (string | number[])[]; nCtx: number }
   | { type: "tokenize"; id: number; text: string; addSpecial: boolean; parseSpecial: boolean }
   | { type: "detokenize"; id: number; tokens: number[] }
+  | { type: "count"; id: number; request: GenerateRequest; nCtxSlot: number }
   | { type: "shutdown" };
 
 export type FromPrep =

@@ -11,7 +11,7 @@ import { ChatTemplates } from "../ffi/chat";
 import { drainNativeLogs, lib, setLibraryPath } from "../ffi/library";
 import { Model } from "../ffi/model";
 import type { FromPrep, ToPrep } from "./prep-protocol";
-import { prepare, prepareEmbeddings, toWire } from "./prepare";
+import { countPrompt, prepare, prepareEmbeddings, toWire } from "./prepare";
 
 let model: Model | null = null;
 let templates: ChatTemplates | null = null;
@@ -75,6 +75,9 @@ self.onmessage = (ev: MessageEvent<ToPrep>) => {
         return;
       case "detokenize":
         post({ type: "result", id: m.id, value: loaded().detokenize(m.tokens) });
+        return;
+      case "count":
+        post({ type: "result", id: m.id, value: countPrompt(loaded(), templates, m.request, m.nCtxSlot) });
         return;
       case "shutdown":
         templates?.dispose();

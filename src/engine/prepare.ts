@@ -310,6 +310,24 @@ function samplingOf(
       generationPrompt: template.generationPrompt,
     };
   }
+  const chat = req.prompt.type === "chat" ? req.prompt.chat : null;
+  if (
+    template?.supportsThinking &&
+    chat?.enableThinking !== false &&
+    req.reasoningBudget !== null &&
+    req.reasoningBudget !== undefined
+  ) {
+    sampling = {
+      ...sampling,
+      reasoningBudget: {
+        tokens: req.reasoningBudget,
+        startTag: template.thinkingStartTag,
+        endTags: template.thinkingEndTags,
+        message: "\n\nI have to answer now.\n",
+      },
+      generationPrompt: template.generationPrompt,
+    };
+  }
   if (req.ignoreEos) {
     sampling = {
       ...sampling,
@@ -352,6 +370,10 @@ export function prepare(
     if (ids.length === 1) preserved.push(ids[0] as number);
   }
   const sampling = samplingOf(model, req, template, nCtxSlot);
+  // a thinking template's output is parsed so its think block becomes the reasoning (unless thinking is off:
+  // then whatever the model writes is the answer)
+  const thinks =
+    !!template?.supportsThinking && !(req.prompt.type === "chat" && req.prompt.chat.enableThinking === false);
   const samplers: Sampler[] = [];
   const parsers: ChatParser[] = [];
   try {
@@ -360,7 +382,9 @@ export function prepare(
       const s = Sampler.create(model, { ...sampling, seed: (sampling.seed + i) >>> 0 });
       samplers.push(s);
       s.acceptPrompt(prompt);
-      if (req.parse && template) parsers.push(ChatParser.create(template, req.parse === "tools"));
+      if (template && (req.parse || thinks)) {
+        parsers.push(ChatParser.create(template, req.parse === "tools", thinks ? "deepseek" : "none"));
+      }
     }
   } catch (e) {
     for (const s of samplers) s.dispose();
@@ -371,6 +395,16 @@ export function prepare(
 }
 
 /** Embedding inputs as checked token lists. */
+/** The prompt tokens `req` takes (what its start event reports), without preparing the rest. */
+export function countPrompt(
+  model: Model,
+  templates: ChatTemplates | null,
+  req: GenerateRequest,
+  nCtxSlot: number,
+): number {
+  return Math.max(1, promptOf(model, templates, req, nCtxSlot).prompt.length);
+}
+
 export function prepareEmbeddings(model: Model, inputs: (string | number[])[], nCtx: number): Int32Array[] {
   return inputs.map((input, i) => {
     if (typeof input === "string") tooLong(model, Buffer.byteLength(input), nCtx, "input");

@@ -389,6 +389,11 @@ export function runEngine(
           calls.add(m.id);
           toPrep(m);
           return;
+        case "count":
+          if (!model || closing) throw new DomainError("engine_unavailable", "the model is not loaded");
+          calls.add(m.id);
+          toPrep({ ...m, nCtxSlot });
+          return;
         case "embed":
           if (!scheduler || closing) throw new DomainError("engine_unavailable", "the model is not loaded");
           scheduler.checkAdmissible(1, preparing.size + embedding.size);

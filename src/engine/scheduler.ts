@@ -574,6 +574,7 @@ export class Scheduler {
       text: c.text.text,
       // after the final (non-partial) parse in emitText above
       message: c.parser ? c.parsed : undefined,
+      stopSequence: reason === "stop" ? (c.text.matched ?? undefined) : undefined,
       meanLogprob: job.req.scoreChoices ? c.logprobSum / Math.max(1, c.generated) : undefined,
       scores: c.scores,
     });

@@ -34,6 +34,8 @@ export class TextAssembler {
   private stopped = false;
   /** everything emitted so far */
   text = "";
+  /** the stop string that ended the text (null: none did) */
+  matched: string | null = null;
 
   constructor(private readonly stops: readonly string[]) {}
 
@@ -53,6 +55,7 @@ export class TextAssembler {
     const at = findStop(this.pending, this.stops);
     if (at >= 0) {
       this.stopped = true;
+      this.matched = this.stops.find((s) => this.pending.startsWith(s, at)) ?? null;
       return this.emit(at, true);
     }
     return this.emit(this.pending.length - partialStopLength(this.pending, this.stops), false);

@@ -87,6 +87,12 @@ export interface GenerateRequest {
   parse?: "content" | "tools";
   /** report the log-probability of each generated token and its `n` most likely alternatives (0..20) */
   logprobs?: number | null;
+  /**
+   * chat with a thinking template: how many tokens the think block may take
+   * before its end is forced (null: no limit). Thinking itself is switched by
+   * prompt.chat.enableThinking.
+   */
+  reasoningBudget?: number | null;
   /** also report the prompt's tokens with their log-probabilities (completions echo); top `n` alternatives */
   promptLogprobs?: number | null;
   /** with promptLogprobs: only the tokens from this prompt position on (scorers; the rest needs no logits) */
@@ -146,6 +152,8 @@ export type GenerateEvent =
       text: string;
       /** with parse: the final parsed message */
       message?: ParsedMessage;
+      /** the stop string that ended the text, if one did */
+      stopSequence?: string;
       /** with scoreChoices */
       meanLogprob?: number;
       /** with scoreTokens: one log-probability per token asked for */
@@ -175,6 +183,8 @@ export type ToEngine =
   | { type: "cancel"; id: number }
   | { type: "tokenize"; id: number; text: string; addSpecial: boolean; parseSpecial: boolean }
   | { type: "detokenize"; id: number; tokens: number[] }
+  /** the prompt tokens of a generate request (templated and tokenized, not run) */
+  | { type: "count"; id: number; request: GenerateRequest }
   | { type: "embed"; id: number; inputs: (string | number[])[] }
   | { type: "shutdown" };
 

@@ -46,6 +46,10 @@ export interface TemplateOutput {
   additionalStops: string[];
   generationPrompt: string;
   parser: string;
+  /** the template has a think block (reasoning models) */
+  supportsThinking: boolean;
+  thinkingStartTag: string;
+  thinkingEndTags: string[];
 }
 
 function callJson<T>(p: Pointer | null, what: string): T {
@@ -83,6 +87,8 @@ export class ChatTemplates extends NativeObject {
       grammar: input.grammar ?? "",
       add_generation_prompt: input.addGenerationPrompt ?? true,
       enable_thinking: input.enableThinking ?? true,
+      // the think block is parsed out as reasoning unless thinking is off (then what the model writes is the answer)
+      reasoning_format: input.enableThinking === false ? "none" : "deepseek",
       chat_template_kwargs: input.templateKwargs ?? {},
     };
     const out = callJson<{
@@ -95,6 +101,9 @@ export class ChatTemplates extends NativeObject {
       additional_stops: string[];
       generation_prompt: string;
       parser: string;
+      supports_thinking: boolean;
+      thinking_start_tag: string;
+      thinking_end_tags: string[];
     }>(
       lib().llmatic_chat_apply(this.handle, Buffer.from(`${JSON.stringify(req)}\0`)) as Pointer | null,
       "chat template",
@@ -109,6 +118,9 @@ export class ChatTemplates extends NativeObject {
       additionalStops: out.additional_stops,
       generationPrompt: out.generation_prompt,
       parser: out.parser,
+      supportsThinking: out.supports_thinking,
+      thinkingStartTag: out.thinking_start_tag,
+      thinkingEndTags: out.thinking_end_tags,
     };
   }
 }
@@ -130,15 +142,18 @@ export class ChatParser extends NativeObject {
     super(h);
   }
 
+  /** reasoning: "deepseek" moves the think block into reasoning_content; "none" leaves it in the content */
   static create(
     t: Pick<TemplateOutput, "format" | "parser" | "generationPrompt">,
     parseToolCalls: boolean,
+    reasoning: "deepseek" | "none" = "none",
   ): ChatParser {
     const cfg = JSON.stringify({
       format: t.format,
       parser: t.parser,
       generation_prompt: t.generationPrompt,
       parse_tool_calls: parseToolCalls,
+      reasoning_format: reasoning,
     });
     const err = new ErrorOut();
     const h = lib().llmatic_chat_parser_new(Buffer.from(`${cfg}\0`), err.ptr) as Pointer | null;

@@ -34,6 +34,8 @@ export interface SamplingParams {
   };
   /** text the template already put after the last turn (advances output-format grammars) */
   generationPrompt?: string;
+  /** a thinking budget: after `tokens` tokens in the think block its end tag is forced */
+  reasoningBudget?: { tokens: number; startTag: string; endTags: string[]; message?: string };
   /**
    * false: run llama.cpp's chain over the whole vocabulary even where the
    * one-pass top-k preselection gives the same token (tests compare the two)
@@ -73,6 +75,10 @@ function toConfig(p: SamplingParams): string {
     grammar_lazy: p.grammar?.lazy ?? false,
     grammar_triggers: p.grammar?.triggers ?? [],
     generation_prompt: p.generationPrompt ?? "",
+    reasoning_budget_tokens: p.reasoningBudget?.tokens ?? -1,
+    reasoning_start_tag: p.reasoningBudget?.startTag ?? "",
+    reasoning_end_tags: p.reasoningBudget?.endTags ?? [],
+    reasoning_budget_message: p.reasoningBudget?.message ?? "",
     fast_top_k: p.fastTopK ?? true,
   });
 }

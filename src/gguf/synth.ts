@@ -72,6 +72,45 @@ const QWEN25_ADDED: [number, string, number][] = [
 const IM_END = 151645;
 const ENDOFTEXT = 151643;
 
+/** Which tokens the Qwen2 vocab's placeholders become, and the special ids. */
+export interface TokenizerVariant {
+  added: [id: number, text: string, type: number][];
+  eos: number;
+  bos: number;
+  addBos: boolean;
+}
+
+/** Qwen2.5 (the tiny and bench models). */
+export const QWEN25_TOKENIZER: TokenizerVariant = { added: QWEN25_ADDED, eos: IM_END, bos: ENDOFTEXT, addBos: false };
+
+/** Qwen3: Qwen2.5's tokens plus tool responses and the think block, as Qwen3's own vocabulary has them. */
+export const QWEN3_TOKENIZER: TokenizerVariant = {
+  ...QWEN25_TOKENIZER,
+  added: [
+    ...QWEN25_ADDED,
+    [151665, "<tool_response>", 4],
+    [151666, "</tool_response>", 4],
+    [151667, "<think>", 4],
+    [151668, "</think>", 4],
+  ],
+};
+
+/** DeepSeek-R1-Distill-Qwen: the Qwen2 vocabulary with DeepSeek's turn markers and think tags. */
+export const R1_TOKENIZER: TokenizerVariant = {
+  added: [
+    [151643, "<｜end▁of▁sentence｜>", 3],
+    [151644, "<｜User｜>", 4],
+    [151645, "<｜Assistant｜>", 4],
+    [151646, "<｜begin▁of▁sentence｜>", 3],
+    [151647, "<|EOT|>", 4],
+    [151648, "<think>", 4],
+    [151649, "</think>", 4],
+  ],
+  eos: 151643,
+  bos: 151646,
+  addBos: true,
+};
+
 // ---- random numbers ---------------------------------------------------------
 
 /** xorshift32: fast, deterministic, good enough for weights nobody will read. */
@@ -208,8 +247,13 @@ const u32v = (value: number): MetaEntry => ({ type: ValueType.UINT32, value });
 const f32v = (value: number): MetaEntry => ({ type: ValueType.FLOAT32, value });
 const boolv = (value: boolean): MetaEntry => ({ type: ValueType.BOOL, value });
 
-/** Metadata: architecture keys for the shape, then the vocab file's tokenizer, patched to Qwen2.5's. */
-function metadataFor(s: ModelShape, vocab: GgufFile, chatTemplate: string): Map<string, MetaEntry> {
+/** Metadata: architecture keys for the shape, then the vocab file's tokenizer, patched to the variant's. */
+function metadataFor(
+  s: ModelShape,
+  vocab: GgufFile,
+  chatTemplate: string,
+  tok: TokenizerVariant,
+): Map<string, MetaEntry> {
   const m = new Map<string, MetaEntry>();
   const mostly = s.embdType === GgmlType.Q8_0 ? s.embdType : s.weightType;
   const fileType = mostly === GgmlType.F32 ? 0 : mostly === GgmlType.F16 ? 1 : 7;
@@ -228,16 +272,16 @@ function metadataFor(s: ModelShape, vocab: GgufFile, chatTemplate: string): Map<
     if (!k.startsWith("tokenizer.") || k === "tokenizer.chat_template") continue;
     if (k === "tokenizer.ggml.tokens" || k === "tokenizer.ggml.token_type") {
       const arr = [...(v.value as (string | number)[])];
-      for (const [id, text, type] of QWEN25_ADDED) arr[id] = k === "tokenizer.ggml.tokens" ? text : type;
+      for (const [id, text, type] of tok.added) arr[id] = k === "tokenizer.ggml.tokens" ? text : type;
       m.set(k, { ...v, value: arr });
     } else {
       m.set(k, v);
     }
   }
-  m.set("tokenizer.ggml.eos_token_id", u32v(IM_END));
-  m.set("tokenizer.ggml.bos_token_id", u32v(ENDOFTEXT));
-  m.set("tokenizer.ggml.padding_token_id", u32v(ENDOFTEXT));
-  m.set("tokenizer.ggml.add_bos_token", boolv(false));
+  m.set("tokenizer.ggml.eos_token_id", u32v(tok.eos));
+  m.set("tokenizer.ggml.bos_token_id", u32v(tok.bos));
+  m.set("tokenizer.ggml.padding_token_id", u32v(tok.eos === IM_END ? ENDOFTEXT : tok.eos));
+  m.set("tokenizer.ggml.add_bos_token", boolv(tok.addBos));
   m.set("tokenizer.chat_template", str(chatTemplate));
   return m;
 }
@@ -245,12 +289,13 @@ function metadataFor(s: ModelShape, vocab: GgufFile, chatTemplate: string): Map<
 export interface SynthSources {
   /** llama.cpp's models/ggml-vocab-qwen2.gguf */
   vocabPath: string;
-  /** llama.cpp's models/templates/Qwen-Qwen2.5-7B-Instruct.jinja */
+  /** a chat template of llama.cpp's models/templates/ (default Qwen-Qwen2.5-7B-Instruct.jinja) */
   templatePath: string;
+  tokenizer?: TokenizerVariant;
 }
 
 export async function writeSyntheticModel(shape: ModelShape, src: SynthSources, outPath: string): Promise<void> {
   const vocab = readGguf(src.vocabPath);
   const template = await Bun.file(src.templatePath).text();
-  writeGguf(outPath, metadataFor(shape, vocab, template), tensorsFor(shape));
+  writeGguf(outPath, metadataFor(shape, vocab, template, src.tokenizer ?? QWEN25_TOKENIZER), tensorsFor(shape));
 }

@@ -4,7 +4,15 @@
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { embedded, extractOnce } from "../embedded";
-import { BENCH_SHAPE, type ModelShape, TINY_SHAPE, writeSyntheticModel } from "../gguf/synth";
+import {
+  BENCH_SHAPE,
+  type ModelShape,
+  QWEN3_TOKENIZER,
+  R1_TOKENIZER,
+  TINY_SHAPE,
+  type TokenizerVariant,
+  writeSyntheticModel,
+} from "../gguf/synth";
 import { cacheDir } from "../paths";
 
 export const MODELS_DIR = join(import.meta.dir, "..", "..", "models");
@@ -28,11 +36,37 @@ async function sources(): Promise<{ vocabPath: string; templatePath: string }> {
 }
 
 /** Writes `shape` to `path` atomically (a crash never leaves a half-written model). */
-async function synthesize(shape: ModelShape, path: string): Promise<void> {
+async function synthesize(
+  shape: ModelShape,
+  path: string,
+  variant?: { template: string; tokenizer: TokenizerVariant },
+): Promise<void> {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.partial`;
-  await writeSyntheticModel(shape, await sources(), tmp);
+  const src = await sources();
+  if (variant) src.templatePath = join(dirname(src.templatePath), variant.template);
+  await writeSyntheticModel(shape, { ...src, tokenizer: variant?.tokenizer }, tmp);
   renameSync(tmp, path);
+}
+
+/**
+ * Reasoning models of the tiny shape (random weights, so they never close a
+ * think block by themselves): "r1" has DeepSeek-R1-Distill-Qwen's template,
+ * which opens the think block in the prompt; "qwen3" has Qwen3's hybrid one
+ * (enable_thinking). Both have their think tags as single tokens, as the real
+ * vocabularies do. For tests.
+ */
+export const REASONING_MODELS = {
+  r1: { template: "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", tokenizer: R1_TOKENIZER },
+  qwen3: { template: "Qwen-Qwen3-0.6B.jinja", tokenizer: QWEN3_TOKENIZER },
+} as const;
+
+export async function ensureReasoningModel(kind: keyof typeof REASONING_MODELS): Promise<string> {
+  const path = join(MODELS_DIR, `llmatic-tiny-${kind}.gguf`);
+  if (!existsSync(path)) {
+    await synthesize({ ...TINY_SHAPE, name: `llmatic-tiny-${kind} (random weights)` }, path, REASONING_MODELS[kind]);
+  }
+  return path;
 }
 
 export async function ensureTinyModel(log: (s: string) => void = () => {}): Promise<string> {

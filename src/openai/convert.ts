@@ -1,83 +1,24 @@
 // Pure translations of OpenAI requests into the engine's typed requests
-// (responses.ts goes the other way). No I/O here.
-import type { SamplingDefaults } from "../config";
+// (responses.ts goes the other way); chat completions go through the chat
+// request every dialect shares (chat/request.ts). No I/O here.
+import {
+  type ChatSpec,
+  type ChatTool,
+  chatRequest,
+  checkN,
+  effortOf,
+  samplingFrom,
+  stopList,
+  type ToolChoice,
+} from "../chat/request";
+import type { ReasoningField, SamplingDefaults } from "../config";
 import type { GenerateRequest, ModelInfo, PromptInput } from "../engine/types";
 import { invalid } from "../errors";
-import type { TemplateMessage, TemplateTool } from "../ffi/chat";
-import type { SamplingParams } from "../ffi/sampler";
+import type { TemplateMessage } from "../ffi/chat";
 import type { ToolStyle } from "./responses";
-import { checkSchema, SchemaBudget } from "./schema";
 import type { ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest } from "./schemas";
 
-// ---- shared request pieces --------------------------------------------------
-
-type SamplingFields = Pick<
-  CompletionRequest,
-  | "temperature"
-  | "top_p"
-  | "seed"
-  | "presence_penalty"
-  | "frequency_penalty"
-  | "logit_bias"
-  | "top_k"
-  | "min_p"
-  | "repeat_penalty"
-  | "repeat_last_n"
->;
-
-export function randomSeed(): number {
-  return crypto.getRandomValues(new Uint32Array(1))[0] as number;
-}
-
-export function samplingFrom(body: SamplingFields, defaults: SamplingDefaults, info: ModelInfo): SamplingParams {
-  const logitBias: [number, number][] = [];
-  // (at most LIMITS.logitBias entries: the schema's maxProperties)
-  const biases = Object.entries(body.logit_bias ?? {});
-  const repeatLastN = body.repeat_last_n ?? defaults.repeatLastN;
-  if (repeatLastN > info.nCtxSlot) {
-    throw invalid(
-      `repeat_last_n=${repeatLastN} is more than the ${info.nCtxSlot} tokens of this model's context window (-1 means all of it)`,
-      "repeat_last_n",
-    );
-  }
-  for (const [key, bias] of biases) {
-    const token = Number(key);
-    if (!/^\d+$/.test(key) || !Number.isSafeInteger(token) || token >= info.nVocab) {
-      throw invalid(
-        `Invalid logit_bias key '${key}': keys must be token ids between 0 and ${info.nVocab - 1}`,
-        "logit_bias",
-      );
-    }
-    // -100 bans a token outright, as OpenAI documents
-    logitBias.push([token, bias <= -100 ? Number.NEGATIVE_INFINITY : bias]);
-  }
-  return {
-    seed: body.seed ?? defaults.seed ?? randomSeed(),
-    temperature: body.temperature ?? defaults.temperature,
-    topK: body.top_k ?? defaults.topK,
-    topP: body.top_p ?? defaults.topP,
-    minP: body.min_p ?? defaults.minP,
-    repeatPenalty: body.repeat_penalty ?? defaults.repeatPenalty,
-    repeatLastN,
-    presencePenalty: body.presence_penalty ?? 0,
-    frequencyPenalty: body.frequency_penalty ?? 0,
-    logitBias,
-  };
-}
-
-export function stopList(stop: string | string[] | null | undefined): string[] {
-  if (stop === null || stop === undefined) return [];
-  return (typeof stop === "string" ? [stop] : stop).filter((s) => s.length > 0);
-}
-
-function checkN(n: number, info: ModelInfo, param = "n"): void {
-  if (n > info.parallel) {
-    throw invalid(
-      `${param}=${n} is more than this model's ${info.parallel} parallel slots (start the server with --parallel ${n} or more)`,
-      param,
-    );
-  }
-}
+export { randomSeed, samplingFrom, stopList } from "../chat/request";
 
 // ---- completions ----------------------------------------------------------------
 
@@ -190,7 +131,9 @@ export function templateMessages(messages: ChatMessage[]): TemplateMessage[] {
             function: { name: c.function.name, arguments: c.function.arguments },
           }));
         }
-        if (m.reasoning_content) msg.reasoning_content = m.reasoning_content;
+        // reasoning from an earlier turn: either name (peers use both)
+        const reasoning = m.reasoning_content ?? m.reasoning;
+        if (reasoning) msg.reasoning_content = reasoning;
         return msg;
       }
       default:
@@ -207,70 +150,46 @@ export interface ChatPlan {
   /** how tool calls are reported back */
   toolStyle: ToolStyle;
   logprobs: boolean;
+  reasoningField: ReasoningField;
 }
 
-type ToolDef = NonNullable<ChatCompletionRequest["tools"]>[number];
-
-/** tools/tool_choice, or the legacy functions/function_call, as the template's tools and choice. */
-function toolsOf(body: ChatCompletionRequest): { tools: TemplateTool[]; choice: string; style: ToolStyle } {
+/** tools/tool_choice, or the legacy functions/function_call, as the chat request's tools and choice. */
+function toolsOf(body: ChatCompletionRequest): { tools: ChatTool[]; choice: ToolChoice; style: ToolStyle } {
   if (body.tools?.length && body.functions?.length) {
     throw invalid("Use either tools or the deprecated functions, not both", "functions");
   }
-  let defs: ToolDef[] = [];
-  let choice: ChatCompletionRequest["tool_choice"] = body.tool_choice ?? "auto";
-  let style: ToolStyle = "none";
-  let choiceParam = "tool_choice";
   if (body.tools?.length) {
-    defs = body.tools;
-    style = "tools";
-  } else if (body.functions?.length) {
-    defs = body.functions.map((f) => ({ type: "function", function: f }));
-    style = "functions";
-    choiceParam = "function_call";
+    body.tools.forEach((d, i) => {
+      if (d.type !== "function")
+        throw invalid(`Tool type '${d.type}' is not supported (only 'function')`, `tools[${i}].type`);
+    });
+    const c = body.tool_choice ?? "auto";
+    return {
+      tools: body.tools.map((d) => ({
+        name: d.function.name,
+        description: d.function.description ?? undefined,
+        parameters: d.function.parameters ?? undefined,
+      })),
+      choice: typeof c === "string" ? c : { name: c.function.name },
+      style: "tools",
+    };
+  }
+  if (body.functions?.length) {
     const fc = body.function_call ?? "auto";
-    choice = typeof fc === "string" ? fc : { type: "function", function: { name: fc.name } };
-  } else {
-    if (body.tool_choice && body.tool_choice !== "none" && body.tool_choice !== "auto") {
-      throw invalid("tool_choice needs tools", "tool_choice");
-    }
-    return { tools: [], choice: "auto", style };
+    return {
+      tools: body.functions.map((f) => ({
+        name: f.name,
+        description: f.description ?? undefined,
+        parameters: f.parameters ?? undefined,
+      })),
+      choice: typeof fc === "string" ? fc : { name: fc.name },
+      style: "functions",
+    };
   }
-  const names = new Set<string>();
-  // all tools end up in one grammar: their schemas share one budget
-  const budget = new SchemaBudget();
-  defs.forEach((d, i) => {
-    const param = style === "tools" ? `tools[${i}]` : `functions[${i}]`;
-    if (d.type !== "function")
-      throw invalid(`Tool type '${d.type}' is not supported (only 'function')`, `${param}.type`);
-    if (!/^[a-zA-Z0-9_-]{1,64}$/.test(d.function.name)) {
-      throw invalid(
-        `Invalid function name '${d.function.name}': use 1-64 letters, digits, underscores or dashes`,
-        `${param}.function.name`,
-      );
-    }
-    if (names.has(d.function.name))
-      throw invalid(`Duplicate function name '${d.function.name}'`, `${param}.function.name`);
-    names.add(d.function.name);
-    if (d.function.parameters) checkSchema(d.function.parameters, `${param}.function.parameters`, budget);
-  });
-  let tools: TemplateTool[] = defs.map((d) => ({
-    type: "function",
-    function: {
-      name: d.function.name,
-      description: d.function.description ?? undefined,
-      parameters: d.function.parameters ?? { type: "object", properties: {} },
-    },
-  }));
-  let choiceText: string;
-  if (typeof choice === "string") choiceText = choice;
-  else {
-    // a named function: only that tool, and a call is required
-    const name = choice.function.name;
-    if (!names.has(name)) throw invalid(`tool_choice names '${name}', which is not among the tools`, choiceParam);
-    tools = tools.filter((t) => t.function.name === name);
-    choiceText = "required";
+  if (body.tool_choice && body.tool_choice !== "none" && body.tool_choice !== "auto") {
+    throw invalid("tool_choice needs tools", "tool_choice");
   }
-  return { tools, choice: choiceText, style };
+  return { tools: [], choice: "auto", style: "none" };
 }
 
 /** response_format -> the JSON schema the output must follow (undefined: free text). */
@@ -280,48 +199,61 @@ function outputSchema(body: ChatCompletionRequest): unknown {
   if (rf.type === "json_object") return { type: "object" };
   const schema = rf.json_schema?.schema;
   if (!schema || Object.keys(schema).length === 0) return { type: "object" };
-  checkSchema(schema, "response_format.json_schema.schema");
   return schema;
 }
 
-export function chatPlan(body: ChatCompletionRequest, defaults: SamplingDefaults, info: ModelInfo): ChatPlan {
-  const n = body.n ?? 1;
-  checkN(n, info);
+/** An OpenAI chat completions body as the chat request every dialect makes. */
+export function chatSpec(
+  body: ChatCompletionRequest,
+  defaults: SamplingDefaults,
+): { spec: ChatSpec; style: ToolStyle } {
   if (body.top_logprobs !== null && body.top_logprobs !== undefined && !body.logprobs) {
     throw invalid("top_logprobs requires logprobs to be true", "top_logprobs");
   }
   const { tools, choice, style } = toolsOf(body);
-  const jsonSchema = outputSchema(body);
-  if (jsonSchema !== undefined && tools.length && choice !== "none") {
-    throw invalid("response_format cannot be combined with tools the model may call", "response_format");
-  }
-  const logprobs = body.logprobs ?? false;
-  return {
-    request: {
-      prompt: {
-        type: "chat",
-        chat: {
-          messages: templateMessages(body.messages),
-          tools: tools.length ? tools : undefined,
-          toolChoice: choice,
-          // the legacy functions API has one call per answer
-          parallelToolCalls: style === "functions" ? false : (body.parallel_tool_calls ?? true),
-          jsonSchema,
-        },
-      },
-      n,
-      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? defaults.maxTokens,
-      sampling: samplingFrom(body, defaults, info),
-      stop: stopList(body.stop),
-      ignoreEos: body.ignore_eos ?? false,
-      parse: tools.length > 0 && choice !== "none" ? "tools" : jsonSchema !== undefined ? "content" : undefined,
-      logprobs: logprobs ? (body.top_logprobs ?? 0) : null,
+  const b = body;
+  const spec: ChatSpec = {
+    messages: templateMessages(body.messages),
+    tools,
+    toolChoice: choice,
+    // the legacy functions API has one call per answer
+    parallelToolCalls: style === "functions" ? false : (body.parallel_tool_calls ?? true),
+    jsonSchema: outputSchema(body),
+    n: body.n ?? 1,
+    maxTokens: body.max_completion_tokens ?? body.max_tokens ?? defaults.maxTokens,
+    sampling: body,
+    stop: stopList(body.stop),
+    logprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
+    ignoreEos: body.ignore_eos ?? false,
+    reasoning: {
+      effort: effortOf(b.reasoning_effort ?? b.reasoning?.effort),
+      budget: b.reasoning_budget ?? b.thinking_budget_tokens ?? null,
     },
-    n,
+    templateKwargs: b.chat_template_kwargs ?? undefined,
+  };
+  return { spec, style };
+}
+
+export function chatPlan(body: ChatCompletionRequest, defaults: SamplingDefaults, info: ModelInfo): ChatPlan {
+  const { spec, style } = chatSpec(body, defaults);
+  const names =
+    style === "functions"
+      ? {
+          tool: (i: number) => `functions[${i}]`,
+          toolName: (i: number) => `functions[${i}].name`,
+          toolSchema: (i: number) => `functions[${i}].parameters`,
+          toolChoice: "function_call",
+          schema: "response_format.json_schema.schema",
+        }
+      : undefined;
+  return {
+    request: chatRequest(spec, defaults, info, names),
+    n: spec.n,
     stream: body.stream ?? false,
     includeUsage: body.stream_options?.include_usage ?? false,
     toolStyle: style,
-    logprobs,
+    logprobs: body.logprobs ?? false,
+    reasoningField: defaults.reasoningField,
   };
 }
 

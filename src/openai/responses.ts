@@ -1,5 +1,6 @@
 // Engine events -> OpenAI response objects and stream chunks. Pure functions
 // and small per-request state machines, tested frame by frame.
+import type { ReasoningField } from "../config";
 import type { FinishReason, GenerateEvent, ModelInfo, ParsedMessage, ToolCallDelta } from "../engine/types";
 import { type ChatLogprob, chatLogprobs } from "./logprobs";
 
@@ -108,6 +109,17 @@ export interface ChatMessageOut {
   tool_calls?: ToolCall[];
   function_call?: { name: string; arguments: string };
   reasoning_content?: string;
+  reasoning?: string;
+}
+
+/** Reasoning under the field names the server was told to use (both by default). */
+export function reasoningFields(
+  text: string,
+  field: ReasoningField,
+): { reasoning_content?: string; reasoning?: string } {
+  if (field === "reasoning_content") return { reasoning_content: text };
+  if (field === "reasoning") return { reasoning: text };
+  return { reasoning_content: text, reasoning: text };
 }
 
 export interface ChatChoice {
@@ -129,6 +141,7 @@ export interface ChatDelta {
   role?: "assistant";
   content?: string | null;
   reasoning_content?: string;
+  reasoning?: string;
   tool_calls?: { index: number; id?: string; type?: "function"; function: { name?: string; arguments: string } }[];
   function_call?: { name?: string; arguments: string };
 }
@@ -167,7 +180,11 @@ export function chatFinish(reason: FinishReason, madeCalls: boolean, style: Tool
 }
 
 /** The final assistant message of one choice. */
-export function chatMessage(end: Extract<GenerateEvent, { type: "end" }>, style: ToolStyle): ChatMessageOut {
+export function chatMessage(
+  end: Extract<GenerateEvent, { type: "end" }>,
+  style: ToolStyle,
+  field: ReasoningField = "both",
+): ChatMessageOut {
   const parsed: ParsedMessage | undefined = end.message;
   if (!parsed) return { role: "assistant", content: end.text, refusal: null };
   const msg: ChatMessageOut = {
@@ -175,7 +192,7 @@ export function chatMessage(end: Extract<GenerateEvent, { type: "end" }>, style:
     content: parsed.content || (parsed.toolCalls.length ? null : ""),
     refusal: null,
   };
-  if (parsed.reasoning) msg.reasoning_content = parsed.reasoning;
+  if (parsed.reasoning) Object.assign(msg, reasoningFields(parsed.reasoning, field));
   if (parsed.toolCalls.length) {
     if (style === "functions") {
       const first = parsed.toolCalls[0] as { name: string; arguments: string };
@@ -192,11 +209,15 @@ export function chatMessage(end: Extract<GenerateEvent, { type: "end" }>, style:
 }
 
 /** What one text event adds to a streamed choice (null: nothing to send). */
-export function chatDelta(e: Extract<GenerateEvent, { type: "text" }>, style: ToolStyle): ChatDelta | null {
+export function chatDelta(
+  e: Extract<GenerateEvent, { type: "text" }>,
+  style: ToolStyle,
+  field: ReasoningField = "both",
+): ChatDelta | null {
   if (!e.delta) return e.text ? { content: e.text } : null;
   const d: ChatDelta = {};
   if (e.delta.content) d.content = e.delta.content;
-  if (e.delta.reasoning) d.reasoning_content = e.delta.reasoning;
+  if (e.delta.reasoning) Object.assign(d, reasoningFields(e.delta.reasoning, field));
   const calls = e.delta.toolCalls;
   if (calls.length) {
     if (style === "functions") {

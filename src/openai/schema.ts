@@ -51,7 +51,91 @@ const ANNOTATIONS = new Set([
   "contentMediaType",
 ]);
 
-const FORMATS = new Set(["date", "time", "date-time", "uuid"]);
+/** Formats llama.cpp's converter enforces itself. */
+const NATIVE_FORMATS = new Set(["date", "time", "date-time", "uuid"]);
+
+/**
+ * Formats it does not know, as patterns that hold their syntax (loosely: a
+ * scheme and a colon for a URI, one @ for an e-mail address), bounded by the
+ * schema's maxLength (a pattern replaces the length rules in the converter).
+ * The character class [!#-[^-~] is printable ASCII without the quote,
+ * backslash and ].
+ */
+const URI_CHARS = "[!#-[^-~]";
+function formatPattern(format: string, max: number | undefined): string | null {
+  const total = Math.max(3, Math.min(max ?? 2000, 2000));
+  switch (format) {
+    case "uri":
+    case "url":
+    case "iri": {
+      const scheme = Math.max(1, Math.min(16, Math.floor(total / 3)));
+      return `^[a-zA-Z][a-zA-Z0-9+.-]{0,${scheme - 1}}:${URI_CHARS}{1,${total - scheme - 1}}$`;
+    }
+    case "uri-reference":
+      return `^${URI_CHARS}{1,${total}}$`;
+    case "email": {
+      const local = Math.max(1, Math.floor((total - 1) / 2));
+      return `^[!#-?A-[^-~]{1,${local}}@[a-zA-Z0-9.-]{1,${Math.max(1, total - local - 1)}}$`;
+    }
+    case "hostname":
+      return `^[a-zA-Z0-9.-]{1,${Math.min(total, 253)}}$`;
+    case "ipv4":
+      return "^[0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}$";
+    default:
+      return null;
+  }
+}
+const PATTERN_FORMATS = ["uri", "url", "iri", "uri-reference", "email", "hostname", "ipv4"];
+
+/** \d, \w and \s, which the converter does not know, as the classes they stand for. */
+export function translatePattern(p: string): string {
+  const CLASSES: Record<string, string> = { d: "0-9", w: "a-zA-Z0-9_", s: " \\t\\n\\r" };
+  const NEGATED: Record<string, string> = { D: "0-9", W: "a-zA-Z0-9_", S: " \\t\\n\\r" };
+  let out = "";
+  let inClass = false;
+  for (let i = 0; i < p.length; i++) {
+    const c = p[i] as string;
+    if (c === "\\" && i + 1 < p.length) {
+      const n = p[i + 1] as string;
+      i++;
+      if (CLASSES[n]) out += inClass ? CLASSES[n] : `[${CLASSES[n]}]`;
+      else if (NEGATED[n] && !inClass) out += `[^${NEGATED[n]}]`;
+      else out += c + n;
+      continue;
+    }
+    if (c === "[" && !inClass) inClass = true;
+    else if (c === "]" && inClass) inClass = false;
+    out += c;
+  }
+  return out;
+}
+
+const FORMATS = new Set([...NATIVE_FORMATS, ...PATTERN_FORMATS]);
+
+/**
+ * The schema as the converter gets it: the formats it does not know become
+ * their patterns (where the schema has no pattern of its own), so they are
+ * enforced rather than dropped, and patterns get \d, \w, \s spelled out. A
+ * copy; the client's schema is left as it is.
+ */
+export function enforceableSchema(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(enforceableSchema);
+  if (schema === null || typeof schema !== "object") return schema;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(schema as Record<string, unknown>)) {
+    // enum and const values are data, not schemas
+    out[k] = k === "enum" || k === "const" || k === "default" || k === "examples" ? v : enforceableSchema(v);
+  }
+  const f = out.format;
+  const fp =
+    typeof f === "string" ? formatPattern(f, typeof out.maxLength === "number" ? out.maxLength : undefined) : null;
+  if (fp) {
+    if (out.pattern === undefined) out.pattern = fp;
+    delete out.format;
+  }
+  if (typeof out.pattern === "string") out.pattern = translatePattern(out.pattern);
+  return out;
+}
 
 /** Sub-schemas by keyword: a map of schemas, a list of schemas, or one schema. */
 const MAP_OF_SCHEMAS = new Set(["properties", "$defs", "definitions"]);

@@ -92,7 +92,9 @@ export const ChatMessage = t.Object(
     tool_call_id: opt(t.String()),
     function_call: opt(t.Object({ name: t.String(), arguments: t.String() })),
     refusal: opt(t.String()),
+    // an earlier turn's reasoning: either name (peers use both)
     reasoning_content: opt(t.String()),
+    reasoning: opt(t.String()),
   },
   { additionalProperties: true },
 );
@@ -139,6 +141,13 @@ export const ChatCompletionRequest = t.Object(
       ]),
     ),
     parallel_tool_calls: opt(t.Boolean()),
+    // reasoning models: OpenAI's effort (and its Responses-style spelling), the template's
+    // own switches, and a thinking budget (llama.cpp's name too)
+    reasoning_effort: opt(t.String({ maxLength: 32 })),
+    reasoning: opt(t.Object({ effort: opt(t.String({ maxLength: 32 })) })),
+    chat_template_kwargs: opt(t.Record(t.String(), t.Unknown())),
+    reasoning_budget: opt(t.Integer({ minimum: -1 })),
+    thinking_budget_tokens: opt(t.Integer({ minimum: -1 })),
     functions: opt(t.Array(FunctionDef, { maxItems: LIMITS.tools })),
     function_call: opt(t.Union([t.Literal("none"), t.Literal("auto"), t.Object({ name: t.String() })])),
     ...sampling,

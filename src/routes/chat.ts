@@ -27,7 +27,7 @@ async function* stream(m: ResponseMeta, plan: ChatPlan, g: Generation, release: 
     let completion = 0;
     for await (const [, e] of g.events) {
       if (e.type === "text") {
-        const delta = chatDelta(e, plan.toolStyle);
+        const delta = chatDelta(e, plan.toolStyle, plan.reasoningField);
         const lp = plan.logprobs ? chatChoiceLogprobs(e.logprobs) : null;
         if (delta || lp) yield frame(chatChunk(m, e.choice, delta ?? {}, null, lp));
       } else if (e.type === "end") {

@@ -88,7 +88,7 @@ function chatChoices(plan: ChatPlan, events: GenerateEvent[]): { choices: ChatCh
       completion += e.completionTokens;
       out.push({
         index: e.choice,
-        message: chatMessage(e, plan.toolStyle),
+        message: chatMessage(e, plan.toolStyle, plan.reasoningField),
         logprobs: plan.logprobs ? { content: lps.get(e.choice) ?? [], refusal: null } : null,
         finish_reason: chatFinish(e.reason, madeCalls(e), plan.toolStyle),
       });
