@@ -14,7 +14,9 @@ import { fileRoutes } from "./routes/files";
 import { fineTuneRoutes } from "./routes/finetunes";
 import { healthRoutes } from "./routes/health";
 import { legacyRoutes } from "./routes/legacy";
+import { messageRoutes } from "./routes/messages";
 import { modelRoutes } from "./routes/models";
+import { responseRoutes } from "./routes/responses";
 import { uiRoutes } from "./routes/ui";
 import { unsupportedRoutes } from "./routes/unsupported";
 import { Stores, services } from "./services";
@@ -32,6 +34,8 @@ export function createApp(
     .use(modelRoutes(svc))
     .use(completionRoutes(svc))
     .use(chatRoutes(svc))
+    .use(responseRoutes(svc))
+    .use(messageRoutes(svc))
     .use(embeddingRoutes(svc))
     .use(fileRoutes(svc))
     .use(legacyRoutes(svc))

@@ -7,12 +7,16 @@ import type { Metrics } from "./metrics";
 import type { ModelRegistry } from "./registry";
 import { Batches } from "./services/batches";
 import { FineTunes } from "./services/finetunes";
+import { Responses } from "./services/responses";
 import { FileStore } from "./store/files";
+import { ResponseStore } from "./store/responses";
 
 export class Stores {
   #files: FileStore | null = null;
   #batches: Batches | null = null;
   #fineTunes: FineTunes | null = null;
+  #responseStore: ResponseStore | null = null;
+  #responses: Responses | null = null;
   constructor(
     private readonly config: ServerConfig,
     private readonly registry: ModelRegistry,
@@ -30,9 +34,22 @@ export class Stores {
     this.#fineTunes ??= new FineTunes(this.config, this.registry, () => this.files);
     return this.#fineTunes;
   }
+  get responses(): Responses {
+    this.#responses ??= new Responses(
+      this.config,
+      this.registry,
+      () => {
+        this.#responseStore ??= new ResponseStore(this.config.dataDir);
+        return this.#responseStore;
+      },
+      this.metrics,
+    );
+    return this.#responses;
+  }
   /** Stops running batches at a clean point (their state is on disk; they resume at the next start), and training. */
   async close(): Promise<void> {
     this.#fineTunes?.close();
+    this.#responses?.close();
     await this.#batches?.close();
   }
 }

@@ -1,9 +1,48 @@
-// One error layer: everything that goes wrong becomes OpenAI's error body
-// {"error":{"message","type","param","code"}} with the right status.
+// One error layer: everything that goes wrong becomes an error body with the
+// right status, in the dialect of the route: OpenAI's
+// {"error":{"message","type","param","code"}}, or on Anthropic's routes
+// {"type":"error","error":{"type","message"}}.
 import { DomainError, type ErrorCode } from "../errors";
 
 export interface OpenAIErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+export interface AnthropicErrorBody {
+  type: "error";
+  error: { type: string; message: string };
+}
+
+export type Dialect = "openai" | "anthropic";
+
+/** The dialect a path's errors are written in: Anthropic's for /v1/messages and below. */
+export function dialectOf(path: string): Dialect {
+  return path === "/v1/messages" || path.startsWith("/v1/messages/") ? "anthropic" : "openai";
+}
+
+/** Anthropic's error type for a status. */
+function anthropicType(status: number): string {
+  switch (status) {
+    case 400:
+    case 409:
+    case 422:
+      return "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 413:
+      return "request_too_large";
+    case 429:
+      return "rate_limit_error";
+    case 503:
+    case 529:
+      return "overloaded_error";
+    default:
+      return status < 500 ? "invalid_request_error" : "api_error";
+  }
 }
 
 export class ApiError extends Error {
@@ -19,12 +58,17 @@ export class ApiError extends Error {
     this.name = "ApiError";
   }
 
-  body(): OpenAIErrorBody {
+  body(dialect?: "openai"): OpenAIErrorBody;
+  body(dialect: "anthropic"): AnthropicErrorBody;
+  body(dialect?: Dialect): OpenAIErrorBody | AnthropicErrorBody;
+  body(dialect: Dialect = "openai"): OpenAIErrorBody | AnthropicErrorBody {
+    if (dialect === "anthropic")
+      return { type: "error", error: { type: anthropicType(this.status), message: this.message } };
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
 
-  toResponse(): Response {
-    return Response.json(this.body(), {
+  toResponse(dialect: Dialect = "openai"): Response {
+    return Response.json(this.body(dialect), {
       status: this.status,
       headers: {
         ...this.headers,

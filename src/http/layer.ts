@@ -7,12 +7,13 @@
 //   is set;
 // - the API key (Authorization: Bearer, or x-api-key as Anthropic clients send),
 //   required on everything but an explicit public list;
-// - the one error handler that turns anything into OpenAI's error shape.
+// - the one error handler that turns anything into the error shape of the
+//   route's dialect (OpenAI's, or Anthropic's on /v1/messages).
 import { timingSafeEqual } from "node:crypto";
 import { Elysia, ValidationError } from "elysia";
 import { log } from "../log";
 import type { Metrics } from "../metrics";
-import { ApiError, toApiError } from "./errors";
+import { ApiError, dialectOf, toApiError } from "./errors";
 import { checkJsonDepth, validationError } from "./validate";
 
 export interface HttpLayerOptions {
@@ -192,7 +193,7 @@ export const httpLayer = (opts: HttpLayerOptions) => {
           const bytes = await readLimited(req.body, opts.maxBodyBytes);
           if (!bytes) {
             opts.metrics.request("unmatched", 413);
-            return tooLarge(opts.maxBodyBytes, null).toResponse();
+            return tooLarge(opts.maxBodyBytes, null).toResponse(dialectOf(pathOf(req)));
           }
           const headers = new Headers(req.headers);
           headers.set("content-length", String(bytes.length));
@@ -211,7 +212,7 @@ export const httpLayer = (opts: HttpLayerOptions) => {
               `Requests from the web origin ${origin} are not allowed (start the server with --cors-origin ${origin} to allow them)`,
               "invalid_request_error",
               "origin_not_allowed",
-            ).toResponse();
+            ).toResponse(dialectOf(path));
           }
           set.headers["access-control-allow-origin"] = opts.corsOrigins.includes("*") ? "*" : origin;
           set.headers.vary = "Origin";
@@ -223,7 +224,7 @@ export const httpLayer = (opts: HttpLayerOptions) => {
             `The host name '${hostName(host ?? "")}' is not served without an API key (a page could reach this server through it by DNS rebinding): use an IP address or localhost, start with --allow-host ${hostName(host ?? "")}, or set --api-key`,
             "invalid_request_error",
             "host_not_allowed",
-          ).toResponse();
+          ).toResponse(dialectOf(path));
         }
         if (request.method === "OPTIONS" && request.headers.get("access-control-request-method")) {
           return new Response(null, {
@@ -238,10 +239,10 @@ export const httpLayer = (opts: HttpLayerOptions) => {
         }
         const length = Number(request.headers.get("content-length") ?? 0);
         const limit = limitOf(request.method, path);
-        if (length > limit) return tooLarge(limit, length).toResponse();
+        if (length > limit) return tooLarge(limit, length).toResponse(dialectOf(path));
         if (keys.length > 0 && !isPublicPath(path)) {
           const err = authError(request, keys);
-          if (err) return err.toResponse();
+          if (err) return err.toResponse(dialectOf(path));
         }
       })
       // JSON bodies: bounded nesting, then parsed (other types are left to Elysia)
@@ -283,7 +284,7 @@ export const httpLayer = (opts: HttpLayerOptions) => {
         if (api.status >= 500 && api.status !== 501 && api.status !== 503) {
           log.error(`${request.method} ${pathOf(request)}: ${api.message}`);
         }
-        return api.toResponse();
+        return api.toResponse(dialectOf(pathOf(request)));
       })
   );
 };

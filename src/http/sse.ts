@@ -1,5 +1,7 @@
 // Server-sent events as OpenAI streams them: `data: {json}` frames, an error
-// after the first frame as `data: {"error":{...}}`, and `data: [DONE]` last.
+// after the first frame as `data: {"error":{...}}`, and `data: [DONE]` last;
+// the Responses API and Anthropic name each frame (`event: type`) and send no
+// [DONE].
 // The response is a pull stream: a frame is produced when the connection can
 // take it. A silent stream (a long prefill, a model thinking) gets keep-alive
 // comments; a client that stops reading (the connection's buffers are full and
@@ -7,20 +9,40 @@
 import { toApiError } from "./errors";
 
 export const DONE = "[DONE]" as const;
-export type SseData = object | typeof DONE;
+
+/** A frame with an event name: `event: name` before its data. */
+export class Named {
+  constructor(
+    readonly event: string,
+    readonly data: object,
+  ) {}
+}
+
+export type SseData = object | typeof DONE | Named;
 
 export function frame(data: object): SseData {
   return data;
+}
+
+/** A frame named by its data's own type (the Responses API's and Anthropic's events). */
+export function typed(data: { type: string }): SseData {
+  return new Named(data.type, data);
 }
 
 export function errorFrame(e: unknown): SseData {
   return toApiError(e).body();
 }
 
+/** An error after the first frame, Anthropic's way: `event: error` with its error body. */
+export function anthropicErrorFrame(e: unknown): SseData {
+  return new Named("error", toApiError(e).body("anthropic"));
+}
+
 const enc = new TextEncoder();
 const KEEPALIVE = enc.encode(": keep-alive\n\n");
 
 function encode(d: SseData): Uint8Array {
+  if (d instanceof Named) return enc.encode(`event: ${d.event}\ndata: ${JSON.stringify(d.data)}\n\n`);
   return enc.encode(`data: ${d === DONE ? DONE : JSON.stringify(d)}\n\n`);
 }
 
