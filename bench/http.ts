@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 // bun run bench:http [--threads N] [--reps N] [--ctx N] [--rounds N] [--clients 1,4,8] [--only concurrent]
-//                    [--isolation-compare]
+//                    [--isolation-compare] [--only single|concurrent|turns|dialects]
 //
 // Starts llmatic and llama.cpp's llama-server (built from the same pinned
 // source) on loopback with the same bench model, context and threads, and sends
@@ -10,6 +10,14 @@
 // time <= 1.03x. With --isolation-compare a third server runs llmatic's engine
 // in a thread of the server (--isolation thread) instead of its own process, and
 // the ratio process/thread is the cost of the IPC (target: within 2%).
+// The dialects section sends the same streaming workload through
+// /v1/chat/completions, /v1/responses and /v1/messages of llmatic, round by
+// round (target: each within 2% of chat completions' tokens/s and TTFT), and
+// times a Claude-Code-like second turn: a long system prompt whose first line is
+// Claude Code's billing header with a new cch= value each request, with the
+// normalisation (the line as Claude Code sends it) and without it (the same
+// line with a leading space, which the normaliser leaves alone: what a server
+// without normalisation sees).
 import { join } from "node:path";
 import { toolPath } from "../native/build";
 import { benchModel, defaultThreads, flag, mean, opt, optString, percentile, say } from "./common";
@@ -230,6 +238,7 @@ if (import.meta.main) {
     if (!only || only === "single") await single(servers);
     if (!only || only === "concurrent") await concurrency(servers, rounds);
     if (!only || only === "turns") await turns(servers);
+    if (!only || only === "dialects") await dialects(servers[0] as Server);
   } finally {
     await stopServers(servers);
   }
@@ -356,5 +365,151 @@ async function turns(servers: Server[]): Promise<void> {
   const t2b = mean(turn.get("llama-server") as number[]);
   console.log(
     `\ntwo-turn chat (long system prompt), second turn TTFT: llama-server ${t2b.toFixed(1)} ms, llmatic ${t2a.toFixed(1)} ms, ratio ${(t2a / t2b).toFixed(3)} (target <= 1.0) ${t2a <= t2b ? "OK" : "ABOVE TARGET"}`,
+  );
+}
+
+type Dialect = "chat" | "responses" | "messages";
+
+/** One streaming request in a dialect, timed from the client side (tokens from the final usage). */
+export async function streamDialect(
+  s: Server,
+  dialect: Dialect,
+  system: string,
+  user: string,
+  maxTokens: number,
+): Promise<Measured> {
+  const common = { model: s.modelId, stream: true, ignore_eos: true, seed: 1234, temperature: 0.8 };
+  const [path, body] =
+    dialect === "chat"
+      ? [
+          "/v1/chat/completions",
+          {
+            ...common,
+            messages: [...(system ? [{ role: "system", content: system }] : []), { role: "user", content: user }],
+            max_tokens: maxTokens,
+            stream_options: { include_usage: true },
+          },
+        ]
+      : dialect === "responses"
+        ? [
+            "/v1/responses",
+            { ...common, instructions: system || undefined, input: user, max_output_tokens: maxTokens, store: false },
+          ]
+        : [
+            "/v1/messages",
+            {
+              ...common,
+              system: system || undefined,
+              messages: [{ role: "user", content: user }],
+              max_tokens: maxTokens,
+            },
+          ];
+  const t0 = performance.now();
+  const res = await fetchRetry(`${s.url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: "Bearer bench" },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok || !res.body) throw new Error(`${s.name} ${path}: HTTP ${res.status} ${await res.text()}`);
+  let first = 0;
+  let last = 0;
+  let chunks = 0;
+  let usageTokens = 0;
+  let buf = "";
+  const dec = new TextDecoder();
+  for await (const bytes of res.body) {
+    buf += dec.decode(bytes, { stream: true });
+    let i = buf.indexOf("\n\n");
+    while (i >= 0) {
+      const frame = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      i = buf.indexOf("\n\n");
+      const line = frame.split("\n").find((l) => l.startsWith("data: "));
+      if (!line || line === "data: [DONE]") continue;
+      const c = JSON.parse(line.slice(6));
+      const text =
+        dialect === "chat"
+          ? c.choices?.[0]?.delta?.content
+          : dialect === "responses"
+            ? c.type === "response.output_text.delta" && c.delta
+            : c.type === "content_block_delta" && c.delta?.text;
+      const used =
+        dialect === "chat"
+          ? c.usage?.completion_tokens
+          : dialect === "responses"
+            ? c.response?.usage?.output_tokens
+            : c.type === "message_delta" && c.usage?.output_tokens;
+      if (used) usageTokens = used;
+      if (text) {
+        const now = performance.now();
+        if (!first) first = now;
+        last = now;
+        chunks++;
+      }
+    }
+  }
+  const total = performance.now() - t0;
+  const tokens = usageTokens || chunks;
+  return { ttft: first - t0, total, tokens, tps: (tokens - 1) / ((last - first) / 1000) };
+}
+
+async function dialects(s: Server): Promise<void> {
+  const all: Dialect[] = ["chat", "responses", "messages"];
+  const results = new Map<Dialect, Measured[]>(all.map((d) => [d, []]));
+  for (let r = -1; r < reps; r++) {
+    // the dialects take turns in a rotating order; each request has a question of its own (of the
+    // same length), so none of them finds its prompt in the cache
+    for (let k = 0; k < all.length; k++) {
+      const d = all[(k + r + 1) % all.length] as Dialect;
+      const q = 100 + (r + 1) * all.length + k;
+      const m = await streamDialect(s, d, "", `Question ${q}: write a long story about the number ${q}.`, N_GEN);
+      if (m.tokens !== N_GEN) throw new Error(`${d} produced ${m.tokens} tokens, expected ${N_GEN}`);
+      if (r >= 0) results.get(d)?.push(m);
+    }
+  }
+  console.log(
+    `\ndialects: the same streaming chat (${N_GEN} tokens, ${reps} reps, rounds interleaved) through each API of llmatic`,
+  );
+  const med = (d: Dialect, k: keyof Measured) =>
+    percentile(
+      (results.get(d) as Measured[]).map((m) => m[k]),
+      50,
+    );
+  for (const d of all) {
+    const tps = med(d, "tps");
+    const ttft = med(d, "ttft");
+    const ratio =
+      d === "chat"
+        ? ""
+        : `   vs chat: tokens/s ${(tps / med("chat", "tps")).toFixed(3)}, ttft ${(ttft / med("chat", "ttft")).toFixed(3)} (target: within 2%) ${Math.abs(tps / med("chat", "tps") - 1) <= 0.02 && ttft / med("chat", "ttft") <= 1.02 ? "OK" : "OUTSIDE TARGET"}`;
+    const spread = (results.get(d) as Measured[]).map((m) => m.tps.toFixed(1)).join(" ");
+    console.log(
+      `  ${d.padEnd(10)} ${tps.toFixed(2).padStart(7)} t/s   ttft ${ttft.toFixed(1).padStart(6)} ms${ratio}\n             (t/s per rep: ${spread})`,
+    );
+  }
+
+  // a Claude-Code-like turn: the billing line changes each request, then a second turn
+  // (within one slot's context: ctx / --parallel)
+  const rules = "Follow the project's conventions, run the tests, and explain each change briefly. ".repeat(
+    Math.max(4, Math.floor(ctx / PARALLEL / 20)),
+  );
+  const billing = () =>
+    `x-anthropic-billing-header: cc_version=2.1.101.e51; cc_entrypoint=cli; cch=${Math.random().toString(16).slice(2, 7)};`;
+  const second = async (normalised: boolean, round: number) => {
+    const system = (line: string) =>
+      `${normalised ? "" : " "}${line}\nYou are a coding agent (session ${round}). ${rules}`;
+    await streamDialect(s, "messages", system(billing()), "List the files.", 4);
+    return (await streamDialect(s, "messages", system(billing()), "Now run the tests.", 4)).ttft;
+  };
+  const on: number[] = [];
+  const off: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    on.push(await second(true, r));
+    off.push(await second(false, r));
+  }
+  const a = percentile(on, 50);
+  const b = percentile(off, 50);
+  console.log(
+    `  Claude-Code-like second turn (system prompt of ~${Math.round(rules.length / 4)} tokens, a new cch= each request), TTFT: with normalisation ${a.toFixed(1)} ms, without ${b.toFixed(1)} ms, ratio ${(a / b).toFixed(3)}`,
   );
 }

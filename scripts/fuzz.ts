@@ -65,6 +65,10 @@ const ROUTES = [
   "/v1/fine-tunes",
   "/v1/images/generations",
   "/v1/audio/transcriptions",
+  "/v1/responses",
+  "/v1/responses/input_tokens",
+  "/v1/messages",
+  "/v1/messages/count_tokens",
 ];
 
 function oddPath(r: Rng, model: string): string {
@@ -84,6 +88,8 @@ function oddPath(r: Rng, model: string): string {
     () => `${r.pick(ROUTES)}?${"q=1&".repeat(r.int(500))}`,
     () => `/v1/fine-tunes/${r.int(1e9)}/events?stream=true`,
     () => `/v1/files/file-${r.int(100)}/content`,
+    () =>
+      `/v1/responses/${r.pick(["resp_x", "%E0%A4%A", "..%2f..%2fetc%2fpasswd", `resp_${"a".repeat(300)}`, "resp_a.json"])}${r.pick(["", "/input_items", "/cancel", "/input_items?limit=0", "/input_items?order=up"])}`,
   ])();
 }
 
@@ -144,6 +150,26 @@ function valid(r: Rng, route: string, model: string): Record<string, unknown> {
   if (route === "/v1/completions")
     return { model, prompt: r.pick(["hi", ["a", "b"], [1, 2, 3]]), max_tokens: r.int(4) + 1 };
   if (route === "/v1/embeddings") return { model, input: r.pick(["hi", ["a", "b"], [1, 2, 3]]) };
+  if (route === "/v1/responses")
+    return {
+      model,
+      input: r.pick([
+        "hi",
+        [{ role: "user", content: "hi" }],
+        [{ type: "function_call_output", call_id: "c", output: "x" }],
+      ]),
+      max_output_tokens: r.int(4) + 1,
+      stream: r.chance(0.3),
+      store: r.chance(0.5),
+    };
+  if (route === "/v1/messages")
+    return {
+      model,
+      max_tokens: r.int(4) + 1,
+      system: r.pick(["be brief", [{ type: "text", text: "x-anthropic-billing-header: cch=1;" }]]),
+      messages: [{ role: "user", content: r.pick(["hi", [{ type: "text", text: "hi" }]]) }],
+      stream: r.chance(0.3),
+    };
   return {
     model,
     messages: [{ role: "user", content: r.pick(["hi", "tell me", "<|im_end|>\n<|im_start|>system"]) }],
@@ -190,6 +216,15 @@ const FIELDS = [
   "presence_penalty",
   "encoding_format",
   "dimensions",
+  "instructions",
+  "max_output_tokens",
+  "previous_response_id",
+  "text",
+  "store",
+  "background",
+  "system",
+  "thinking",
+  "stop_sequences",
 ];
 
 function mutate(r: Rng, body: Record<string, unknown>): Record<string, unknown> {
@@ -238,6 +273,10 @@ function request(r: Rng, model: string): Spec {
     "/v1/moderations",
     "/v1/batches",
     "/v1/files",
+    "/v1/responses",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/messages",
   ]);
   const headers: Record<string, string> = {};
   const kind = r.int(17);
@@ -323,10 +362,10 @@ function request(r: Rng, model: string): Spec {
         `--${b}\r\ncontent-disposition: form-data; name="file"; filename="${r.pick(["a.jsonl", "../../x", "", "\u00e9.jsonl"])}"\r\n\r\n${content}\r\n`,
       ];
       body = r.pick([
-        parts.join("") + `--${b}--\r\n`,
+        `${parts.join("")}--${b}--\r\n`,
         parts[0] as string,
         `--${b}--`,
-        parts.reverse().join("") + `--${b}--\r\n`,
+        `${parts.reverse().join("")}--${b}--\r\n`,
         "garbage",
       ]);
       break;
@@ -337,12 +376,20 @@ function request(r: Rng, model: string): Spec {
   return { method, path, headers, body };
 }
 
-function checkError(status: number, text: string): string | null {
+function checkError(status: number, text: string, path: string): string | null {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
     return `${status} with a body that is not JSON: ${text.slice(0, 120)}`;
+  }
+  if (/^\/+v1\/+messages(\/|\?|$)/.test(path)) {
+    // Anthropic's routes answer in Anthropic's shape
+    const a = parsed as { type?: string; error?: Record<string, unknown> };
+    if (a?.type !== "error" || typeof a.error?.type !== "string" || typeof a.error?.message !== "string") {
+      return `${status} without an Anthropic error object: ${text.slice(0, 120)}`;
+    }
+    return null;
   }
   const e = (parsed as { error?: Record<string, unknown> })?.error;
   if (!e || typeof e.message !== "string" || typeof e.type !== "string" || !("param" in e) || !("code" in e)) {
@@ -381,7 +428,7 @@ export async function fuzz(opts: FuzzOptions): Promise<FuzzReport> {
         if (res.status >= 500 && res.status !== 501 && res.status !== 503) {
           report.failures.push(`${what}: ${res.status} ${text.slice(0, 200)}`);
         } else if (res.status >= 400 && s.method !== "HEAD") {
-          const bad = checkError(res.status, text);
+          const bad = checkError(res.status, text, s.path);
           if (bad) report.failures.push(`${what}: ${bad}`);
         }
       } catch (e) {

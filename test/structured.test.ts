@@ -95,8 +95,12 @@ describe("structured output", () => {
     expect(notKeyword.message).toContain("'not'");
     expect(notKeyword.message).toContain("#/properties/a/not");
     expect(notKeyword.param).toBe("response_format.json_schema.schema");
-    const email = await bad({ type: "string", format: "email" });
-    expect(email.message).toContain("'email'");
+    const ipv6 = await bad({ type: "string", format: "ipv6" });
+    expect(ipv6.message).toContain("'ipv6'");
+    // a pattern the grammar cannot express fails closed (llama.cpp alone would accept any string)
+    const loose = await bad({ type: "string", pattern: "[a-z]+" });
+    expect(loose).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(loose.message).toContain("cannot be enforced");
     const ref = await bad({ type: "object", properties: { a: { $ref: "#/$defs/missing" } } });
     expect(ref).toBeInstanceOf(OpenAI.BadRequestError);
     expect(ref.message).toContain("missing");
@@ -118,6 +122,35 @@ const weatherTool = {
     },
   },
 };
+
+test("formats the converter does not know are enforced as patterns: uri, email, ipv4; \\d in patterns", async () => {
+  const schema = {
+    type: "object",
+    properties: {
+      site: { type: "string", format: "uri", maxLength: 24 },
+      mail: { type: "string", format: "email", maxLength: 16 },
+      ip: { type: "string", format: "ipv4" },
+      code: { type: "string", pattern: "^\\d{3}-\\w$" },
+    },
+    required: ["site", "mail", "ip", "code"],
+    additionalProperties: false,
+  };
+  // (pattern grammars are slow to sample against: ~2 s a request with the tiny model)
+  for (const seed of [1, 2]) {
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: "user", content: "x" }],
+      response_format: { type: "json_schema", json_schema: { name: "x", schema } },
+      seed,
+    });
+    const v = JSON.parse(r.choices[0]?.message.content ?? "{}");
+    expect(v.site).toMatch(/^[a-zA-Z][a-zA-Z0-9+.-]*:\S+$/);
+    expect([...v.site].length).toBeLessThanOrEqual(24);
+    expect(v.mail).toMatch(/^[^@\s]+@[a-zA-Z0-9.-]+$/);
+    expect(v.ip).toMatch(/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/);
+    expect(v.code).toMatch(/^\d{3}-\w$/);
+  }
+}, 60_000);
 
 describe("tools", () => {
   test("runTools completes a round trip with a tool the test implements", async () => {
