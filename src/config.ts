@@ -38,6 +38,8 @@ export interface ServerConfig {
   models: string[];
   /** models loaded at once; others load on demand and the least recently used idle one makes room */
   maxLoaded: number;
+  /** seconds an idle model stays loaded (0: until it must make room) */
+  idleUnload: number;
   ctxSize: number;
   threads: number;
   threadsBatch: number;
@@ -128,6 +130,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: Number.POSITIVE_INFINITY,
     arg: "N",
     help: "models kept loaded at once; others load on their first request and the least recently used idle model is unloaded to make room (default: all)",
+  },
+  {
+    key: "idleUnload",
+    flag: "idle-unload",
+    kind: "int",
+    min: 0,
+    default: 0,
+    arg: "SECONDS",
+    help: "unload a model after it was idle this long (0: never; Ollama's keep_alive overrides it per request)",
   },
   { key: "host", flag: "host", kind: "string", default: "127.0.0.1", arg: "HOST", help: "address to listen on" },
   { key: "port", flag: "port", kind: "int", min: 0, max: 65535, default: 3000, arg: "PORT", help: "port" },
@@ -693,6 +704,7 @@ function build(values: Map<string, unknown>): ServerConfig {
     port: get("port"),
     models: get("models"),
     maxLoaded: get("maxLoaded"),
+    idleUnload: get("idleUnload"),
     ctxSize: get("ctxSize"),
     threads,
     threadsBatch: get<number>("threadsBatch") || threads,

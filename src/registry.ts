@@ -39,6 +39,12 @@ export interface ModelEntry {
   readySince: number;
   /** made by a fine-tune here (it can be deleted) */
   fineTuned: boolean;
+  /** pulled or copied over HTTP (it can be deleted) */
+  downloaded: boolean;
+  /** when the last request using it ended (ms since the epoch) */
+  lastUsedAt: number;
+  /** how long it stays loaded once idle, as the last request asked (Ollama's keep_alive); null: the server's --idle-unload */
+  keepAliveMs: number | null;
 }
 
 /** `onExit`: the engine died by itself after it was ready. */
@@ -65,7 +71,17 @@ export interface RegistryOptions {
   maxLoaded?: number;
   /** how long a request waits for its model to load (or for room to load it) before a 503 */
   waitMs?: number;
+  /** idle models are unloaded after this long (0 or undefined: never) */
+  idleUnloadMs?: number;
   onEvent?: (e: ModelEntry, what: "loading" | "progress" | "ready" | "failed" | "unloaded" | "crashed") => void;
+}
+
+/** What a lease asks for besides the engine. */
+export interface AcquireOptions {
+  /** the parameter an unknown model is reported on */
+  param?: string;
+  /** keep the model loaded this long after the request (0: unload when idle; negative: forever) */
+  keepAliveMs?: number | null;
 }
 
 export class ModelRegistry {
@@ -102,6 +118,9 @@ export class ModelRegistry {
         lastExit: null,
         readySince: 0,
         fineTuned: false,
+        downloaded: false,
+        lastUsedAt: 0,
+        keepAliveMs: null,
       });
     }
   }
@@ -127,7 +146,11 @@ export class ModelRegistry {
   }
 
   /** Serves one more model from now on (a fine-tune's result); it loads on its first request. */
-  add(id: string, source: ModelRef, opts: { fineTuned?: boolean; createdAt?: number } = {}): ModelEntry {
+  add(
+    id: string,
+    source: ModelRef,
+    opts: { fineTuned?: boolean; downloaded?: boolean; createdAt?: number } = {},
+  ): ModelEntry {
     if (this.entries.has(id)) throw new DomainError("conflict", `a model with the id '${id}' exists already`);
     const e: ModelEntry = {
       id,
@@ -146,6 +169,9 @@ export class ModelRegistry {
       lastExit: null,
       readySince: 0,
       fineTuned: opts.fineTuned ?? false,
+      downloaded: opts.downloaded ?? false,
+      lastUsedAt: 0,
+      keepAliveMs: null,
     };
     this.entries.set(id, e);
     return e;
@@ -185,8 +211,10 @@ export class ModelRegistry {
   }
 
   /** The engine of `id` for one request; loads the model first when needed. Release when done. */
-  async acquire(id: string, signal?: AbortSignal, param = "model"): Promise<Lease> {
-    const e = this.known(id, param);
+  async acquire(id: string, signal?: AbortSignal, opts: AcquireOptions | string = {}): Promise<Lease> {
+    const o = typeof opts === "string" ? { param: opts } : opts;
+    const e = this.known(id, o.param ?? "model");
+    if (o.keepAliveMs !== undefined) e.keepAliveMs = o.keepAliveMs;
     const deadline = Date.now() + this.waitMs;
     const gone = () => new DomainError("cancelled", "the client went away");
     while (!(e.state === "ready" && e.engine)) {
@@ -262,7 +290,9 @@ export class ModelRegistry {
         released = true;
         e.active--;
         e.lastUsed = ++this.clock;
+        e.lastUsedAt = Date.now();
         for (const wake of this.released.splice(0)) wake();
+        if (e.active === 0 && e.keepAliveMs === 0) void this.unloadIdle(e);
       },
     };
   }
@@ -357,6 +387,56 @@ export class ModelRegistry {
     await engine?.close();
   }
 
+  /** When an idle model is due to be unloaded (ms since the epoch), or null when it stays. */
+  expiresAt(e: ModelEntry): number | null {
+    if (e.state !== "ready") return null;
+    const keep = e.keepAliveMs ?? (this.opts.idleUnloadMs ? this.opts.idleUnloadMs : -1);
+    if (keep < 0) return null;
+    return Math.max(e.lastUsedAt, e.readySince) + keep;
+  }
+
+  private sweeper: ReturnType<typeof setInterval> | null = null;
+
+  /** Unloads idle models whose keep-alive has passed, checked every second (--idle-unload, keep_alive). */
+  startIdleSweep(everyMs = 1000): void {
+    if (this.sweeper) return;
+    this.sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const e of this.list()) {
+        const at = this.expiresAt(e);
+        if (at !== null && now >= at) void this.unloadIdle(e);
+      }
+    }, everyMs);
+    this.sweeper.unref?.();
+  }
+
+  /** Unloads `e` if nothing uses it (a keep-alive ran out). */
+  private async unloadIdle(e: ModelEntry): Promise<void> {
+    if (e.state !== "ready" || e.active > 0 || (e.engine?.stats().slotsBusy ?? 0) > 0) return;
+    await this.unload(e);
+  }
+
+  /** Loads a model now (POST /models/load): resolves when it is ready. */
+  async loadNow(id: string, signal?: AbortSignal, keepAliveMs?: number | null): Promise<ModelEntry> {
+    const lease = await this.acquire(id, signal, { keepAliveMs });
+    lease.release();
+    return this.known(id, "model");
+  }
+
+  /**
+   * Unloads a model now (POST /models/unload, keep_alive 0): requests in flight
+   * finish first; new ones would load it again. False when it was not loaded.
+   */
+  async unloadNow(id: string): Promise<boolean> {
+    const e = this.known(id, "model");
+    if (e.loading) await e.loading.catch(() => {});
+    if (e.state !== "ready") return false;
+    while (e.active > 0) await new Promise<void>((r) => this.released.push(r));
+    if (e.state !== "ready") return false;
+    await this.unload(e);
+    return true;
+  }
+
   /** Loads models in order until maxLoaded are loaded (server start); failures are recorded. */
   async preload(): Promise<void> {
     for (const e of this.list()) {
@@ -384,6 +464,7 @@ export class ModelRegistry {
 
   async closeAll(): Promise<void> {
     this.closing = true;
+    if (this.sweeper) clearInterval(this.sweeper);
     await Promise.all(
       this.list().map(async (e) => {
         if (e.loading) await e.loading.catch(() => {});

@@ -107,6 +107,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     },
     {
       maxLoaded: config.maxLoaded,
+      idleUnloadMs: config.idleUnload * 1000,
       onEvent: (e, what) => {
         if (what === "loading" || what === "progress") {
           const pct = Math.floor(e.progress * 4) * 25;
@@ -129,7 +130,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
           log.error(
             `the engine of ${e.id} stopped (${e.lastExit}); restarting in ${Math.round((e.retryAt - Date.now()) / 1000)} s`,
           );
-        } else if (what === "unloaded") log.info(`unloaded ${e.id} (least recently used, to make room)`);
+        } else if (what === "unloaded") log.info(`unloaded ${e.id}`);
       },
     },
   );
@@ -155,6 +156,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   // batches a restart interrupted go on where they stopped; fine-tuned models are served again
   stores.batches.start();
   stores.fineTunes.start();
+  registry.startIdleSweep();
   const ready = registry.preload().then(() => {
     const failed = registry.list().filter((e) => e.state === "failed");
     if (failed.length === registry.list().length) {

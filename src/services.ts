@@ -7,6 +7,7 @@ import type { Metrics } from "./metrics";
 import type { ModelRegistry } from "./registry";
 import { Batches } from "./services/batches";
 import { FineTunes } from "./services/finetunes";
+import { ModelLibrary } from "./services/library";
 import { Responses } from "./services/responses";
 import { FileStore } from "./store/files";
 import { ResponseStore } from "./store/responses";
@@ -17,6 +18,7 @@ export class Stores {
   #fineTunes: FineTunes | null = null;
   #responseStore: ResponseStore | null = null;
   #responses: Responses | null = null;
+  #library: ModelLibrary | null = null;
   constructor(
     private readonly config: ServerConfig,
     private readonly registry: ModelRegistry,
@@ -33,6 +35,11 @@ export class Stores {
   get fineTunes(): FineTunes {
     this.#fineTunes ??= new FineTunes(this.config, this.registry, () => this.files);
     return this.#fineTunes;
+  }
+  /** models pulled and copied over HTTP (read at start: they are served again) */
+  get library(): ModelLibrary {
+    this.#library ??= new ModelLibrary(this.config.dataDir, this.registry);
+    return this.#library;
   }
   get responses(): Responses {
     this.#responses ??= new Responses(

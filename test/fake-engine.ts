@@ -1,6 +1,13 @@
 // A scripted Engine for route tests: no native code, exact control over events.
 import type { Engine } from "../src/engine/engine";
-import type { EmbedResult, EngineStats, GenerateEvent, GenerateRequest, ModelInfo } from "../src/engine/types";
+import type {
+  EmbedResult,
+  EngineStats,
+  GenerateEvent,
+  GenerateRequest,
+  ModelInfo,
+  RenderedPrompt,
+} from "../src/engine/types";
 
 export interface Script {
   /** refuse at admission with this error */
@@ -34,6 +41,7 @@ export const FAKE_INFO: ModelInfo = {
   chatTemplate: null,
   eogTokens: [2],
   bosToken: 1,
+  fim: false,
   createdAt: 1700000000,
 };
 
@@ -83,8 +91,16 @@ export class FakeEngine implements Engine {
   }
 
   async countTokens(req: GenerateRequest): Promise<number> {
+    return (await this.renderPrompt(req)).tokens;
+  }
+
+  async renderPrompt(req: GenerateRequest): Promise<RenderedPrompt> {
     this.requests.push(req);
-    return this.script.promptTokens ?? 7;
+    const text =
+      req.prompt.type === "chat"
+        ? req.prompt.chat.messages.map((m) => `${m.role}: ${String(m.content)}`).join("\n")
+        : null;
+    return { tokens: this.script.promptTokens ?? 7, text };
   }
 
   async detokenize(tokens: number[]): Promise<string> {

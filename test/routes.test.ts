@@ -57,7 +57,22 @@ describe("models and engines", () => {
     const list = await json(await call("GET", "/v1/models"));
     expect(list).toEqual({
       object: "list",
-      data: [{ id: "fake-model", object: "model", created: FAKE_INFO.createdAt, owned_by: "llmatic" }],
+      data: [
+        {
+          id: "fake-model",
+          object: "model",
+          created: FAKE_INFO.createdAt,
+          owned_by: "llmatic",
+          // what UIs look for (the fake engine has no file to read the rest from)
+          state: "loaded",
+          context_length: FAKE_INFO.nCtxSlot,
+          capabilities: ["completion"],
+          size: null,
+          architecture: null,
+          quantization: null,
+          source: "file",
+        },
+      ],
     });
     const one = await call("GET", "/v1/models/fake-model");
     expect(one.status).toBe(200);

@@ -19,6 +19,7 @@ import type {
   GenerateEvent,
   GenerateRequest,
   ModelInfo,
+  RenderedPrompt,
   ToEngine,
 } from "./types";
 
@@ -358,7 +359,11 @@ export class LlamaEngine implements Engine {
     return this.call((id) => ({ type: "detokenize", id, tokens }));
   }
 
-  countTokens(request: GenerateRequest): Promise<number> {
+  async countTokens(request: GenerateRequest): Promise<number> {
+    return (await this.renderPrompt(request)).tokens;
+  }
+
+  renderPrompt(request: GenerateRequest): Promise<RenderedPrompt> {
     return this.call((id) => ({ type: "count", id, request }));
   }
 

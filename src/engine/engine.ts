@@ -1,7 +1,7 @@
 // The engine as the HTTP layer sees it. LlamaEngine (engine/client.ts) runs the
 // real one in a child process (or a worker); tests inject fakes that implement
 // the same interface.
-import type { EmbedResult, EngineStats, GenerateEvent, GenerateRequest, ModelInfo } from "./types";
+import type { EmbedResult, EngineStats, GenerateEvent, GenerateRequest, ModelInfo, RenderedPrompt } from "./types";
 
 export interface Engine {
   readonly info: ModelInfo;
@@ -15,6 +15,8 @@ export interface Engine {
   detokenize(tokens: number[]): Promise<string>;
   /** the prompt tokens `req` would take (its start event's promptTokens), without running it */
   countTokens(req: GenerateRequest): Promise<number>;
+  /** the same, with the prompt text a chat template renders (POST /apply-template) */
+  renderPrompt(req: GenerateRequest): Promise<RenderedPrompt>;
   /** queued like generations; aborting `signal` cancels between inputs */
   embed(inputs: (string | number[])[], signal?: AbortSignal): Promise<EmbedResult>;
   stats(): EngineStats;

@@ -8,7 +8,7 @@ import { DomainError } from "../errors";
 import { ChatParser, type ChatTemplates, type TemplateInput, type TemplateOutput } from "../ffi/chat";
 import type { Model } from "../ffi/model";
 import { Sampler, type SamplingParams } from "../ffi/sampler";
-import type { GenerateRequest } from "./types";
+import type { GenerateRequest, RenderedPrompt } from "./types";
 
 export interface Prepared {
   req: GenerateRequest;
@@ -394,16 +394,21 @@ export function prepare(
   return { req, prompt, promptText: text, preserved, samplers, parsers };
 }
 
-/** Embedding inputs as checked token lists. */
-/** The prompt tokens `req` takes (what its start event reports), without preparing the rest. */
+/**
+ * The prompt tokens `req` takes (what its start event reports), without
+ * preparing the rest, and for chat requests the text the template rendered.
+ */
 export function countPrompt(
   model: Model,
   templates: ChatTemplates | null,
   req: GenerateRequest,
   nCtxSlot: number,
-): number {
-  return Math.max(1, promptOf(model, templates, req, nCtxSlot).prompt.length);
+): RenderedPrompt {
+  const p = promptOf(model, templates, req, nCtxSlot);
+  return { tokens: Math.max(1, p.prompt.length), text: p.template?.prompt ?? null };
 }
+
+/** Embedding inputs as checked token lists. */
 
 export function prepareEmbeddings(model: Model, inputs: (string | number[])[], nCtx: number): Int32Array[] {
   return inputs.map((input, i) => {

@@ -190,6 +190,7 @@ export function runEngine(
       chatTemplate: model.chatTemplate(),
       eogTokens: [...model.eogTokens()],
       bosToken: model.bos >= 0 ? model.bos : null,
+      fim: model.fimTokens() !== null,
       createdAt: Math.floor(Date.now() / 1000),
     };
     forwardLogs();

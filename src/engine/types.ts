@@ -54,7 +54,15 @@ export interface ModelInfo {
   eogTokens: number[];
   /** the token a document starts with (BOS), or null when the vocabulary has none */
   bosToken: number | null;
+  /** the vocabulary has fill-in-the-middle tokens (suffix, Ollama's "insert") */
+  fim: boolean;
   createdAt: number;
+}
+
+/** A prompt as the engine would run it: its token count, and a chat template's rendered text. */
+export interface RenderedPrompt {
+  tokens: number;
+  text: string | null;
 }
 
 export type PromptInput =

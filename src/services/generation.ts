@@ -5,9 +5,9 @@ import type { ServerConfig } from "../config";
 import type { Engine } from "../engine/engine";
 import type { GenerateEvent, GenerateRequest } from "../engine/types";
 import { DomainError } from "../errors";
-import { keepOpen, type SseData, sseResponse } from "../http/sse";
+import { keepOpen, ndjsonResponse, type SseData, sseResponse } from "../http/sse";
 import type { Metrics } from "../metrics";
-import type { ModelRegistry } from "../registry";
+import type { AcquireOptions, ModelRegistry } from "../registry";
 
 export type StartEvent = Extract<GenerateEvent, { type: "start" }>;
 
@@ -120,8 +120,12 @@ export function streamResponse(
   { request, server, config }: RequestContext,
   g: Pick<Generation, "abort">,
   frames: AsyncGenerator<SseData, void, void>,
+  format: "sse" | "ndjson" = "sse",
 ): Response {
-  return sseResponse(frames, {
+  // NDJSON has no keep-alive line, and a pull's stream can be silent: no idle timeout for streams
+  keepOpen(server, request);
+  const respond = format === "ndjson" ? ndjsonResponse : sseResponse;
+  return respond(frames as AsyncGenerator<object, void, void>, {
     keepAliveMs: config.sseKeepAlive * 1000,
     stallMs: config.stallTimeout * 1000,
     onStall: () => {
@@ -141,9 +145,10 @@ export async function withModel<T>(
   { registry, request, server }: RequestContext,
   id: string,
   run: (engine: Engine, handOff: () => () => void) => Promise<T>,
+  opts: AcquireOptions = {},
 ): Promise<T> {
   keepOpen(server, request);
-  const lease = await registry.acquire(id, request.signal);
+  const lease = await registry.acquire(id, request.signal, opts);
   let handedOff = false;
   try {
     return await run(lease.engine, () => {
