@@ -16,7 +16,9 @@ import { healthRoutes } from "./routes/health";
 import { legacyRoutes } from "./routes/legacy";
 import { messageRoutes } from "./routes/messages";
 import { modelRoutes } from "./routes/models";
+import { ollamaRoutes } from "./routes/ollama";
 import { responseRoutes } from "./routes/responses";
+import { tokenRoutes } from "./routes/tokens";
 import { uiRoutes } from "./routes/ui";
 import { unsupportedRoutes } from "./routes/unsupported";
 import { Stores, services } from "./services";
@@ -30,6 +32,8 @@ export function createApp(
   stores = new Stores(config, registry, metrics),
 ) {
   const svc = services(registry, config, metrics, stores);
+  // models pulled or copied over HTTP before are served again
+  void stores.library;
   const v1 = new Elysia({ name: "v1", prefix: "/v1" })
     .use(modelRoutes(svc))
     .use(completionRoutes(svc))
@@ -41,6 +45,7 @@ export function createApp(
     .use(legacyRoutes(svc))
     .use(batchRoutes(svc))
     .use(fineTuneRoutes(svc))
+    .use(tokenRoutes(svc, "v1"))
     .use(unsupportedRoutes());
   return new Elysia({ name: "llmatic" })
     .use(
@@ -56,6 +61,8 @@ export function createApp(
     .use(docs(VERSION))
     .use(healthRoutes(svc))
     .use(uiRoutes())
+    .use(ollamaRoutes(svc))
+    .use(tokenRoutes(svc, "root"))
     .use(v1);
 }
 

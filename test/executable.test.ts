@@ -71,7 +71,8 @@ describe("dist/llmatic", () => {
       expect(r.usage?.completion_tokens).toBe(6);
       const docs = await fetch(`${s1.url}/docs/assets/swagger-ui-bundle.js`);
       expect(docs.status).toBe(200);
-      const page = await (await fetch(`${s1.url}/`)).text();
+      // a browser's request (clients that probe the root without asking for HTML get Ollama's answer)
+      const page = await (await fetch(`${s1.url}/`, { headers: { accept: "text/html" } })).text();
       expect(page).toContain("llmatic");
       expect(await s1.stop()).toBe(0);
       starts.length = 0;

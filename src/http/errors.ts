@@ -1,7 +1,7 @@
 // One error layer: everything that goes wrong becomes an error body with the
 // right status, in the dialect of the route: OpenAI's
-// {"error":{"message","type","param","code"}}, or on Anthropic's routes
-// {"type":"error","error":{"type","message"}}.
+// {"error":{"message","type","param","code"}}, on Anthropic's routes
+// {"type":"error","error":{"type","message"}}, on Ollama's (/api/*) {"error":"..."}.
 import { DomainError, type ErrorCode } from "../errors";
 
 export interface OpenAIErrorBody {
@@ -13,11 +13,17 @@ export interface AnthropicErrorBody {
   error: { type: string; message: string };
 }
 
-export type Dialect = "openai" | "anthropic";
+export interface OllamaErrorBody {
+  error: string;
+}
 
-/** The dialect a path's errors are written in: Anthropic's for /v1/messages and below. */
+export type Dialect = "openai" | "anthropic" | "ollama";
+
+/** The dialect a path's errors are written in: Anthropic's for /v1/messages and below, Ollama's for /api/. */
 export function dialectOf(path: string): Dialect {
-  return path === "/v1/messages" || path.startsWith("/v1/messages/") ? "anthropic" : "openai";
+  if (path === "/v1/messages" || path.startsWith("/v1/messages/")) return "anthropic";
+  if (path === "/api" || path.startsWith("/api/")) return "ollama";
+  return "openai";
 }
 
 /** Anthropic's error type for a status. */
@@ -60,8 +66,10 @@ export class ApiError extends Error {
 
   body(dialect?: "openai"): OpenAIErrorBody;
   body(dialect: "anthropic"): AnthropicErrorBody;
-  body(dialect?: Dialect): OpenAIErrorBody | AnthropicErrorBody;
-  body(dialect: Dialect = "openai"): OpenAIErrorBody | AnthropicErrorBody {
+  body(dialect: "ollama"): OllamaErrorBody;
+  body(dialect?: Dialect): OpenAIErrorBody | AnthropicErrorBody | OllamaErrorBody;
+  body(dialect: Dialect = "openai"): OpenAIErrorBody | AnthropicErrorBody | OllamaErrorBody {
+    if (dialect === "ollama") return { error: this.message };
     if (dialect === "anthropic")
       return { type: "error", error: { type: anthropicType(this.status), message: this.message } };
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };

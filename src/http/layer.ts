@@ -27,7 +27,7 @@ export interface HttpLayerOptions {
 }
 
 /** Paths anyone may fetch, key or not: health, the docs page and its assets, the chat page. */
-const PUBLIC_PATHS = new Set(["/", "/health", "/docs", "/docs/json"]);
+const PUBLIC_PATHS = new Set(["/", "/health", "/docs", "/docs/json", "/api/version"]);
 const PUBLIC_PREFIXES = ["/docs/assets/"];
 
 export function isPublicPath(path: string): boolean {
@@ -245,9 +245,11 @@ export const httpLayer = (opts: HttpLayerOptions) => {
           if (err) return err.toResponse(dialectOf(path));
         }
       })
-      // JSON bodies: bounded nesting, then parsed (other types are left to Elysia)
+      // JSON bodies: bounded nesting, then parsed (other types are left to Elysia). Ollama reads
+      // every body as JSON whatever its type (curl -d sends a form type): so do its routes here.
       .onParse({ as: "global" }, async ({ request, contentType }) => {
-        if (!/^application\/(.+\+)?json/i.test(contentType ?? "")) return;
+        const json = /^application\/(.+\+)?json/i.test(contentType ?? "");
+        if (!json && !(dialectOf(pathOf(request)) === "ollama" && !/^multipart\//i.test(contentType ?? ""))) return;
         const text = await request.text();
         checkJsonDepth(text);
         try {

@@ -55,7 +55,26 @@ export interface SseOptions {
 }
 
 export function sseResponse(frames: AsyncGenerator<SseData, void, void>, opts: SseOptions): Response {
-  let pending: Promise<IteratorResult<SseData, void>> | null = null;
+  return pullResponse(frames, encode, KEEPALIVE, "text/event-stream; charset=utf-8", opts);
+}
+
+/**
+ * Newline-delimited JSON (Ollama's streams), with the same flow control. NDJSON
+ * has no comments, so there is no keep-alive line: the idle timeout is off for
+ * these requests instead (keepOpen), and the stall cut-off still applies.
+ */
+export function ndjsonResponse(lines: AsyncGenerator<object, void, void>, opts: SseOptions): Response {
+  return pullResponse(lines, (d) => enc.encode(`${JSON.stringify(d)}\n`), null, "application/x-ndjson", opts);
+}
+
+function pullResponse<T>(
+  frames: AsyncGenerator<T, void, void>,
+  encodeOne: (d: T) => Uint8Array,
+  keepAlive: Uint8Array | null,
+  contentType: string,
+  opts: SseOptions,
+): Response {
+  let pending: Promise<IteratorResult<T, void>> | null = null;
   let stallTimer: ReturnType<typeof setTimeout> | null = null;
   let finished = false;
   const stop = () => {
@@ -73,14 +92,16 @@ export function sseResponse(frames: AsyncGenerator<SseData, void, void>, opts: S
         if (finished) return;
         pending ??= frames.next();
         let tick: ReturnType<typeof setTimeout> | undefined;
-        const r = await Promise.race([
-          pending,
-          new Promise<"tick">((resolve) => {
-            tick = setTimeout(() => resolve("tick"), opts.keepAliveMs);
-          }),
-        ]).finally(() => clearTimeout(tick));
+        const r = keepAlive
+          ? await Promise.race([
+              pending,
+              new Promise<"tick">((resolve) => {
+                tick = setTimeout(() => resolve("tick"), opts.keepAliveMs);
+              }),
+            ]).finally(() => clearTimeout(tick))
+          : await pending;
         if (finished) return;
-        if (r === "tick") controller.enqueue(KEEPALIVE);
+        if (r === "tick") controller.enqueue(keepAlive as Uint8Array);
         else {
           pending = null;
           if (r.done) {
@@ -88,7 +109,7 @@ export function sseResponse(frames: AsyncGenerator<SseData, void, void>, opts: S
             controller.close();
             return;
           }
-          controller.enqueue(encode(r.value));
+          controller.enqueue(encodeOne(r.value));
         }
         // the next pull comes when the connection took this chunk; if it never does, the reader is gone
         stallTimer = setTimeout(() => {
@@ -110,7 +131,7 @@ export function sseResponse(frames: AsyncGenerator<SseData, void, void>, opts: S
   );
   return new Response(stream, {
     headers: {
-      "content-type": "text/event-stream; charset=utf-8",
+      "content-type": contentType,
       "cache-control": "no-cache",
       "x-accel-buffering": "no",
       ...opts.headers,
