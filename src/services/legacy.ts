@@ -105,6 +105,7 @@ export async function searchScores(
   query: string,
   x: Exec,
   param = "documents",
+  usage?: { tokens: number },
 ): Promise<number[]> {
   const eot = await engine.tokenize("<|endoftext|>", false, true);
   const sep = eot.length === 1 ? eot : engine.info.bosToken !== null ? [engine.info.bosToken] : [];
@@ -113,6 +114,7 @@ export async function searchScores(
   if (q.length === 0) throw invalid("The query has no tokens", "query");
   const meanOf = async (doc: string, i: number): Promise<number> => {
     const tokens = [...sep, ...(doc ? await engine.tokenize(doc, false, false) : []), ...related, ...q];
+    if (usage) usage.tokens += tokens.length;
     let events: GenerateEvent[];
     try {
       events = await run(engine, scoring(tokens, tokens.length - q.length), x);
