@@ -69,6 +69,17 @@ const ROUTES = [
   "/v1/responses/input_tokens",
   "/v1/messages",
   "/v1/messages/count_tokens",
+  "/api/chat",
+  "/api/generate",
+  "/api/embed",
+  "/api/show",
+  "/api/pull",
+  "/api/tags",
+  "/v1/rerank",
+  "/tokenize",
+  "/detokenize",
+  "/apply-template",
+  "/v1/models/load",
 ];
 
 function oddPath(r: Rng, model: string): string {
@@ -162,6 +173,18 @@ function valid(r: Rng, route: string, model: string): Record<string, unknown> {
       stream: r.chance(0.3),
       store: r.chance(0.5),
     };
+  if (route === "/api/chat" || route === "/api/generate")
+    return {
+      model: r.pick([model, `${model}:latest`, "nope"]),
+      ...(route === "/api/chat" ? { messages: [{ role: "user", content: "hi" }] } : { prompt: "hi" }),
+      options: { num_predict: r.int(4) + 1, seed: r.int(100) },
+      stream: r.chance(0.5),
+      ...(r.chance(0.2) ? { format: r.pick(["json", { type: "object" }, "yaml"]) } : {}),
+      ...(r.chance(0.2) ? { keep_alive: r.pick([-1, "5m", "x"]) } : {}),
+    };
+  if (route === "/v1/rerank")
+    return { model, query: "q", documents: r.pick([["a", "b"], [{ text: "c" }], []]), top_n: r.int(3) + 1 };
+  if (route === "/tokenize") return { content: r.pick(["héllo 世界", ""]), with_pieces: r.chance(0.5) };
   if (route === "/v1/messages")
     return {
       model,
@@ -277,6 +300,10 @@ function request(r: Rng, model: string): Spec {
     "/v1/responses",
     "/v1/messages",
     "/v1/messages",
+    "/api/chat",
+    "/api/generate",
+    "/v1/rerank",
+    "/tokenize",
   ]);
   const headers: Record<string, string> = {};
   const kind = r.int(17);
@@ -306,7 +333,7 @@ function request(r: Rng, model: string): Spec {
       body = JSON.stringify({
         ...valid(r, route, model),
         extra: nested(0, "array"),
-        deep: JSON.parse(nested(r.int(500), "array")),
+        deep: JSON.parse(nested(1 + r.int(500), "array")),
       });
       break;
     case 3:
@@ -389,6 +416,12 @@ function checkError(status: number, text: string, path: string): string | null {
     if (a?.type !== "error" || typeof a.error?.type !== "string" || typeof a.error?.message !== "string") {
       return `${status} without an Anthropic error object: ${text.slice(0, 120)}`;
     }
+    return null;
+  }
+  if (/^\/+api(\/|\?|$)/.test(path)) {
+    // Ollama's routes answer {"error": "..."}
+    if (typeof (parsed as { error?: unknown })?.error !== "string")
+      return `${status} without an Ollama error object: ${text.slice(0, 120)}`;
     return null;
   }
   const e = (parsed as { error?: Record<string, unknown> })?.error;
