@@ -100,6 +100,7 @@ const trainingFile = async () => {
 };
 
 describe("the trainer", () => {
+  // two short trainings of the tiny model in this process: seconds, more on a busy machine
   test("per-position weights reach the gradient: all-zero weights change nothing, ones do", () => {
     const model = Model.load(TINY_MODEL_PATH, { useMmap: false, repack: false });
     try {
@@ -136,7 +137,7 @@ describe("the trainer", () => {
     } finally {
       model.dispose();
     }
-  });
+  }, 60_000);
 });
 
 describe("/v1/fine-tunes", () => {
