@@ -136,24 +136,37 @@ export async function streamChat(
     }),
   });
   if (!res.ok || !res.body) throw new Error(`${s.name}: HTTP ${res.status} ${await res.text()}`);
+  return measureStream(res.body, t0, (c) => ({
+    text: c.choices?.[0]?.delta?.content,
+    used: c.usage?.completion_tokens,
+  }));
+}
+
+/** Times a stream's text frames: time to the first, tokens/s between the first and the last (usage's count if sent). */
+async function measureStream(
+  body: ReadableStream<Uint8Array>,
+  t0: number,
+  // biome-ignore lint/suspicious/noExplicitAny: a frame of any of the dialects
+  read: (frame: any) => { text?: unknown; used?: unknown },
+): Promise<Measured> {
   let first = 0;
   let last = 0;
   let chunks = 0;
   let usageTokens = 0;
   let buf = "";
   const dec = new TextDecoder();
-  for await (const bytes of res.body) {
+  for await (const bytes of body) {
     buf += dec.decode(bytes, { stream: true });
     let i = buf.indexOf("\n\n");
     while (i >= 0) {
       const frame = buf.slice(0, i);
       buf = buf.slice(i + 2);
       i = buf.indexOf("\n\n");
-      const data = frame.replace(/^data: /, "");
-      if (data === "[DONE]") continue;
-      const c = JSON.parse(data);
-      if (c.usage?.completion_tokens) usageTokens = c.usage.completion_tokens;
-      if (c.choices?.[0]?.delta?.content) {
+      const line = frame.split("\n").find((l) => l.startsWith("data: "));
+      if (!line || line === "data: [DONE]") continue;
+      const { text, used } = read(JSON.parse(line.slice(6)));
+      if (typeof used === "number" && used > 0) usageTokens = used;
+      if (text) {
         const now = performance.now();
         if (!first) first = now;
         last = now;
@@ -411,46 +424,16 @@ export async function streamDialect(
     body: JSON.stringify(body),
   });
   if (!res.ok || !res.body) throw new Error(`${s.name} ${path}: HTTP ${res.status} ${await res.text()}`);
-  let first = 0;
-  let last = 0;
-  let chunks = 0;
-  let usageTokens = 0;
-  let buf = "";
-  const dec = new TextDecoder();
-  for await (const bytes of res.body) {
-    buf += dec.decode(bytes, { stream: true });
-    let i = buf.indexOf("\n\n");
-    while (i >= 0) {
-      const frame = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      i = buf.indexOf("\n\n");
-      const line = frame.split("\n").find((l) => l.startsWith("data: "));
-      if (!line || line === "data: [DONE]") continue;
-      const c = JSON.parse(line.slice(6));
-      const text =
-        dialect === "chat"
-          ? c.choices?.[0]?.delta?.content
-          : dialect === "responses"
-            ? c.type === "response.output_text.delta" && c.delta
-            : c.type === "content_block_delta" && c.delta?.text;
-      const used =
-        dialect === "chat"
-          ? c.usage?.completion_tokens
-          : dialect === "responses"
-            ? c.response?.usage?.output_tokens
-            : c.type === "message_delta" && c.usage?.output_tokens;
-      if (used) usageTokens = used;
-      if (text) {
-        const now = performance.now();
-        if (!first) first = now;
-        last = now;
-        chunks++;
-      }
-    }
-  }
-  const total = performance.now() - t0;
-  const tokens = usageTokens || chunks;
-  return { ttft: first - t0, total, tokens, tps: (tokens - 1) / ((last - first) / 1000) };
+  return measureStream(res.body, t0, (c) =>
+    dialect === "chat"
+      ? { text: c.choices?.[0]?.delta?.content, used: c.usage?.completion_tokens }
+      : dialect === "responses"
+        ? { text: c.type === "response.output_text.delta" && c.delta, used: c.response?.usage?.output_tokens }
+        : {
+            text: c.type === "content_block_delta" && c.delta?.text,
+            used: c.type === "message_delta" && c.usage?.output_tokens,
+          },
+  );
 }
 
 async function dialects(s: Server): Promise<void> {

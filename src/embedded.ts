@@ -6,6 +6,7 @@
 import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { basename, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export interface EmbeddedFiles {
   /** libllmatic.so */
@@ -28,6 +29,15 @@ export function embedded(): EmbeddedFiles | null {
 }
 
 /** True for paths inside a compiled executable's embedded file system. */
+/**
+ * The command that runs one of the server's child processes: the executable
+ * itself (its entry point picks the child by an environment variable), or bun
+ * with the child's script.
+ */
+export function childCommand(script: URL): string[] {
+  return embedded() ? [process.execPath] : [process.execPath, fileURLToPath(script)];
+}
+
 export function isEmbeddedPath(p: string): boolean {
   return p.startsWith("/$bunfs/") || p.startsWith("B:/~BUN/") || p.startsWith("B:\\~BUN\\");
 }

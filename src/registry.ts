@@ -26,7 +26,6 @@ export interface ModelEntry {
   createdAt: number;
   /** requests using the engine right now */
   active: number;
-  lastUsed: number;
   loading: Promise<Engine> | null;
   /** failed loads and crashes in a row (the backoff grows with them) */
   failures: number;
@@ -41,10 +40,41 @@ export interface ModelEntry {
   fineTuned: boolean;
   /** pulled or copied over HTTP (it can be deleted) */
   downloaded: boolean;
-  /** when the last request using it ended (ms since the epoch) */
+  /** when a request last took or gave it back (ms since the epoch, sub-ms: least-recently-used order and idle time) */
   lastUsedAt: number;
   /** how long it stays loaded once idle, as the last request asked (Ollama's keep_alive); null: the server's --idle-unload */
   keepAliveMs: number | null;
+}
+
+/** The wall clock in ms with sub-millisecond steps (two uses in one ms stay ordered). */
+const now = () => performance.timeOrigin + performance.now();
+
+/** A model that is known and not loaded yet. */
+function newEntry(
+  id: string,
+  source: ModelRef,
+  opts: { fineTuned?: boolean; downloaded?: boolean; createdAt?: number },
+): ModelEntry {
+  return {
+    id,
+    source,
+    state: "unloaded",
+    engine: null,
+    error: null,
+    progress: 0,
+    createdAt: opts.createdAt ?? Math.floor(Date.now() / 1000),
+    active: 0,
+    loading: null,
+    failures: 0,
+    retryAt: 0,
+    restarts: 0,
+    lastExit: null,
+    readySince: 0,
+    fineTuned: opts.fineTuned ?? false,
+    downloaded: opts.downloaded ?? false,
+    lastUsedAt: 0,
+    keepAliveMs: null,
+  };
 }
 
 /** `onExit`: the engine died by itself after it was ready. */
@@ -86,7 +116,6 @@ export interface AcquireOptions {
 
 export class ModelRegistry {
   private readonly entries = new Map<string, ModelEntry>();
-  private clock = 0;
   /** wakes requests waiting for a model to become idle (so it can be unloaded) */
   private released: (() => void)[] = [];
   readonly maxLoaded: number;
@@ -102,26 +131,7 @@ export class ModelRegistry {
     const created = Math.floor(Date.now() / 1000);
     for (const m of models) {
       if (this.entries.has(m.id)) throw new Error(`two models have the id "${m.id}"`);
-      this.entries.set(m.id, {
-        ...m,
-        state: "unloaded",
-        engine: null,
-        error: null,
-        progress: 0,
-        createdAt: created,
-        active: 0,
-        lastUsed: 0,
-        loading: null,
-        failures: 0,
-        retryAt: 0,
-        restarts: 0,
-        lastExit: null,
-        readySince: 0,
-        fineTuned: false,
-        downloaded: false,
-        lastUsedAt: 0,
-        keepAliveMs: null,
-      });
+      this.entries.set(m.id, newEntry(m.id, m.source, { createdAt: created }));
     }
   }
 
@@ -145,6 +155,11 @@ export class ModelRegistry {
     return [...this.entries.values()];
   }
 
+  /** The model a request without one (or with another API's model name) means: --default-model, else the first. */
+  defaultId(configured: string | null): string | null {
+    return configured ?? this.list()[0]?.id ?? null;
+  }
+
   /** Serves one more model from now on (a fine-tune's result); it loads on its first request. */
   add(
     id: string,
@@ -152,27 +167,7 @@ export class ModelRegistry {
     opts: { fineTuned?: boolean; downloaded?: boolean; createdAt?: number } = {},
   ): ModelEntry {
     if (this.entries.has(id)) throw new DomainError("conflict", `a model with the id '${id}' exists already`);
-    const e: ModelEntry = {
-      id,
-      source,
-      state: "unloaded",
-      engine: null,
-      error: null,
-      progress: 0,
-      createdAt: opts.createdAt ?? Math.floor(Date.now() / 1000),
-      active: 0,
-      lastUsed: 0,
-      loading: null,
-      failures: 0,
-      retryAt: 0,
-      restarts: 0,
-      lastExit: null,
-      readySince: 0,
-      fineTuned: opts.fineTuned ?? false,
-      downloaded: opts.downloaded ?? false,
-      lastUsedAt: 0,
-      keepAliveMs: null,
-    };
+    const e = newEntry(id, source, opts);
     this.entries.set(id, e);
     return e;
   }
@@ -281,7 +276,7 @@ export class ModelRegistry {
     if (signal?.aborted) throw gone();
     const engine = e.engine as Engine;
     e.active++;
-    e.lastUsed = ++this.clock;
+    e.lastUsedAt = now();
     let released = false;
     return {
       engine,
@@ -289,8 +284,7 @@ export class ModelRegistry {
         if (released) return;
         released = true;
         e.active--;
-        e.lastUsed = ++this.clock;
-        e.lastUsedAt = Date.now();
+        e.lastUsedAt = now();
         for (const wake of this.released.splice(0)) wake();
         if (e.active === 0 && e.keepAliveMs === 0) void this.unloadIdle(e);
       },
@@ -307,7 +301,7 @@ export class ModelRegistry {
     while (e.state !== "loading" && e.state !== "ready" && this.loadedCount() >= this.maxLoaded) {
       const idle = this.list()
         .filter((m) => m !== e && m.state === "ready" && m.active === 0 && (m.engine?.stats().slotsBusy ?? 0) === 0)
-        .sort((a, b) => a.lastUsed - b.lastUsed)[0];
+        .sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
       if (idle) {
         await this.unload(idle);
         continue;

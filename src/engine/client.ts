@@ -3,9 +3,8 @@
 // ends that model's requests only) or in a Worker thread (--isolation thread).
 // Both speak the JSON messages of engine/types.ts; this class turns them into
 // the Engine interface and notices when the engine dies.
-import { fileURLToPath } from "node:url";
 import type { Isolation } from "../config";
-import { embedded } from "../embedded";
+import { childCommand } from "../embedded";
 import { DomainError, type ErrorCode } from "../errors";
 import { LogLevel } from "../ffi/library";
 import { log } from "../log";
@@ -69,9 +68,7 @@ export function crashLines(tail: string[]): string[] {
 
 /** The engine in a child process: `bun src/engine/child.ts`, or the executable itself with LLMATIC_ENGINE_CHILD=1. */
 function processTransport(id: string, hooks: TransportHooks, stderrTail: string[]): Transport {
-  const cmd = embedded()
-    ? [process.execPath]
-    : [process.execPath, fileURLToPath(new URL("./child.ts", import.meta.url))];
+  const cmd = childCommand(new URL("./child.ts", import.meta.url));
   const proc = Bun.spawn(cmd, {
     env: { ...process.env, LLMATIC_ENGINE_CHILD: "1" },
     stdin: "ignore",

@@ -3,6 +3,7 @@
 // OpenAI's engine names (ada, davinci, text-davinci-003, ...) stand for
 // --default-model; responses name the model that really ran.
 import { Elysia } from "elysia";
+import type { ServerConfig } from "../config";
 import { pathParam } from "../http/params";
 import { precheck } from "../http/validate";
 import {
@@ -14,8 +15,33 @@ import {
   SearchRequest,
 } from "../openai/legacy-schemas";
 import type { Services } from "../services";
-import { withModel } from "../services/generation";
-import { answers, classifications, edits, legacyModel, moderationModel, moderations, search } from "../services/legacy";
+import { type RequestContext, withModel } from "../services/generation";
+import {
+  answers,
+  classifications,
+  edits,
+  type LegacyModels,
+  legacyModel,
+  moderationModel,
+  moderations,
+  search,
+} from "../services/legacy";
+
+/**
+ * Answers and classifications hold two models for the request: the one that
+ * answers, and the one that searches (search_model, the same by default).
+ */
+function withSearch<T>(
+  ctx: RequestContext & { config: Pick<ServerConfig, "defaultModel"> },
+  body: { model?: string | null; search_model?: string | null },
+  run: (models: LegacyModels) => Promise<T>,
+): Promise<T> {
+  const model = legacyModel(ctx.registry, body.model, ctx.config.defaultModel);
+  const searchModel = legacyModel(ctx.registry, body.search_model, model);
+  return withModel(ctx, model, (engine) =>
+    withModel(ctx, searchModel, (searchEngine) => run({ engine, searchEngine })),
+  );
+}
 
 export const legacyRoutes = (svc: Services) =>
   new Elysia({ name: "routes/legacy" })
@@ -55,20 +81,10 @@ export const legacyRoutes = (svc: Services) =>
     )
     .post(
       "/answers",
-      ({ body, registry, config, metrics, request, server, stores }) => {
-        const model = legacyModel(registry, body.model, config.defaultModel);
-        const searchModel = legacyModel(registry, body.search_model, model);
-        const ctx = { registry, request, server, config };
-        return withModel(ctx, model, (engine) =>
-          withModel(ctx, searchModel, (searchEngine) =>
-            answers({ engine, searchEngine }, body, () => stores.files, {
-              defaults: config.sampling,
-              signal: request.signal,
-              metrics,
-            }),
-          ),
-        );
-      },
+      ({ body, registry, config, metrics, request, server, stores }) =>
+        withSearch({ registry, request, server, config }, body, (models) =>
+          answers(models, body, () => stores.files, { defaults: config.sampling, signal: request.signal, metrics }),
+        ),
       {
         body: "AnswerRequest",
         transform: precheck(AnswerRequest),
@@ -77,20 +93,14 @@ export const legacyRoutes = (svc: Services) =>
     )
     .post(
       "/classifications",
-      ({ body, registry, config, metrics, request, server, stores }) => {
-        const model = legacyModel(registry, body.model, config.defaultModel);
-        const searchModel = legacyModel(registry, body.search_model, model);
-        const ctx = { registry, request, server, config };
-        return withModel(ctx, model, (engine) =>
-          withModel(ctx, searchModel, (searchEngine) =>
-            classifications({ engine, searchEngine }, body, () => stores.files, {
-              defaults: config.sampling,
-              signal: request.signal,
-              metrics,
-            }),
-          ),
-        );
-      },
+      ({ body, registry, config, metrics, request, server, stores }) =>
+        withSearch({ registry, request, server, config }, body, (models) =>
+          classifications(models, body, () => stores.files, {
+            defaults: config.sampling,
+            signal: request.signal,
+            metrics,
+          }),
+        ),
       {
         body: "ClassificationRequest",
         transform: precheck(ClassificationRequest),

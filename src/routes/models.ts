@@ -9,7 +9,7 @@ import { keepAliveMs } from "../ollama/convert";
 import { engineObject } from "../openai/responses";
 import type { Services } from "../services";
 import { streamResponse } from "../services/generation";
-import { type ModelLibrary, pullEvents } from "../services/library";
+import type { PullHandle } from "../services/library";
 import { modelCard } from "../services/models";
 
 const LoadRequest = t.Object({
@@ -21,8 +21,8 @@ const PullRequest = t.Object({
   stream: t.Optional(t.Union([t.Boolean(), t.Null()])),
 });
 
-async function* pullFrames(h: ReturnType<ModelLibrary["pull"]>) {
-  for await (const p of pullEvents(h)) yield { ...p, object: "model.pull" };
+async function* pullFrames(h: PullHandle) {
+  for await (const p of h.changes()) yield { ...p, object: "model.pull" };
 }
 
 export const modelRoutes = (svc: Services) =>
@@ -71,7 +71,7 @@ export const modelRoutes = (svc: Services) =>
       async ({ body, stores, registry, config, request, server }) => {
         const h = stores.library.pull(body.model);
         if (!body.stream) return { ...h.progress, object: "model.pull" };
-        return streamResponse({ registry, request, server, config }, { abort: () => {} }, pullFrames(h));
+        return streamResponse({ registry, request, server, config }, null, pullFrames(h));
       },
       {
         body: PullRequest,
@@ -87,7 +87,7 @@ export const modelRoutes = (svc: Services) =>
       ({ params, stores, registry, config, request, server }) =>
         streamResponse(
           { registry, request, server, config },
-          { abort: () => {} },
+          null,
           pullFrames(stores.library.pullById(pathParam(params.id, "id"))),
         ),
       { detail: { summary: "A pull's progress as SSE, until it succeeds or fails", tags: ["Models"] } },

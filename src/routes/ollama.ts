@@ -17,43 +17,12 @@ import {
   ModelName,
   PullRequest,
 } from "../ollama/schemas";
-import type { ModelRegistry } from "../registry";
 import type { Services } from "../services";
-import { begin, type RequestContext, streamResponse, withModel } from "../services/generation";
-import { pullEvents } from "../services/library";
-import {
-  chatPlan,
-  generatePlan,
-  isLoadOnly,
-  loadLine,
-  ollamaEmbed,
-  ollamaEntry,
-  ollamaStream,
-  ps,
-  runOllama,
-  show,
-  tags,
-} from "../services/ollama";
+import { type RequestContext, streamResponse, withModel } from "../services/generation";
+import { ollamaEmbed, ollamaEntry, ollamaTurn, ps, show, tags } from "../services/ollama";
 
 /** The Ollama API version llmatic speaks (clients check it before using newer fields). */
 export const OLLAMA_VERSION = "0.12.0";
-
-type Body = ChatRequest | GenerateRequest;
-
-async function loadOrUnload(
-  registry: ModelRegistry,
-  id: string,
-  kind: "chat" | "generate",
-  keep: number | null | undefined,
-  signal: AbortSignal,
-) {
-  if (keep === 0) {
-    await registry.unloadNow(id);
-    return loadLine(id, kind, "unload");
-  }
-  await registry.loadNow(id, signal, keep);
-  return loadLine(id, kind, "load");
-}
 
 export const ollamaRoutes = (svc: Services) =>
   new Elysia({ name: "routes/ollama", prefix: "/api" })
@@ -74,7 +43,7 @@ export const ollamaRoutes = (svc: Services) =>
     .post(
       "/chat",
       ({ body, registry, config, metrics, request, server }) =>
-        run({ registry, request, server, config }, body, "chat", config, metrics),
+        ollamaTurn({ registry, request, server, config }, body, "chat", metrics),
       {
         body: "OllamaChat",
         transform: precheck(ChatRequest),
@@ -84,7 +53,7 @@ export const ollamaRoutes = (svc: Services) =>
     .post(
       "/generate",
       ({ body, registry, config, metrics, request, server }) =>
-        run({ registry, request, server, config }, body, "generate", config, metrics),
+        ollamaTurn({ registry, request, server, config }, body, "generate", metrics),
       {
         body: "OllamaGenerate",
         transform: precheck(GenerateRequest),
@@ -143,13 +112,13 @@ export const ollamaRoutes = (svc: Services) =>
         }
         const lines = async function* () {
           let first = true;
-          for await (const p of pullEvents(h)) {
+          for await (const p of h.changes()) {
             for (const l of pullLines(p, first)) yield l;
             first = false;
           }
         };
         const ctx: RequestContext = { registry, request, server, config };
-        return streamResponse(ctx, { abort: () => {} }, lines(), "ndjson");
+        return streamResponse(ctx, null, lines(), "ndjson");
       },
       {
         body: PullRequest,
@@ -186,31 +155,3 @@ export const ollamaRoutes = (svc: Services) =>
         detail: { summary: "Serve a model under another name too", tags: ["Ollama"] },
       },
     );
-
-async function run(
-  ctx: RequestContext,
-  body: Body,
-  kind: "chat" | "generate",
-  config: Services["decorator"]["config"],
-  metrics: Services["decorator"]["metrics"],
-) {
-  const e = ollamaEntry(ctx.registry, body.model);
-  const keep = keepAliveMs(body.keep_alive);
-  if (isLoadOnly(body)) return loadOrUnload(ctx.registry, e.id, kind, keep, ctx.request.signal);
-  const clock = new Clock();
-  return withModel(
-    ctx,
-    e.id,
-    async (engine, handOff) => {
-      clock.loaded = performance.now();
-      const plan =
-        kind === "chat"
-          ? chatPlan(body as ChatRequest, config.sampling, engine.info)
-          : generatePlan(body as GenerateRequest, config.sampling, engine.info);
-      if (body.stream === false) return runOllama(engine, plan, clock, { signal: ctx.request.signal, metrics });
-      const g = await begin(engine, [plan.request], ctx.request.signal, metrics);
-      return streamResponse(ctx, g, ollamaStream(plan, g, clock, handOff()), "ndjson");
-    },
-    { keepAliveMs: keep },
-  );
-}

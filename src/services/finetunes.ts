@@ -8,10 +8,9 @@
 // deleted (DELETE /v1/models/{model}).
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { writeFileAtomic } from "../atomic";
 import type { ServerConfig } from "../config";
-import { embedded } from "../embedded";
+import { childCommand } from "../embedded";
 import { invalid, notFound } from "../errors";
 import type { FineTuneSpec, Hyperparams, RunnerReport, ToRunner } from "../finetune/protocol";
 import { untrainable } from "../finetune/train";
@@ -387,9 +386,7 @@ export class FineTunes {
     this.event(s, "info", "Job started.");
     const rows: Record<string, number>[] = [];
     const tail: string[] = [];
-    const cmd = embedded()
-      ? [process.execPath]
-      : [process.execPath, fileURLToPath(new URL("../finetune/child.ts", import.meta.url))];
+    const cmd = childCommand(new URL("../finetune/child.ts", import.meta.url));
     let outcome: RunnerReport | null = null;
     const done = new Promise<string>((resolve) => {
       const proc = Bun.spawn(cmd, {

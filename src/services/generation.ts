@@ -118,7 +118,8 @@ export interface RequestContext {
  */
 export function streamResponse(
   { request, server, config }: RequestContext,
-  g: Pick<Generation, "abort">,
+  /** what a stalled reader stops (null: nothing runs behind the stream but its frames) */
+  g: Pick<Generation, "abort"> | null,
   frames: AsyncGenerator<SseData, void, void>,
   format: "sse" | "ndjson" = "sse",
 ): Response {
@@ -129,7 +130,7 @@ export function streamResponse(
     keepAliveMs: config.sseKeepAlive * 1000,
     stallMs: config.stallTimeout * 1000,
     onStall: () => {
-      g.abort();
+      g?.abort();
       server?.timeout(request, 1);
     },
   });

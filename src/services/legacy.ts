@@ -36,7 +36,7 @@ const MODERATION_ALIAS = /^(text-moderation-(latest|stable|\d+)|omni-moderation-
 
 /** The served model an id stands for: itself, or the default model for OpenAI's engine names. */
 export function legacyModel(registry: ModelRegistry, id: string | null | undefined, fallback: string | null): string {
-  const first = fallback ?? registry.list()[0]?.id ?? "";
+  const first = registry.defaultId(fallback) ?? "";
   if (!id) return first;
   if (registry.entry(id)) return id;
   return OPENAI_ENGINE.test(id) ? first : id;

@@ -31,12 +31,50 @@ export interface PullProgress {
   error: string | null;
 }
 
-type Listener = (p: PullProgress) => void;
+/** One pull: its progress as it changes, and its outcome. */
+export class PullHandle {
+  readonly progress: PullProgress;
+  readonly done: Promise<ModelEntry>;
+  private version = 0;
+  private wake: (() => void)[] = [];
 
-interface Pull {
-  progress: PullProgress;
-  listeners: Set<Listener>;
-  done: Promise<ModelEntry>;
+  constructor(id: string, model: string, run: (report: (p: Partial<PullProgress>) => void) => Promise<ModelEntry>) {
+    this.progress = { id, model, status: "pulling", file: null, completed: 0, total: null, error: null };
+    this.done = run((p) => this.update(p)).then(
+      (e) => {
+        this.update({ status: "success" });
+        return e;
+      },
+      (err) => {
+        const message = err instanceof Error ? err.message : String(err);
+        this.update({ status: "failed", error: message });
+        if (err instanceof DomainError) throw err;
+        // the hub said no (an unknown repository or quantization, access denied) or cannot be reached
+        throw /not found/.test(message)
+          ? notFound(message, "model", "model_not_found")
+          : new DomainError("invalid_request", message, "model");
+      },
+    );
+    this.done.catch(() => {});
+  }
+
+  private update(p: Partial<PullProgress>): void {
+    Object.assign(this.progress, p);
+    this.version++;
+    for (const w of this.wake.splice(0)) w();
+  }
+
+  /** Its progress from now on, the newest each time it is read, until it succeeds or fails (the last says which). */
+  async *changes(): AsyncGenerator<PullProgress, void, void> {
+    let seen = -1;
+    for (;;) {
+      if (this.version === seen) await new Promise<void>((r) => this.wake.push(r));
+      seen = this.version;
+      const p = { ...this.progress };
+      yield p;
+      if (p.status === "success" || p.status === "failed") return;
+    }
+  }
 }
 
 const PULL_ID = /^pull_[a-z0-9]{1,32}$/;
@@ -50,7 +88,7 @@ export function hubText(model: string): string {
 export class ModelLibrary {
   private readonly file: string;
   private readonly records = new Map<string, Record_>();
-  private readonly pulls = new Map<string, Pull>();
+  private readonly pulls = new Map<string, PullHandle>();
   private readonly byModel = new Map<string, string>();
 
   constructor(
@@ -87,14 +125,13 @@ export class ModelLibrary {
   }
 
   /**
-   * Starts pulling `model` (a hub reference) and returns its progress record at
-   * once; `done` resolves with the served entry. An id that is served already
-   * is a success at once.
+   * Starts pulling `model` (a hub reference), or finds its pull running, and
+   * returns it at once; its `done` resolves with the served entry. A model that
+   * is served already is a success at once.
    */
-  pull(model: string): { progress: PullProgress; done: Promise<ModelEntry>; subscribe: (l: Listener) => () => void } {
-    const running = this.byModel.get(model);
-    const p = running ? this.pulls.get(running) : undefined;
-    if (p && p.progress.status !== "failed") return this.handle(p);
+  pull(model: string): PullHandle {
+    const running = this.pulls.get(this.byModel.get(model) ?? "");
+    if (running && running.progress.status !== "failed") return running;
     let ref: ModelRef;
     try {
       ref = parseModelRef(hubText(model));
@@ -103,51 +140,21 @@ export class ModelLibrary {
     }
     if (ref.kind !== "hf") throw invalid(`'${model}' is not a hub reference (use owner/repo:QUANT)`, "model");
     const id = `pull_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
-    const progress: PullProgress = {
-      id,
-      model,
-      status: "pulling",
-      file: null,
-      completed: 0,
-      total: null,
-      error: null,
-    };
-    const pull: Pull = { progress, listeners: new Set(), done: Promise.resolve(null as unknown as ModelEntry) };
-    const emit = () => {
-      for (const l of pull.listeners) l({ ...progress });
-    };
-    const existing = this.registry.entry(model);
-    pull.done = (async () => {
+    const pull = new PullHandle(id, model, async (report) => {
+      const existing = this.registry.entry(model);
       if (existing) return existing;
-      const path = await resolveHubRef(ref, (x) => {
-        progress.file = x.file;
-        progress.completed = x.received;
-        progress.total = x.total;
-        progress.status = x.total !== null && x.received >= x.total ? "verifying" : "pulling";
-        emit();
-      });
-      const r: Record_ = { id: model, ref: ref.text, path, createdAt: Math.floor(Date.now() / 1000) };
-      this.records.set(model, r);
+      const path = await resolveHubRef(ref, (x) =>
+        report({
+          file: x.file,
+          completed: x.received,
+          total: x.total,
+          status: x.total !== null && x.received >= x.total ? "verifying" : "pulling",
+        }),
+      );
+      this.records.set(model, { id: model, ref: ref.text, path, createdAt: Math.floor(Date.now() / 1000) });
       this.save();
       return this.registry.entry(model) ?? this.registry.add(model, { kind: "path", path }, { downloaded: true });
-    })().then(
-      (e) => {
-        progress.status = "success";
-        emit();
-        return e;
-      },
-      (err) => {
-        progress.status = "failed";
-        progress.error = err instanceof Error ? err.message : String(err);
-        emit();
-        if (err instanceof DomainError) throw err;
-        // the hub said no (an unknown repository or quantization, access denied) or cannot be reached
-        throw /not found/.test(progress.error)
-          ? notFound(progress.error, "model", "model_not_found")
-          : new DomainError("invalid_request", progress.error, "model");
-      },
-    );
-    pull.done.catch(() => {});
+    });
     this.pulls.set(id, pull);
     this.byModel.set(model, id);
     // finished pulls stay readable for a while
@@ -160,25 +167,14 @@ export class ModelLibrary {
         }, 600_000);
         t.unref?.();
       });
-    return this.handle(pull);
-  }
-
-  private handle(p: Pull) {
-    return {
-      progress: { ...p.progress },
-      done: p.done,
-      subscribe: (l: Listener) => {
-        p.listeners.add(l);
-        return () => p.listeners.delete(l);
-      },
-    };
+    return pull;
   }
 
   /** A pull by its id (GET /models/pull/{id}). */
-  pullById(id: string) {
+  pullById(id: string): PullHandle {
     const p = PULL_ID.test(id) ? this.pulls.get(id) : undefined;
     if (!p) throw notFound(`No pull with id '${id}'`, "id");
-    return this.handle(p);
+    return p;
   }
 
   /** Serves `source` under the name `destination` too (Ollama's copy). */
@@ -232,54 +228,5 @@ export class ModelLibrary {
       rmSync(r.path, { force: true });
       rmSync(`${r.path}.json`, { force: true });
     }
-  }
-}
-
-/** A pull's progress as it changes, until it succeeds or fails (the last snapshot says which). */
-export async function* pullEvents(h: ReturnType<ModelLibrary["pull"]>): AsyncGenerator<PullProgress, void, void> {
-  const queue: PullProgress[] = [h.progress];
-  let wake: (() => void) | null = null;
-  const off = h.subscribe((p) => {
-    // progress comes faster than a client reads: keep the newest of a kind
-    const last = queue[queue.length - 1];
-    if (last && last.status === p.status && last.file === p.file) queue[queue.length - 1] = p;
-    else queue.push(p);
-    wake?.();
-  });
-  let ended = h.progress.status === "success" || h.progress.status === "failed";
-  void h.done.then(
-    () => {
-      ended = true;
-      wake?.();
-    },
-    () => {
-      ended = true;
-      wake?.();
-    },
-  );
-  try {
-    for (;;) {
-      const p = queue.shift();
-      if (p) {
-        yield p;
-        if (p.status === "success" || p.status === "failed") return;
-        continue;
-      }
-      if (ended) {
-        // the last snapshot may have come before subscribing
-        const final = await h.done.then(
-          (): PullProgress => ({ ...h.progress, status: "success" }),
-          (e): PullProgress => ({ ...h.progress, status: "failed", error: e instanceof Error ? e.message : String(e) }),
-        );
-        yield final;
-        return;
-      }
-      await new Promise<void>((r) => {
-        wake = r;
-      });
-      wake = null;
-    }
-  } finally {
-    off();
   }
 }

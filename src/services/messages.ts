@@ -36,7 +36,7 @@ const CLAUDE = /^claude-/i;
  */
 export function anthropicModel(registry: ModelRegistry, id: string, fallback: string | null): string {
   if (registry.entry(id) || !CLAUDE.test(id)) return id;
-  return fallback ?? registry.list()[0]?.id ?? id;
+  return registry.defaultId(fallback) ?? id;
 }
 
 export interface MessagesPlan {

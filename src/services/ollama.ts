@@ -4,18 +4,17 @@
 // and the listings (/api/tags, /api/show, /api/ps) from the registry and the
 // models' GGUF headers. Timings are measured here, in nanoseconds.
 import { BlockStream, blocksOf } from "../chat/blocks";
-import { chatRequest } from "../chat/request";
-import type { SamplingDefaults } from "../config";
+import { chatRequest, samplingFrom } from "../chat/request";
+import type { SamplingDefaults, ServerConfig } from "../config";
 import type { Engine } from "../engine/engine";
 import type { GenerateEvent, GenerateRequest, ModelInfo } from "../engine/types";
 import { DomainError, invalid, notFound } from "../errors";
 import { toApiError } from "../http/errors";
 import type { Metrics } from "../metrics";
-import { capabilitiesOf, describeModel, type ModelFacts } from "../models/describe";
-import { chatSpec, generatePrompt, modelName, servedId } from "../ollama/convert";
+import { chatSpec, generatePrompt, keepAliveMs, modelName, servedId } from "../ollama/convert";
 import {
   assistantMessage,
-  type Clock,
+  Clock,
   chatDone,
   chatLine,
   doneReason,
@@ -29,7 +28,8 @@ import {
 } from "../ollama/output";
 import type { ChatRequest, EmbedRequest, GenerateRequest as OllamaGenerate } from "../ollama/schemas";
 import type { ModelEntry, ModelRegistry } from "../registry";
-import { begin, type Generation } from "./generation";
+import { begin, type Generation, type RequestContext, streamResponse, withModel } from "./generation";
+import { capabilitiesOfEntry, factsOf } from "./models";
 
 type EndEvent = Extract<GenerateEvent, { type: "end" }>;
 
@@ -39,20 +39,6 @@ export function ollamaEntry(registry: ModelRegistry, name: string | null | undef
   const e = registry.entry(servedId(name, (id) => registry.entry(id) !== undefined));
   if (!e) throw notFound(`model '${name}' not found`, "model", "model_not_found");
   return e;
-}
-
-/** A model's facts: from its file when it is on disk (hub models before their first load have none). */
-export function factsOf(e: ModelEntry): ModelFacts | null {
-  const path = e.engine?.info.path ?? (e.source.kind === "path" ? e.source.path : null);
-  return path ? describeModel(path) : null;
-}
-
-/** Capabilities as the model really has them: the loaded engine's, else its file's. */
-export function capabilitiesOfEntry(e: ModelEntry, f: ModelFacts | null) {
-  const info = e.engine?.info;
-  if (!info) return f?.capabilities ?? ["completion"];
-  const pooling = f?.capabilities.includes("embedding") ?? false;
-  return capabilitiesOf(info.chatTemplate, { fim: info.fim, pooling });
 }
 
 export function tags(registry: ModelRegistry) {
@@ -99,26 +85,30 @@ export function generatePlan(body: OllamaGenerate, defaults: SamplingDefaults, i
   const p = generatePrompt(body, defaults, info.chatTemplate !== null);
   const model = modelName(info.id);
   if (p.kind === "chat") return { model, kind: "generate", request: chatRequest(p.spec, defaults, info) };
+  // the prompt as written: no template, so no grammar from it, no parsing, no think block
   if (p.spec.jsonSchema !== undefined)
     throw invalid("format needs the model's chat template: it cannot be combined with raw or suffix", "format");
-  const request = chatRequest({ ...p.spec, messages: [{ role: "user", content: "" }] }, defaults, info);
-  request.parse = undefined;
-  request.reasoningBudget = null;
-  request.prompt =
-    p.kind === "raw"
-      ? { type: "text", text: p.text, addSpecial: true, parseSpecial: false }
-      : { type: "infill", prefix: p.prefix, suffix: p.suffix };
+  const request: GenerateRequest = {
+    prompt:
+      p.kind === "raw"
+        ? { type: "text", text: p.text, addSpecial: true, parseSpecial: false }
+        : { type: "infill", prefix: p.prefix, suffix: p.suffix },
+    n: 1,
+    maxTokens: p.spec.maxTokens,
+    sampling: samplingFrom(p.spec.sampling, defaults, info),
+    stop: p.spec.stop,
+  };
   return { model, kind: "generate", request };
 }
 
 /** Nothing to say: Ollama's way to load (or, with keep_alive 0, unload) a model. */
-export function isLoadOnly(body: ChatRequest | OllamaGenerate): boolean {
-  if ("messages" in body && body.messages !== undefined) return (body.messages ?? []).length === 0;
+function isLoadOnly(body: ChatRequest | OllamaGenerate, kind: "chat" | "generate"): boolean {
+  if (kind === "chat") return ((body as ChatRequest).messages ?? []).length === 0;
   const g = body as OllamaGenerate;
-  return !g.prompt && !g.suffix && !("messages" in body);
+  return !g.prompt && !g.suffix;
 }
 
-export function loadLine(model: string, kind: "chat" | "generate", reason: "load" | "unload") {
+function loadLine(model: string, kind: "chat" | "generate", reason: "load" | "unload") {
   const base = { model: modelName(model), created_at: new Date().toISOString(), done: true, done_reason: reason };
   return kind === "chat" ? { ...base, message: { role: "assistant", content: "" } } : { ...base, response: "" };
 }
@@ -131,7 +121,43 @@ function finalOf(plan: OllamaPlan, g: Generation, end: EndEvent, clock: Clock, b
   return generateDone(plan.model, { response: m.content, ...(m.thinking ? { thinking: m.thinking } : {}) }, reason, t);
 }
 
-export async function runOllama(
+/**
+ * One /api/chat or /api/generate request: a load or unload when it says nothing
+ * (Ollama's way), else a generation, streamed as NDJSON unless stream is false.
+ */
+export async function ollamaTurn(
+  ctx: RequestContext & { config: Pick<ServerConfig, "sampling" | "sseKeepAlive" | "stallTimeout"> },
+  body: ChatRequest | OllamaGenerate,
+  kind: "chat" | "generate",
+  metrics?: Metrics,
+) {
+  const { registry, request, config } = ctx;
+  const e = ollamaEntry(registry, body.model);
+  const keep = keepAliveMs(body.keep_alive);
+  if (isLoadOnly(body, kind)) {
+    if (keep === 0) await registry.unloadNow(e.id);
+    else await registry.loadNow(e.id, request.signal, keep);
+    return loadLine(e.id, kind, keep === 0 ? "unload" : "load");
+  }
+  const clock = new Clock();
+  return withModel(
+    ctx,
+    e.id,
+    async (engine, handOff) => {
+      clock.loaded = performance.now();
+      const plan =
+        kind === "chat"
+          ? chatPlan(body as ChatRequest, config.sampling, engine.info)
+          : generatePlan(body as OllamaGenerate, config.sampling, engine.info);
+      if (body.stream === false) return runOllama(engine, plan, clock, { signal: request.signal, metrics });
+      const g = await begin(engine, [plan.request], request.signal, metrics);
+      return streamResponse(ctx, g, ollamaStream(plan, g, clock, handOff()), "ndjson");
+    },
+    { keepAliveMs: keep },
+  );
+}
+
+async function runOllama(
   engine: Engine,
   plan: OllamaPlan,
   clock: Clock,
@@ -149,7 +175,7 @@ export async function runOllama(
 }
 
 /** The NDJSON lines of a streamed chat or generate; an error after the first line is an {error} line. */
-export async function* ollamaStream(
+async function* ollamaStream(
   plan: OllamaPlan,
   g: Generation,
   clock: Clock,
@@ -209,13 +235,8 @@ export async function ollamaEmbed(engine: Engine, body: EmbedRequest, clock: Clo
   if (texts.length === 0) throw invalid("input must not be empty", "input");
   let inputs: (string | number[])[] = texts;
   if (body.truncate !== false) {
-    // Ollama's default: inputs longer than the context are cut to fit
-    inputs = await Promise.all(
-      texts.map(async (s) => {
-        const toks = await engine.tokenize(s, true, false);
-        return toks.length > info.nCtxSlot ? toks.slice(0, info.nCtxSlot) : s;
-      }),
-    );
+    // Ollama's default: inputs longer than the context are cut to fit (tokenized here as the engine would)
+    inputs = await Promise.all(texts.map(async (s) => (await engine.tokenize(s, true, false)).slice(0, info.nCtxSlot)));
   }
   clock.firstToken();
   const r = await engine.embed(inputs, signal);

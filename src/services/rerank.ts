@@ -2,7 +2,7 @@
 // scorer: a causal model has no rank head, so a document's relevance is how much
 // it makes the query likelier.
 import type { Engine } from "../engine/engine";
-import type { RerankRequest } from "../routes/tokens";
+import type { RerankRequest } from "../openai/token-schemas";
 import { searchScores } from "./legacy";
 import type { Exec } from "./openai";
 

@@ -222,16 +222,6 @@ export class FileStore {
       if (u.bytes === 0) throw invalid("The file is empty", "file", "invalid_file");
       const docs = await validateLines(u.path, purpose);
       const id = newId("file-");
-      const meta: FileObject = {
-        id,
-        object: "file",
-        bytes: u.bytes,
-        created_at: Math.floor(Date.now() / 1000),
-        filename: cleanName(u.filename),
-        purpose,
-        status: "processed",
-        status_details: null,
-      };
       renameSync(u.path, join(this.dir, id));
       fsyncDir(this.dir);
       if (INDEXED.includes(purpose)) {
@@ -240,9 +230,7 @@ export class FileStore {
         this.bm25.set(id, idx);
       }
       // the metadata last: from now on the file exists
-      writeFileAtomic(join(this.dir, `${id}.json`), JSON.stringify(meta));
-      this.files.set(id, meta);
-      return meta;
+      return this.record(id, u.bytes, u.filename, purpose);
     } finally {
       rmSync(u.path, { force: true });
     }
@@ -253,19 +241,7 @@ export class FileStore {
     const id = newId("file-");
     const bytes = typeof data === "string" ? Buffer.from(data) : data;
     writeFileAtomic(join(this.dir, id), bytes);
-    const meta: FileObject = {
-      id,
-      object: "file",
-      bytes: bytes.length,
-      created_at: Math.floor(Date.now() / 1000),
-      filename: cleanName(filename),
-      purpose,
-      status: "processed",
-      status_details: null,
-    };
-    writeFileAtomic(join(this.dir, `${id}.json`), JSON.stringify(meta));
-    this.files.set(id, meta);
-    return meta;
+    return this.record(id, bytes.length, filename, purpose);
   }
 
   /** Commits a file already written (fsynced) at `path` inside the data directory, e.g. a batch's output. */
@@ -273,10 +249,15 @@ export class FileStore {
     const id = newId("file-");
     renameSync(path, join(this.dir, id));
     fsyncDir(this.dir);
+    return this.record(id, statSync(join(this.dir, id)).size, filename, purpose);
+  }
+
+  /** The metadata of a file whose bytes are in place: it exists from now on. */
+  private record(id: string, bytes: number, filename: string | null, purpose: Purpose): FileObject {
     const meta: FileObject = {
       id,
       object: "file",
-      bytes: statSync(join(this.dir, id)).size,
+      bytes,
       created_at: Math.floor(Date.now() / 1000),
       filename: cleanName(filename),
       purpose,
