@@ -150,7 +150,7 @@ describe("/v1/fine-tunes", () => {
       model: MODEL,
       n_epochs: 6,
       batch_size: 16,
-      learning_rate_multiplier: 1,
+      learning_rate_multiplier: 2,
       suffix: "blue",
     });
     expect(created.status).toBe(200);
