@@ -6,8 +6,10 @@ import type {
   GenerateEvent,
   GenerateRequest,
   ModelInfo,
+  RankResult,
   RenderedPrompt,
 } from "../src/engine/types";
+import { DomainError } from "../src/errors";
 
 export interface Script {
   /** refuse at admission with this error */
@@ -42,6 +44,7 @@ export const FAKE_INFO: ModelInfo = {
   eogTokens: [2],
   bosToken: 1,
   fim: false,
+  rankHead: false,
   createdAt: 1700000000,
 };
 
@@ -112,6 +115,10 @@ export class FakeEngine implements Engine {
       vectors: inputs.map((_, i) => Float32Array.from([0.5, -0.5, 0.5, i === 0 ? -0.5 : 0.25])),
       promptTokens: inputs.length * 3,
     };
+  }
+
+  async rank(): Promise<RankResult> {
+    throw new DomainError("invalid_request", "this model has no rank head", "model");
   }
 
   stats(): EngineStats {

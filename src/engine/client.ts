@@ -18,6 +18,7 @@ import type {
   GenerateEvent,
   GenerateRequest,
   ModelInfo,
+  RankResult,
   RenderedPrompt,
   ToEngine,
 } from "./types";
@@ -364,8 +365,8 @@ export class LlamaEngine implements Engine {
     return this.call((id) => ({ type: "count", id, request }));
   }
 
-  async embed(inputs: (string | number[])[], signal?: AbortSignal): Promise<EmbedResult> {
-    const r = await this.call<EmbedResultWire>((id) => ({ type: "embed", id, inputs }), signal);
+  async embed(inputs: (string | number[])[], signal?: AbortSignal, rankQuery?: string): Promise<EmbedResult> {
+    const r = await this.call<EmbedResultWire>((id) => ({ type: "embed", id, inputs, rankQuery }), signal);
     return {
       vectors: r.vectors.map((b) => {
         const bytes = Buffer.from(b, "base64");
@@ -373,6 +374,11 @@ export class LlamaEngine implements Engine {
       }),
       promptTokens: r.promptTokens,
     };
+  }
+
+  async rank(query: string, documents: string[], signal?: AbortSignal): Promise<RankResult> {
+    const r = await this.embed(documents, signal, query);
+    return { scores: r.vectors.map((v) => v[0] as number), promptTokens: r.promptTokens };
   }
 
   stats(): EngineStats {

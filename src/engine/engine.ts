@@ -1,7 +1,15 @@
 // The engine as the HTTP layer sees it. LlamaEngine (engine/client.ts) runs the
 // real one in a child process (or a worker); tests inject fakes that implement
 // the same interface.
-import type { EmbedResult, EngineStats, GenerateEvent, GenerateRequest, ModelInfo, RenderedPrompt } from "./types";
+import type {
+  EmbedResult,
+  EngineStats,
+  GenerateEvent,
+  GenerateRequest,
+  ModelInfo,
+  RankResult,
+  RenderedPrompt,
+} from "./types";
 
 export interface Engine {
   readonly info: ModelInfo;
@@ -19,6 +27,8 @@ export interface Engine {
   renderPrompt(req: GenerateRequest): Promise<RenderedPrompt>;
   /** queued like generations; aborting `signal` cancels between inputs */
   embed(inputs: (string | number[])[], signal?: AbortSignal): Promise<EmbedResult>;
+  /** each document's score for `query` from the model's rank head (`info.rankHead`); queued as embed is */
+  rank(query: string, documents: string[], signal?: AbortSignal): Promise<RankResult>;
   stats(): EngineStats;
   /** the engine process's pid, when it has its own process */
   readonly pid?: number | null;

@@ -8,7 +8,7 @@ import type { EngineConfig, GenerateRequest } from "./types";
 export type ToPrep =
   | { type: "load"; config: EngineConfig; progress: SharedArrayBuffer }
   | { type: "prepare"; id: number; request: GenerateRequest; nCtxSlot: number }
-  | { type: "embed"; id: number; inputs: (string | number[])[]; nCtx: number }
+  | { type: "embed"; id: number; inputs: (string | number[])[]; nCtx: number; rankQuery?: string }
   | { type: "tokenize"; id: number; text: string; addSpecial: boolean; parseSpecial: boolean }
   | { type: "detokenize"; id: number; tokens: number[] }
   | { type: "count"; id: number; request: GenerateRequest; nCtxSlot: number }

@@ -11,7 +11,7 @@ import { ChatTemplates } from "../ffi/chat";
 import { drainNativeLogs, lib, setLibraryPath } from "../ffi/library";
 import { Model } from "../ffi/model";
 import type { FromPrep, ToPrep } from "./prep-protocol";
-import { countPrompt, prepare, prepareEmbeddings, toWire } from "./prepare";
+import { countPrompt, prepare, prepareEmbeddings, prepareRankPairs, toWire } from "./prepare";
 
 let model: Model | null = null;
 let templates: ChatTemplates | null = null;
@@ -68,7 +68,14 @@ self.onmessage = (ev: MessageEvent<ToPrep>) => {
         post({ type: "prepared", id: m.id, prepared: toWire(prepare(loaded(), templates, m.request, m.nCtxSlot)) });
         return;
       case "embed":
-        post({ type: "embedded", id: m.id, inputs: prepareEmbeddings(loaded(), m.inputs, m.nCtx) });
+        post({
+          type: "embedded",
+          id: m.id,
+          inputs:
+            m.rankQuery === undefined
+              ? prepareEmbeddings(loaded(), m.inputs, m.nCtx)
+              : prepareRankPairs(loaded(), m.rankQuery, m.inputs as string[], m.nCtx),
+        });
         return;
       case "tokenize":
         post({ type: "result", id: m.id, value: [...loaded().tokenize(m.text, m.addSpecial, m.parseSpecial)] });

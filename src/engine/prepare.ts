@@ -436,3 +436,54 @@ export function prepareEmbeddings(model: Model, inputs: (string | number[])[], n
     return toks;
   });
 }
+
+/**
+ * Query/document pairs for a rank head, as llama-server builds them: the model's
+ * "rerank" prompt with {query} and {document} filled in, else BOS? query EOS? SEP?
+ * document EOS? by the vocabulary's flags. The prompt's own special tokens are
+ * parsed; text that spells a control token is kept as text (then the prompt's
+ * pieces are tokenized one by one, so a document cannot end its turn).
+ */
+export function prepareRankPairs(model: Model, query: string, documents: string[], nCtx: number): Int32Array[] {
+  const template = model.chatTemplate("rerank");
+  const control = model.vocabInfo.control;
+  const spellsControl = (t: string) => control.some((c) => c.length > 0 && t.includes(c));
+  const plain = (t: string) => model.tokenize(t, false, false);
+  const queryTokens = template === null ? plain(query) : null;
+  const { bos, eos, sep } = model.pairTokens();
+  return documents.map((doc, i) => {
+    tooLong(model, Buffer.byteLength(query) + Buffer.byteLength(doc) + (template?.length ?? 0), nCtx, "documents");
+    let toks: number[];
+    if (template !== null) {
+      if (!spellsControl(query) && !spellsControl(doc)) {
+        const text = template.replaceAll("{query}", query).replaceAll("{document}", doc);
+        toks = [...model.tokenize(text, false, true)];
+      } else {
+        toks = [];
+        for (const part of template.split(/(\{query\}|\{document\})/)) {
+          if (part === "{query}") toks.push(...plain(query));
+          else if (part === "{document}") toks.push(...plain(doc));
+          else if (part) toks.push(...model.tokenize(part, false, true));
+        }
+      }
+    } else {
+      toks = [];
+      if (bos !== null) toks.push(bos);
+      toks.push(...(queryTokens as Int32Array));
+      if (eos !== null) toks.push(eos);
+      if (sep !== null) toks.push(sep);
+      toks.push(...plain(doc));
+      if (eos !== null) toks.push(eos);
+    }
+    if (toks.length === 0)
+      throw new DomainError("invalid_request", `documents[${i}] and the query are empty`, "documents");
+    if (toks.length > nCtx) {
+      throw new DomainError(
+        "context_length_exceeded",
+        `documents[${i}] with the query is ${toks.length} tokens but the ranking context is ${nCtx} tokens`,
+        "documents",
+      );
+    }
+    return Int32Array.from(toks);
+  });
+}

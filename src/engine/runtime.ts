@@ -55,6 +55,8 @@ export function runEngine(
   let ctx: Context | null = null;
   let scheduler: Scheduler | null = null;
   let embedCtx: { ctx: Context; batch: Batch } | null = null;
+  /** the model ranks query/document pairs with a classification head */
+  let rankHead = false;
   let prep: Worker | null = null;
   let nCtxSlot = 0;
   let closing = false;
@@ -109,7 +111,10 @@ export function runEngine(
     }
   }
 
-  /** One input's pooled, L2-normalised vector (a context of its own, made on first use). */
+  /**
+   * One input's pooled, L2-normalised vector, or a rank head's scores for one
+   * query/document pair (a context of its own, made on first use).
+   */
   function embedOne(tokens: Int32Array): Float32Array {
     if (!model || !config) throw new DomainError("engine_unavailable", "the model is not loaded");
     if (!embedCtx) {
@@ -123,7 +128,7 @@ export function runEngine(
         nThreads: config.nThreads,
         nThreadsBatch: config.nThreadsBatch ?? config.nThreads,
         embeddings: true,
-        pooling: PoolingType.MEAN,
+        pooling: rankHead ? PoolingType.RANK : PoolingType.MEAN,
         onLog: forwardLogs,
       });
       embedCtx = { ctx: c, batch: new Batch(n) };
@@ -134,8 +139,9 @@ export function runEngine(
     for (let i = 0; i < tokens.length; i++) batch.add(tokens[i] as number, i, 0, true);
     const status = ec.decode(batch);
     if (status !== 0) throw new DomainError("internal", `embedding decode failed with status ${status}`);
-    const v = ec.sequenceEmbedding(0);
+    const v = ec.sequenceEmbedding(0, rankHead ? model.nClsOut : model.nEmbd);
     if (!v) throw new DomainError("internal", "the model produced no pooled embedding");
+    if (rankHead) return v;
     let norm = 0;
     for (let i = 0; i < v.length; i++) norm += (v[i] as number) * (v[i] as number);
     norm = Math.sqrt(norm);
@@ -151,6 +157,7 @@ export function runEngine(
   function start(handle: number): void {
     const cfg = config as EngineConfig;
     model = Model.fromHandle(handle, cfg.modelPath, true);
+    rankHead = model.rankHead;
     const parallel = Math.max(1, cfg.parallel);
     const nBatch = cfg.nBatch ?? Math.min(2048, cfg.nCtx);
     ctx = new Context(model, {
@@ -191,6 +198,7 @@ export function runEngine(
       eogTokens: [...model.eogTokens()],
       bosToken: model.bos >= 0 ? model.bos : null,
       fim: model.fimTokens() !== null,
+      rankHead,
       createdAt: Math.floor(Date.now() / 1000),
     };
     forwardLogs();
@@ -397,9 +405,18 @@ export function runEngine(
           return;
         case "embed":
           if (!scheduler || closing) throw new DomainError("engine_unavailable", "the model is not loaded");
+          if (rankHead && m.rankQuery === undefined) {
+            throw new DomainError(
+              "invalid_request",
+              `${(config as EngineConfig).id} is a reranker (rank pooling): it scores query/document pairs at /v1/rerank and makes no embeddings`,
+              "model",
+            );
+          }
+          if (!rankHead && m.rankQuery !== undefined)
+            throw new DomainError("invalid_request", "this model has no rank head", "model");
           scheduler.checkAdmissible(1, preparing.size + embedding.size);
           embedding.set(m.id, { cancelled: false });
-          toPrep({ type: "embed", id: m.id, inputs: m.inputs, nCtx: embedContextSize() });
+          toPrep({ type: "embed", id: m.id, inputs: m.inputs, nCtx: embedContextSize(), rankQuery: m.rankQuery });
           return;
         case "shutdown":
           closing = true;

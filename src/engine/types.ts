@@ -56,6 +56,8 @@ export interface ModelInfo {
   bosToken: number | null;
   /** the vocabulary has fill-in-the-middle tokens (suffix, Ollama's "insert") */
   fim: boolean;
+  /** rank pooling with a classification head: the model scores query/document pairs (rerank), it does not embed */
+  rankHead: boolean;
   createdAt: number;
 }
 
@@ -174,6 +176,12 @@ export interface EmbedResult {
   promptTokens: number;
 }
 
+/** A rank head's score for each document (the first label's: "yes" for Qwen3-Reranker). */
+export interface RankResult {
+  scores: number[];
+  promptTokens: number;
+}
+
 export interface EngineStats {
   slotsBusy: number;
   slotsTotal: number;
@@ -193,7 +201,8 @@ export type ToEngine =
   | { type: "detokenize"; id: number; tokens: number[] }
   /** the prompt tokens of a generate request (templated and tokenized, not run) */
   | { type: "count"; id: number; request: GenerateRequest }
-  | { type: "embed"; id: number; inputs: (string | number[])[] }
+  /** with `rankQuery`, the inputs are documents scored against it by the model's rank head */
+  | { type: "embed"; id: number; inputs: (string | number[])[]; rankQuery?: string }
   | { type: "shutdown" };
 
 export type FromEngine =

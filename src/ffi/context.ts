@@ -129,9 +129,9 @@ export class Context extends NativeObject {
   }
 
   /** Pooled embedding of a sequence after a decode (copied out of native memory). */
-  sequenceEmbedding(seq: number): Float32Array | null {
+  sequenceEmbedding(seq: number, n = this.model.nEmbd): Float32Array | null {
     const p = lib().llama_get_embeddings_seq(this.handle, seq) as Pointer | null;
     if (!p) return null;
-    return new Float32Array(toArrayBuffer(p, 0, this.model.nEmbd * 4).slice(0));
+    return new Float32Array(toArrayBuffer(p, 0, n * 4).slice(0));
   }
 }

@@ -148,10 +148,44 @@ export class Model extends NativeObject {
     return this.#vocab;
   }
 
-  /** The model's default chat template (jinja source), or null. */
-  chatTemplate(): string | null {
-    const p = lib().llama_model_chat_template(this.handle, null);
+  /** The model's default chat template (jinja source), or a named one ("rerank"), or null. */
+  chatTemplate(name: string | null = null): string | null {
+    const p = lib().llama_model_chat_template(this.handle, name === null ? null : Buffer.from(`${name}\0`));
     return p ? String(p) : null;
+  }
+
+  /** A metadata value as text, or null. */
+  meta(key: string): string | null {
+    const l = lib();
+    const buf = new Uint8Array(256);
+    const n = l.llama_model_meta_val_str(this.handle, Buffer.from(`${key}\0`), ptr(buf), BigInt(buf.length));
+    return n < 0 ? null : new TextDecoder().decode(buf.subarray(0, Math.min(n, buf.length - 1)));
+  }
+
+  /**
+   * The model scores query/document pairs with a classification head
+   * (rank pooling, as llama.cpp converts rerankers): it ranks, it does not embed.
+   */
+  get rankHead(): boolean {
+    const arch = this.meta("general.architecture");
+    return arch !== null && this.meta(`${arch}.pooling_type`) === "4";
+  }
+
+  /** How many scores the rank head gives per pair (its labels). */
+  get nClsOut(): number {
+    return lib().llama_model_n_cls_out(this.handle);
+  }
+
+  /** The special tokens a query/document pair is joined with when the model has no rerank prompt. */
+  pairTokens(): { bos: number | null; eos: number | null; sep: number | null } {
+    const l = lib();
+    const v = this.vocab;
+    const eos = l.llama_vocab_eos(v) >= 0 ? l.llama_vocab_eos(v) : l.llama_vocab_sep(v);
+    return {
+      bos: l.llama_vocab_get_add_bos(v) ? this.bos : null,
+      eos: l.llama_vocab_get_add_eos(v) && eos >= 0 ? eos : null,
+      sep: l.llama_vocab_get_add_sep(v) && l.llama_vocab_sep(v) >= 0 ? l.llama_vocab_sep(v) : null,
+    };
   }
 
   get bos(): number {

@@ -17,6 +17,13 @@ export interface ModelShape {
   /** type of the other 2-D weights */
   weightType: GgmlType.F32 | GgmlType.F16 | GgmlType.Q8_0;
   seed: number;
+  /** "qwen2" (default) or "qwen3" (adds the per-head Q/K norms) */
+  arch?: "qwen2" | "qwen3";
+  /**
+   * A reranker as llama.cpp's converter writes Qwen3-Reranker: rank pooling, a
+   * two-row classification head (labels "yes", "no") and a "rerank" prompt template.
+   */
+  rankHead?: boolean;
 }
 
 /** A few MB, fast: for tests. */
@@ -222,6 +229,8 @@ function tensorsFor(s: ModelShape): TensorSpec[] {
     w("token_embd.weight", [s.nEmbd, nVocab], s.embdType),
     ones("output_norm.weight", s.nEmbd),
   ];
+  // wide enough that p("yes") spreads over (0, 1) after the softmax
+  if (s.rankHead) out.push(w("cls.output.weight", [s.nEmbd, 2], GgmlType.F32, 0.3));
   for (let i = 0; i < s.nLayer; i++) {
     const p = `blk.${i}`;
     out.push(
@@ -233,6 +242,9 @@ function tensorsFor(s: ModelShape): TensorSpec[] {
       w(`${p}.attn_v.weight`, [s.nEmbd, kvDim], s.weightType),
       zeros(`${p}.attn_v.bias`, kvDim),
       w(`${p}.attn_output.weight`, [s.nEmbd, s.nEmbd], s.weightType),
+      ...(s.arch === "qwen3"
+        ? [ones(`${p}.attn_q_norm.weight`, headDim), ones(`${p}.attn_k_norm.weight`, headDim)]
+        : []),
       ones(`${p}.ffn_norm.weight`, s.nEmbd),
       w(`${p}.ffn_gate.weight`, [s.nEmbd, s.nFf], s.weightType),
       w(`${p}.ffn_up.weight`, [s.nEmbd, s.nFf], s.weightType),
@@ -241,6 +253,13 @@ function tensorsFor(s: ModelShape): TensorSpec[] {
   }
   return out;
 }
+
+/** The prompt llama.cpp's converter gives Qwen3-Reranker ({query} and {document} filled in per pair). */
+const RERANK_TEMPLATE =
+  "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct provided. " +
+  'Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n<Instruct>: Given a web search query, ' +
+  "retrieve relevant passages that answer the query\n<Query>: {query}\n<Document>: {document}<|im_end|>\n" +
+  "<|im_start|>assistant\n<think>\n\n</think>\n\n";
 
 const str = (value: string): MetaEntry => ({ type: ValueType.STRING, value });
 const u32v = (value: number): MetaEntry => ({ type: ValueType.UINT32, value });
@@ -257,17 +276,27 @@ function metadataFor(
   const m = new Map<string, MetaEntry>();
   const mostly = s.embdType === GgmlType.Q8_0 ? s.embdType : s.weightType;
   const fileType = mostly === GgmlType.F32 ? 0 : mostly === GgmlType.F16 ? 1 : 7;
-  m.set("general.architecture", str("qwen2"));
+  const a = s.arch ?? "qwen2";
+  m.set("general.architecture", str(a));
   m.set("general.name", str(s.name));
   m.set("general.file_type", u32v(fileType));
-  m.set("qwen2.context_length", u32v(s.nCtxTrain));
-  m.set("qwen2.embedding_length", u32v(s.nEmbd));
-  m.set("qwen2.block_count", u32v(s.nLayer));
-  m.set("qwen2.feed_forward_length", u32v(s.nFf));
-  m.set("qwen2.attention.head_count", u32v(s.nHead));
-  m.set("qwen2.attention.head_count_kv", u32v(s.nHeadKv));
-  m.set("qwen2.rope.freq_base", f32v(1000000));
-  m.set("qwen2.attention.layer_norm_rms_epsilon", f32v(1e-6));
+  m.set(`${a}.context_length`, u32v(s.nCtxTrain));
+  m.set(`${a}.embedding_length`, u32v(s.nEmbd));
+  m.set(`${a}.block_count`, u32v(s.nLayer));
+  m.set(`${a}.feed_forward_length`, u32v(s.nFf));
+  m.set(`${a}.attention.head_count`, u32v(s.nHead));
+  m.set(`${a}.attention.head_count_kv`, u32v(s.nHeadKv));
+  m.set(`${a}.rope.freq_base`, f32v(1000000));
+  m.set(`${a}.attention.layer_norm_rms_epsilon`, f32v(1e-6));
+  if (s.rankHead) {
+    m.set(`${a}.pooling_type`, u32v(4));
+    m.set(`${a}.classifier.output_labels`, {
+      type: ValueType.ARRAY,
+      arrayType: ValueType.STRING,
+      value: ["yes", "no"],
+    });
+    m.set("tokenizer.chat_template.rerank", str(RERANK_TEMPLATE));
+  }
   for (const [k, v] of vocab.metadata) {
     if (!k.startsWith("tokenizer.") || k === "tokenizer.chat_template") continue;
     if (k === "tokenizer.ggml.tokens" || k === "tokenizer.ggml.token_type") {

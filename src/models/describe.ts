@@ -5,7 +5,7 @@
 import { statSync } from "node:fs";
 import { type MetaValue, readGguf } from "../gguf/gguf";
 
-export type Capability = "completion" | "tools" | "insert" | "embedding" | "thinking" | "vision";
+export type Capability = "completion" | "tools" | "insert" | "embedding" | "rerank" | "thinking" | "vision";
 
 export interface ModelFacts {
   architecture: string | null;
@@ -62,11 +62,16 @@ const FILE_TYPES: Record<number, string> = {
 };
 
 /** Which capabilities a template and its metadata show (vision needs a projector, which llmatic does not serve yet). */
-export function capabilitiesOf(template: string | null, meta: { fim: boolean; pooling: boolean }): Capability[] {
+export function capabilitiesOf(
+  template: string | null,
+  meta: { fim: boolean; pooling: boolean; rankHead: boolean },
+): Capability[] {
   const caps: Capability[] = ["completion"];
   if (template && /\btools\b/.test(template)) caps.push("tools");
   if (meta.fim) caps.push("insert");
-  if (meta.pooling) caps.push("embedding");
+  // a rank head scores pairs; its pooled output is no embedding
+  if (meta.rankHead) caps.push("rerank");
+  else if (meta.pooling) caps.push("embedding");
   if (template && /<think>|enable_thinking|reasoning_content|<\|channel\|>/.test(template)) caps.push("thinking");
   return caps;
 }
@@ -134,6 +139,7 @@ export function describeModel(path: string): ModelFacts | null {
     capabilities: capabilitiesOf(template, {
       fim: g.metadata.has("tokenizer.ggml.fim_pre_token_id") || g.metadata.has("tokenizer.ggml.prefix_token_id"),
       pooling: arch !== null && g.metadata.has(`${arch}.pooling_type`),
+      rankHead: arch !== null && num(`${arch}.pooling_type`) === 4,
     }),
     info,
   };

@@ -69,6 +69,24 @@ export async function ensureReasoningModel(kind: keyof typeof REASONING_MODELS):
   return path;
 }
 
+/**
+ * A reranker of the tiny shape, as llama.cpp converts Qwen3-Reranker: Qwen3's
+ * architecture and template, rank pooling, a yes/no classification head and the
+ * "rerank" prompt. Random weights: its scores are real outputs of the head but
+ * say nothing about relevance. For tests.
+ */
+export async function ensureRerankerModel(): Promise<string> {
+  const path = join(MODELS_DIR, "llmatic-tiny-rerank.gguf");
+  if (!existsSync(path)) {
+    await synthesize(
+      { ...TINY_SHAPE, name: "llmatic-tiny-rerank (random weights)", arch: "qwen3", rankHead: true, seed: 4321 },
+      path,
+      REASONING_MODELS.qwen3,
+    );
+  }
+  return path;
+}
+
 export async function ensureTinyModel(log: (s: string) => void = () => {}): Promise<string> {
   const path = demoModelPath();
   if (!existsSync(path)) {

@@ -17,7 +17,7 @@ export function capabilitiesOfEntry(e: ModelEntry, f: ModelFacts | null) {
   const info = e.engine?.info;
   if (!info) return f?.capabilities ?? ["completion"];
   const pooling = f?.capabilities.includes("embedding") ?? false;
-  return capabilitiesOf(info.chatTemplate, { fim: info.fim, pooling });
+  return capabilitiesOf(info.chatTemplate, { fim: info.fim, pooling, rankHead: info.rankHead });
 }
 
 export function modelCard(registry: ModelRegistry, e: ModelEntry) {
