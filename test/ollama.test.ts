@@ -147,6 +147,27 @@ describe("Ollama's API with the ollama client", () => {
     expect(raw.prompt_eval_count).toBeLessThan(g.prompt_eval_count);
   });
 
+  test("num_ctx caps the request's context: generation stops at it, a longer prompt is a 400", async () => {
+    const g = await ollama.generate({
+      model: TINY,
+      prompt: "Once upon a time",
+      raw: true,
+      options: { num_predict: -1, num_ctx: 24, seed: 3, temperature: 1 },
+    });
+    expect(g.done_reason).toBe("length");
+    expect(g.prompt_eval_count + g.eval_count).toBeLessThanOrEqual(24);
+    expect(g.eval_count).toBeGreaterThan(0);
+    const long = await post("/api/generate", {
+      model: TINY,
+      prompt: "word ".repeat(40),
+      raw: true,
+      stream: false,
+      options: { num_ctx: 16 },
+    });
+    expect(long.status).toBe(400);
+    expect((await long.json()).error).toMatch(/num_ctx/);
+  });
+
   test("format: a JSON schema holds the answer", async () => {
     const r = await ollama.chat({
       model: TINY,

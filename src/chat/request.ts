@@ -125,6 +125,8 @@ export interface ChatSpec {
   jsonSchema?: unknown;
   n: number;
   maxTokens: number | null;
+  /** the request's own context cap (GenerateRequest.contextLimit) */
+  contextLimit?: number;
   sampling: SamplingFields;
   stop: string[];
   /** top alternatives per generated token; null: no logprobs */
@@ -254,6 +256,7 @@ export function chatRequest(
     },
     n: spec.n,
     maxTokens: spec.maxTokens,
+    contextLimit: spec.contextLimit,
     sampling: samplingFrom(spec.sampling, defaults, info),
     stop: spec.stop,
     ignoreEos: spec.ignoreEos ?? false,

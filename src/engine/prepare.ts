@@ -359,6 +359,13 @@ export function prepare(
       req.prompt.type === "chat" ? "messages" : "prompt",
     );
   }
+  if (req.contextLimit !== undefined && prompt.length >= req.contextLimit) {
+    throw new DomainError(
+      "context_length_exceeded",
+      `the prompt has ${prompt.length} tokens but the request's context (num_ctx) is ${req.contextLimit} tokens (it must leave room for at least one generated token)`,
+      "options.num_ctx",
+    );
+  }
   for (const t of req.scoreTokens ?? []) {
     if (!Number.isInteger(t) || t < 0 || t >= model.nVocab) {
       throw new DomainError("invalid_request", `token id ${t} is out of range (vocabulary has ${model.nVocab})`);

@@ -497,7 +497,7 @@ export class Scheduler {
     const { text, stop } = c.text.push(this.model.piece(token, job.preserved.has(token)));
     if (text) this.emitText(job, c, text, true);
     // the next step would decode this token at position tokens.length: it must fit the slot
-    const full = c.slot.tokens.length + 1 >= this.opts.nCtxSlot;
+    const full = c.slot.tokens.length + 1 >= Math.min(this.opts.nCtxSlot, job.req.contextLimit ?? Infinity);
     if (stop) this.endChoice(job, c, "stop");
     else if ((job.req.maxTokens !== null && c.generated >= job.req.maxTokens) || full) this.endChoice(job, c, "length");
     else c.pending = token;

@@ -85,6 +85,11 @@ export interface GenerateRequest {
   n: number;
   /** tokens to generate at most per choice; null = until the slot's context is full */
   maxTokens: number | null;
+  /**
+   * the most context (prompt plus generated tokens) this request may use, when
+   * smaller than the slot's (Ollama's num_ctx); unset: the slot's
+   */
+  contextLimit?: number;
   sampling: SamplingParams;
   stop: string[];
   /** never end on an end-of-generation token (benchmarks) */

@@ -155,6 +155,8 @@ function base(body: ChatRequest | GenerateRequest, defaults: SamplingDefaults): 
     jsonSchema: formatSchema(body.format),
     n: 1,
     maxTokens: maxTokensOf(body.options, defaults),
+    // num_ctx caps this request's context; the slot's (--ctx-size / --parallel) is the most it can get
+    contextLimit: body.options?.num_ctx || undefined,
     sampling: samplingOf(body.options),
     stop: stopList(body.options?.stop),
     logprobs: null,

@@ -95,6 +95,7 @@ export function generatePlan(body: OllamaGenerate, defaults: SamplingDefaults, i
         : { type: "infill", prefix: p.prefix, suffix: p.suffix },
     n: 1,
     maxTokens: p.spec.maxTokens,
+    contextLimit: p.spec.contextLimit,
     sampling: samplingFrom(p.spec.sampling, defaults, info),
     stop: p.spec.stop,
   };
