@@ -165,7 +165,7 @@ describe("Ollama's API with the ollama client", () => {
       options: { num_ctx: 16 },
     });
     expect(long.status).toBe(400);
-    expect((await long.json()).error).toMatch(/num_ctx/);
+    expect(((await long.json()) as { error: string }).error).toMatch(/num_ctx/);
   });
 
   test("format: a JSON schema holds the answer", async () => {
