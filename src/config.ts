@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { Value } from "@sinclair/typebox/value";
 import { type TSchema, t } from "elysia";
 import { parseModelRef } from "./models/hub";
+import { isWhisperFile } from "./models/whisper-file";
 import { dataDir } from "./paths";
 
 export interface SamplingDefaults {
@@ -782,19 +783,24 @@ export const HELP: string = (() => {
   return `${out.join("\n")}\n`;
 })();
 
-/** A model id from its file name: "models/Qwen2.5-0.5B-Q4_K_M.gguf" -> "Qwen2.5-0.5B-Q4_K_M". */
+/** A model id from its file name: "models/Qwen2.5-0.5B-Q4_K_M.gguf" -> "Qwen2.5-0.5B-Q4_K_M", "ggml-base.en.bin" -> "ggml-base.en". */
 export function modelIdOf(path: string): string {
-  return basename(path).replace(/\.gguf$/i, "");
+  return basename(path).replace(/\.(gguf|bin)$/i, "");
 }
 
-/** Expands directories into their .gguf files (sorted), keeps files, rejects what does not exist. */
+/**
+ * Expands directories into their model files (sorted): .gguf files and
+ * whisper.cpp's ggml-*.bin speech models; keeps files, rejects what does not exist.
+ */
 export function expandModelPaths(paths: string[]): string[] {
   const out: string[] = [];
   for (const p of paths) {
     if (!existsSync(p)) throw new ConfigError(`model not found: ${p}`);
     if (statSync(p).isDirectory()) {
-      const files = new Bun.Glob("*.gguf").scanSync({ cwd: p, absolute: true });
-      out.push(...[...files].sort());
+      const files = [...new Bun.Glob("*.gguf").scanSync({ cwd: p, absolute: true })];
+      for (const f of new Bun.Glob("ggml-*.bin").scanSync({ cwd: p, absolute: true }))
+        if (isWhisperFile(f)) files.push(f);
+      out.push(...files.sort());
     } else {
       out.push(p);
     }

@@ -8,6 +8,7 @@ import type {
   ModelInfo,
   RankResult,
   RenderedPrompt,
+  TranscribeEvent,
 } from "../src/engine/types";
 import { DomainError } from "../src/errors";
 
@@ -45,6 +46,7 @@ export const FAKE_INFO: ModelInfo = {
   bosToken: 1,
   fim: false,
   rankHead: false,
+  kind: "text",
   createdAt: 1700000000,
 };
 
@@ -115,6 +117,10 @@ export class FakeEngine implements Engine {
       vectors: inputs.map((_, i) => Float32Array.from([0.5, -0.5, 0.5, i === 0 ? -0.5 : 0.25])),
       promptTokens: inputs.length * 3,
     };
+  }
+
+  async *transcribe(): AsyncGenerator<TranscribeEvent> {
+    yield { type: "error", code: "invalid_request", message: "this model is not a speech model", param: "model" };
   }
 
   async rank(): Promise<RankResult> {

@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define LLMATIC_ABI_VERSION 6
+#define LLMATIC_ABI_VERSION 7
 
 // The largest grammar (GBNF text) built from a request's schema or tools.
 #define LLMATIC_MAX_GRAMMAR_BYTES (2u * 1024u * 1024u)
@@ -178,6 +178,29 @@ int32_t      llmatic_quantize(const char * in, const char * out, int32_t ftype, 
 // kernel's first choice when memory runs out (oom_score_adj 1000). Engine
 // processes call it at start. Returns 0 or an errno.
 int32_t        llmatic_engine_process_setup(void);
+
+// ---- audio (audio.cpp) ------------------------------------------------------
+// Decodes wav, mp3, flac or ogg vorbis bytes to 16 kHz mono float PCM (malloc'd,
+// freed by llmatic_audio_free). 0 on success, < 0 with *error set.
+int32_t llmatic_audio_decode(const uint8_t * data, size_t size, float ** out, int64_t * n_samples, char ** error);
+void    llmatic_audio_free(float * pcm);
+
+struct whisper_context;
+typedef struct llmatic_transcription llmatic_transcription;
+struct whisper_context * llmatic_whisper_load(const char * path, char ** error);
+void                     llmatic_whisper_free(struct whisper_context * ctx);
+// JSON: multilingual, n_vocab, n_audio_ctx, n_text_ctx, n_mels, type, ...
+char *                   llmatic_whisper_info(struct whisper_context * ctx);
+// Starts whisper_full on a native thread of its own with options JSON
+// {language?, prompt?, translate?, temperature?, token_timestamps?, n_threads?};
+// the PCM is copied. NULL with *error on bad options.
+llmatic_transcription * llmatic_transcribe_start(struct whisper_context * ctx, const float * pcm, int64_t n,
+                                                 const char * options_json, char ** error);
+// JSON {state: running|done|failed|cancelled, segments: [new since the last poll], language?, error?}
+char *                  llmatic_transcribe_poll(llmatic_transcription * job);
+void                    llmatic_transcribe_cancel(llmatic_transcription * job);
+// cancels, joins the thread and frees
+void                    llmatic_transcribe_free(llmatic_transcription * job);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,8 @@ import type {
   RankResult,
   RenderedPrompt,
   ToEngine,
+  TranscribeEvent,
+  TranscribeOptions,
 } from "./types";
 
 interface Pending {
@@ -29,17 +31,20 @@ interface Pending {
 }
 
 /** An unbounded single-consumer queue of events feeding one async generator. */
-class EventQueue {
-  private items: GenerateEvent[] = [];
+type StreamEvent = GenerateEvent | TranscribeEvent;
+
+class EventQueue<T extends StreamEvent = StreamEvent> {
+  private items: T[] = [];
   private waiter: (() => void) | null = null;
-  push(e: GenerateEvent): void {
-    this.items.push(e);
+  push(e: StreamEvent): void {
+    // a stream only receives its own kind of events (and errors, which both share)
+    this.items.push(e as T);
     this.waiter?.();
     this.waiter = null;
   }
-  async next(): Promise<GenerateEvent> {
+  async next(): Promise<T> {
     while (this.items.length === 0) await new Promise<void>((r) => (this.waiter = r));
-    return this.items.shift() as GenerateEvent;
+    return this.items.shift() as T;
   }
 }
 
@@ -321,7 +326,7 @@ export class LlamaEngine implements Engine {
       return;
     }
     const id = this.nextId++;
-    const queue = new EventQueue();
+    const queue = new EventQueue<GenerateEvent>();
     let cancelled = false;
     const abort = () => {
       if (cancelled) return;
@@ -344,6 +349,42 @@ export class LlamaEngine implements Engine {
     } finally {
       // consumer left early (client went away) or we are done: either way stop decoding
       if (open > 0) abort();
+      signal?.removeEventListener("abort", abort);
+      this.streams.delete(id);
+    }
+  }
+
+  /** A speech model transcribes (or translates) an audio file: segments as they are decoded, then "done". */
+  async *transcribe(
+    audio: Uint8Array,
+    options: TranscribeOptions,
+    signal?: AbortSignal,
+  ): AsyncGenerator<TranscribeEvent, void, void> {
+    if (this.closed) {
+      const e = this.unavailable();
+      yield { type: "error", code: e.code, message: e.message, param: null };
+      return;
+    }
+    const id = this.nextId++;
+    const queue = new EventQueue<TranscribeEvent>();
+    let open = true;
+    const abort = () => {
+      if (open) this.transport.send({ type: "cancel", id });
+    };
+    this.streams.set(id, queue);
+    try {
+      this.transport.send({ type: "transcribe", id, audio: Buffer.from(audio).toString("base64"), options });
+      if (signal?.aborted) abort();
+      else signal?.addEventListener("abort", abort, { once: true });
+      for (;;) {
+        const e = await queue.next();
+        if (e.type !== "segments") open = false;
+        yield e;
+        if (!open) return;
+      }
+    } finally {
+      abort();
+      open = false;
       signal?.removeEventListener("abort", abort);
       this.streams.delete(id);
     }

@@ -9,6 +9,8 @@ import type {
   ModelInfo,
   RankResult,
   RenderedPrompt,
+  TranscribeEvent,
+  TranscribeOptions,
 } from "./types";
 
 export interface Engine {
@@ -29,6 +31,8 @@ export interface Engine {
   embed(inputs: (string | number[])[], signal?: AbortSignal): Promise<EmbedResult>;
   /** each document's score for `query` from the model's rank head (`info.rankHead`); queued as embed is */
   rank(query: string, documents: string[], signal?: AbortSignal): Promise<RankResult>;
+  /** a speech model (`info.kind` "speech"): segments as they are decoded, then "done"; aborting cancels */
+  transcribe(audio: Uint8Array, options: TranscribeOptions, signal?: AbortSignal): AsyncGenerator<TranscribeEvent>;
   stats(): EngineStats;
   /** the engine process's pid, when it has its own process */
   readonly pid?: number | null;

@@ -9,9 +9,11 @@ import { Batch } from "../ffi/batch";
 import { Context, FlashAttn, PoolingType } from "../ffi/context";
 import { drainNativeLogs, lib, type NativeLogLine, setLibraryPath } from "../ffi/library";
 import { Model } from "../ffi/model";
+import { isWhisperFile } from "../models/whisper-file";
 import type { FromPrep, ToPrep } from "./prep-protocol";
 import { disposePrepared, fromWire } from "./prepare";
 import { Scheduler } from "./scheduler";
+import { runSpeechEngine } from "./speech";
 import type {
   EmbedResultWire,
   EngineConfig,
@@ -199,6 +201,7 @@ export function runEngine(
       bosToken: model.bos >= 0 ? model.bos : null,
       fim: model.fimTokens() !== null,
       rankHead,
+      kind: "text",
       createdAt: Math.floor(Date.now() / 1000),
     };
     forwardLogs();
@@ -372,10 +375,20 @@ export function runEngine(
     toPrep({ type: "prepare", id, request, nCtxSlot });
   }
 
+  /** a speech model's engine takes every message after "init" */
+  let speech: ((m: ToEngine) => void) | null = null;
+
   port.listen((m) => {
+    if (speech) return speech(m);
     try {
       switch (m.type) {
         case "init":
+          if (isWhisperFile(m.config.modelPath)) {
+            if (m.config.libPath) setLibraryPath(m.config.libPath);
+            hooks.onInit?.(m.config);
+            speech = runSpeechEngine((x) => port.post(x), m.config, hooks.onClosed);
+            return;
+          }
           init(m.config);
           return;
         case "generate":

@@ -58,6 +58,10 @@ export interface ModelInfo {
   fim: boolean;
   /** rank pooling with a classification head: the model scores query/document pairs (rerank), it does not embed */
   rankHead: boolean;
+  /** "text": a llama.cpp model; "speech": a whisper.cpp model (speech to text, nothing else) */
+  kind: "text" | "speech";
+  /** a speech model transcribes more than English and translates */
+  multilingual?: boolean;
   createdAt: number;
 }
 
@@ -176,6 +180,32 @@ export type GenerateEvent =
     }
   | { type: "error"; code: ErrorCode; message: string; param: string | null };
 
+/** One segment of a transcription (times in seconds). */
+export interface TranscriptSegment {
+  start: number;
+  end: number;
+  text: string;
+  tokens: { id: number; text: string; p: number; start?: number; end?: number }[];
+  avgLogprob: number;
+  noSpeechProb: number;
+}
+
+export interface TranscribeOptions {
+  /** ISO-639-1 code; unset: detected */
+  language?: string;
+  prompt?: string;
+  translate?: boolean;
+  temperature?: number;
+  /** per-token times (the "word" granularity) */
+  tokenTimestamps?: boolean;
+}
+
+/** A transcription as it runs: segments as they are decoded, then one "done" (or an error). */
+export type TranscribeEvent =
+  | { type: "segments"; segments: TranscriptSegment[] }
+  | { type: "done"; language: string; duration: number }
+  | { type: "error"; code: ErrorCode; message: string; param: string | null };
+
 export interface EmbedResult {
   vectors: Float32Array[];
   promptTokens: number;
@@ -208,6 +238,8 @@ export type ToEngine =
   | { type: "count"; id: number; request: GenerateRequest }
   /** with `rankQuery`, the inputs are documents scored against it by the model's rank head */
   | { type: "embed"; id: number; inputs: (string | number[])[]; rankQuery?: string }
+  /** a speech model: the audio file's bytes as base64 */
+  | { type: "transcribe"; id: number; audio: string; options: TranscribeOptions }
   | { type: "shutdown" };
 
 export type FromEngine =
@@ -216,7 +248,7 @@ export type FromEngine =
   | { type: "fatal"; code: ErrorCode; message: string }
   | { type: "log"; level: number; text: string }
   /** every event of one decode step, in order: [request id, event] */
-  | { type: "events"; events: [number, GenerateEvent][] }
+  | { type: "events"; events: [number, GenerateEvent | TranscribeEvent][] }
   | { type: "result"; id: number; value: unknown }
   | { type: "failed"; id: number; code: ErrorCode; message: string; param: string | null }
   | { type: "stats"; stats: EngineStats }

@@ -60,6 +60,16 @@ export const symbols = {
   llmatic_quantize: { args: [cstring, cstring, i32, i32, i32], returns: i32 },
   // ---- llmatic.h: processes
   llmatic_engine_process_setup: { args: [], returns: i32 },
+  // ---- llmatic.h: audio (audio.cpp)
+  llmatic_audio_decode: { args: [ptr, u64, ptr, ptr, ptr], returns: i32 },
+  llmatic_audio_free: { args: [ptr], returns: none },
+  llmatic_whisper_load: { args: [cstring, ptr], returns: ptr },
+  llmatic_whisper_free: { args: [ptr], returns: none },
+  llmatic_whisper_info: { args: [ptr], returns: ptr },
+  llmatic_transcribe_start: { args: [ptr, ptr, i64, cstring, ptr], returns: ptr },
+  llmatic_transcribe_poll: { args: [ptr], returns: ptr },
+  llmatic_transcribe_cancel: { args: [ptr], returns: none },
+  llmatic_transcribe_free: { args: [ptr], returns: none },
 
   // ---- llama.h: model
   llama_model_free: { args: [ptr], returns: none },

@@ -4,8 +4,18 @@
 // the capabilities Ollama's clients look for. Cached per file (path, size, mtime).
 import { statSync } from "node:fs";
 import { type MetaValue, readGguf } from "../gguf/gguf";
+import { readWhisperHeader } from "./whisper-file";
 
-export type Capability = "completion" | "tools" | "insert" | "embedding" | "rerank" | "thinking" | "vision";
+export type Capability =
+  | "completion"
+  | "tools"
+  | "insert"
+  | "embedding"
+  | "rerank"
+  | "thinking"
+  | "vision"
+  | "transcription"
+  | "translation";
 
 export interface ModelFacts {
   architecture: string | null;
@@ -107,7 +117,9 @@ export function describeModel(path: string): ModelFacts | null {
   try {
     g = readGguf(path, { arrays: false });
   } catch {
-    return null;
+    const facts = speechFacts(path, st);
+    if (facts) cache.set(path, { key, facts });
+    return facts;
   }
   const get = (k: string): MetaValue | undefined => g.metadata.get(k)?.value;
   const arch = (get("general.architecture") as string | undefined) ?? null;
@@ -145,4 +157,34 @@ export function describeModel(path: string): ModelFacts | null {
   };
   cache.set(path, { key, facts });
   return facts;
+}
+
+/** whisper.cpp's ggml-*.bin: a speech model (transcription; translation when multilingual). */
+function speechFacts(path: string, st: { size: number; mtimeMs: number }): ModelFacts | null {
+  const h = readWhisperHeader(path);
+  if (!h) return null;
+  const info: Record<string, number | boolean> = {
+    "whisper.vocab_size": h.nVocab,
+    "whisper.audio_context_length": h.nAudioCtx,
+    "whisper.audio_embedding_length": h.nAudioState,
+    "whisper.audio_block_count": h.nAudioLayer,
+    "whisper.text_context_length": h.nTextCtx,
+    "whisper.text_block_count": h.nTextLayer,
+    "whisper.mel_count": h.nMels,
+    "whisper.multilingual": h.multilingual,
+  };
+  const fileType = h.ftype % 1000;
+  return {
+    architecture: "whisper",
+    contextLength: h.nTextCtx,
+    embeddingLength: h.nAudioState,
+    parameterCount: 0,
+    quantization: FILE_TYPES[fileType] ?? `type ${fileType}`,
+    fileType,
+    sizeBytes: st.size,
+    modifiedAt: Math.floor(st.mtimeMs / 1000),
+    chatTemplate: null,
+    capabilities: h.multilingual ? ["transcription", "translation"] : ["transcription"],
+    info,
+  };
 }

@@ -87,6 +87,18 @@ export async function ensureRerankerModel(): Promise<string> {
   return path;
 }
 
+/** whisper.cpp's tiny shape at a smaller width, random weights: speech in, gibberish out. For tests and bench:media. */
+export const TINY_WHISPER_PATH = join(MODELS_DIR, "ggml-llmatic-tiny-whisper.bin");
+
+export async function ensureWhisperModel(): Promise<string> {
+  if (!existsSync(TINY_WHISPER_PATH)) {
+    const { TINY_WHISPER_SHAPE, writeSyntheticWhisper } = await import("../audio/whisper-synth");
+    mkdirSync(MODELS_DIR, { recursive: true });
+    await writeSyntheticWhisper(TINY_WHISPER_SHAPE, TINY_WHISPER_PATH);
+  }
+  return TINY_WHISPER_PATH;
+}
+
 export async function ensureTinyModel(log: (s: string) => void = () => {}): Promise<string> {
   const path = demoModelPath();
   if (!existsSync(path)) {

@@ -5,14 +5,11 @@ import { ApiError } from "../http/errors";
 
 const IMAGES =
   "generating images needs a diffusion engine, and no npm package carries stable-diffusion.cpp's source to build one from";
-const AUDIO = "transcription needs whisper.cpp, which llmatic does not build yet";
 
 const UNSUPPORTED: [method: "get" | "post" | "delete", path: string, why: string][] = [
   ["post", "/images/generations", IMAGES],
   ["post", "/images/edits", IMAGES],
   ["post", "/images/variations", IMAGES],
-  ["post", "/audio/transcriptions", AUDIO],
-  ["post", "/audio/translations", AUDIO],
 ];
 
 export const unsupportedRoutes = () => {

@@ -16,6 +16,7 @@ export function factsOf(e: ModelEntry): ModelFacts | null {
 export function capabilitiesOfEntry(e: ModelEntry, f: ModelFacts | null) {
   const info = e.engine?.info;
   if (!info) return f?.capabilities ?? ["completion"];
+  if (info.kind === "speech") return f?.capabilities ?? ["transcription"];
   const pooling = f?.capabilities.includes("embedding") ?? false;
   return capabilitiesOf(info.chatTemplate, { fim: info.fim, pooling, rankHead: info.rankHead });
 }
@@ -29,6 +30,7 @@ export function modelCard(registry: ModelRegistry, e: ModelEntry) {
     context_length: info?.nCtxSlot ?? f?.contextLength ?? null,
     capabilities: capabilitiesOfEntry(e, f),
     size: f?.sizeBytes ?? null,
+    kind: info?.kind ?? (f?.architecture === "whisper" ? "speech" : "text"),
     architecture: f?.architecture ?? null,
     quantization: f?.quantization ?? null,
     source: e.fineTuned ? "fine-tune" : e.downloaded ? "pulled" : e.source.kind === "hf" ? "hub" : "file",

@@ -1,0 +1,310 @@
+// Synthetic whisper models: random weights of a chosen shape, written in
+// whisper.cpp's legacy ggml .bin format exactly as models/convert-pt-to-ggml.py
+// writes it (magic, hparams, mel filters, vocab, then tensors), for tests that
+// need a model whisper.cpp loads and runs fast. The vocabulary is made up but
+// printable; the mel filters are real (librosa's Slaney filters). Nothing is
+// downloaded; the same seed gives the same file.
+import { rename } from "node:fs/promises";
+import { toHalf } from "../gguf/synth";
+
+export interface WhisperShape {
+  /** 51865 or more: multilingual, so whisper.cpp derives the special tokens as for real multilingual models */
+  nVocab: number;
+  /** 1500: the 30 s window (3000 mel frames, halved by the stride-2 conv) */
+  nAudioCtx: number;
+  nAudioState: number;
+  nAudioHead: number;
+  nAudioLayer: number;
+  nTextCtx: number;
+  /** must equal nAudioState */
+  nTextState: number;
+  nTextHead: number;
+  nTextLayer: number;
+  nMels: number;
+  seed: number;
+}
+
+/**
+ * About 8 MB (mostly the 51865-row token embedding), fast. Head size 64 like every
+ * real whisper model: flash attention is on by default and GPU kernels exist for it.
+ */
+export const TINY_WHISPER_SHAPE: WhisperShape = {
+  nVocab: 51865,
+  nAudioCtx: 1500,
+  nAudioState: 64,
+  nAudioHead: 1,
+  nAudioLayer: 2,
+  nTextCtx: 448,
+  nTextState: 64,
+  nTextHead: 1,
+  nTextLayer: 1,
+  nMels: 80,
+  seed: 4321,
+};
+
+const GGML_FILE_MAGIC = 0x67676d6c; // "ggml"
+const N_FFT = 400;
+const SAMPLE_RATE = 16000;
+const F32 = 0;
+const F16 = 1;
+const env = (k: string, d: number) => Number(process.env[k] ?? d);
+const TOKEN_STD = env("WS_TE", 0.6);
+const POS_STD = env("WS_PE", 4);
+const PRIOR_B = env("WS_B", 10);
+const EOT_PRIOR = env("WS_EOT", 12);
+const TS_PRIOR = env("WS_TS", 12);
+const TS_SLOPE = env("WS_SLOPE", 0.05);
+
+// ---- random numbers ---------------------------------------------------------
+
+/** xorshift32: fast, deterministic, good enough for weights nobody will read. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 0x9e3779b9;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s;
+  };
+}
+
+/** n samples of N(0, std^2), drawn from a table of 4096 (fast for millions of values). */
+function normals(n: number, std: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const table = new Float32Array(4096);
+  for (let i = 0; i < table.length; i += 2) {
+    const u1 = (r() + 1) / 4294967297;
+    const u2 = r() / 4294967296;
+    const m = Math.sqrt(-2 * Math.log(u1)) * std;
+    table[i] = m * Math.cos(2 * Math.PI * u2);
+    table[i + 1] = m * Math.sin(2 * Math.PI * u2);
+  }
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = table[r() & 4095] as number;
+  return out;
+}
+
+// ---- tensors ----------------------------------------------------------------
+
+interface Tensor {
+  name: string;
+  /** ggml order (ne[0] first): the PyTorch shape reversed */
+  ne: number[];
+  type: typeof F32 | typeof F16;
+  data: Float32Array;
+}
+
+/** Whisper's encoder positional embedding: [sin | cos] of position times geometric timescales. */
+function sinusoids(length: number, channels: number): Float32Array {
+  const half = channels / 2;
+  const inc = Math.log(10000) / (half - 1);
+  const out = new Float32Array(length * channels);
+  for (let t = 0; t < length; t++) {
+    for (let i = 0; i < half; i++) {
+      const x = t * Math.exp(-inc * i);
+      out[t * channels + i] = Math.sin(x);
+      out[t * channels + half + i] = Math.cos(x);
+    }
+  }
+  return out;
+}
+
+function tensorsFor(s: WhisperShape): Tensor[] {
+  if (s.nAudioState !== s.nTextState) throw new Error("whisper needs nAudioState === nTextState");
+  let seed = s.seed;
+  const n = (ne: number[]) => ne.reduce((a, b) => a * b, 1);
+  const w = (name: string, ...ne: number[]): Tensor => ({ name, ne, type: F16, data: normals(n(ne), 0.02, seed++) });
+  const fill = (name: string, v: number, ...ne: number[]): Tensor => ({
+    name,
+    ne,
+    type: F32,
+    data: new Float32Array(n(ne)).fill(v),
+  });
+  /** a LayerNorm: weight 1, bias 0 */
+  const ln = (p: string, n: number) => [fill(`${p}.weight`, 1, n), fill(`${p}.bias`, 0, n)];
+
+  // The decoder's residual stream is mostly its positional embedding and the last
+  // token's embedding (the random layers add little), and the logits are its product
+  // with the same token embedding. A large positional embedding and a wide token
+  // embedding make each step confident and not a repeat of the last token, so
+  // whisper.cpp takes the first temperature (no fallbacks); a wider EOT row makes
+  // EOT win every few dozen steps, so a window ends long before the token limit.
+  const te = normals(s.nVocab * s.nTextState, TOKEN_STD, seed++);
+  const eot = s.nVocab >= 51865 ? 50257 : 50256;
+  const d = s.nTextState;
+  const tsBegin = s.nVocab - 1501;
+  for (let j = 0; j < s.nVocab; j++) {
+    const prior = j === eot ? EOT_PRIOR : j >= tsBegin ? TS_PRIOR - TS_SLOPE * (j - tsBegin) : 0;
+    te[j * d] = prior / PRIOR_B;
+  }
+  const lnBias = new Float32Array(d);
+  lnBias[0] = PRIOR_B;
+
+  const out: Tensor[] = [
+    {
+      name: "encoder.positional_embedding",
+      ne: [s.nAudioState, s.nAudioCtx],
+      type: F32,
+      data: sinusoids(s.nAudioCtx, s.nAudioState),
+    },
+    w("encoder.conv1.weight", 3, s.nMels, s.nAudioState),
+    fill("encoder.conv1.bias", 0, 1, s.nAudioState),
+    w("encoder.conv2.weight", 3, s.nAudioState, s.nAudioState),
+    fill("encoder.conv2.bias", 0, 1, s.nAudioState),
+  ];
+  /** attention: q, v and out have biases, k has none */
+  const attn = (p: string, n: number) => [
+    w(`${p}.query.weight`, n, n),
+    fill(`${p}.query.bias`, 0, n),
+    w(`${p}.key.weight`, n, n),
+    w(`${p}.value.weight`, n, n),
+    fill(`${p}.value.bias`, 0, n),
+    w(`${p}.out.weight`, n, n),
+    fill(`${p}.out.bias`, 0, n),
+  ];
+  const mlp = (p: string, n: number) => [
+    ...ln(`${p}.mlp_ln`, n),
+    w(`${p}.mlp.0.weight`, n, 4 * n),
+    fill(`${p}.mlp.0.bias`, 0, 4 * n),
+    w(`${p}.mlp.2.weight`, 4 * n, n),
+    fill(`${p}.mlp.2.bias`, 0, n),
+  ];
+  for (let i = 0; i < s.nAudioLayer; i++) {
+    const p = `encoder.blocks.${i}`;
+    out.push(...ln(`${p}.attn_ln`, s.nAudioState), ...attn(`${p}.attn`, s.nAudioState), ...mlp(p, s.nAudioState));
+  }
+  out.push(
+    ...ln("encoder.ln_post", s.nAudioState),
+    {
+      name: "decoder.positional_embedding",
+      ne: [s.nTextState, s.nTextCtx],
+      type: F32,
+      data: normals(s.nTextCtx * s.nTextState, POS_STD, seed++),
+    },
+    { name: "decoder.token_embedding.weight", ne: [s.nTextState, s.nVocab], type: F16, data: te },
+  );
+  for (let i = 0; i < s.nTextLayer; i++) {
+    const p = `decoder.blocks.${i}`;
+    out.push(
+      ...ln(`${p}.attn_ln`, s.nTextState),
+      ...attn(`${p}.attn`, s.nTextState),
+      ...ln(`${p}.cross_attn_ln`, s.nTextState),
+      ...attn(`${p}.cross_attn`, s.nTextState),
+      ...mlp(p, s.nTextState),
+    );
+  }
+  out.push(fill("decoder.ln.weight", 1, d), { name: "decoder.ln.bias", ne: [d], type: F32, data: lnBias });
+  return out;
+}
+
+// ---- mel filters and vocabulary ---------------------------------------------
+
+/** Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's default). */
+const LOG_STEP = Math.log(6.4) / 27;
+const hzToMel = (hz: number) => (hz < 1000 ? (hz * 3) / 200 : 15 + Math.log(hz / 1000) / LOG_STEP);
+const melToHz = (mel: number) => (mel < 15 ? (mel * 200) / 3 : 1000 * Math.exp(LOG_STEP * (mel - 15)));
+
+/** librosa.filters.mel(sr=16000, n_fft=400, n_mels): triangles with Slaney area normalisation, [nMels x 201]. */
+function melFilters(nMels: number): Float32Array {
+  const nFft = N_FFT / 2 + 1;
+  const maxMel = hzToMel(SAMPLE_RATE / 2);
+  const f = Array.from({ length: nMels + 2 }, (_, i) => melToHz((maxMel * i) / (nMels + 1)));
+  const out = new Float32Array(nMels * nFft);
+  for (let m = 0; m < nMels; m++) {
+    const [lo, mid, hi] = [f[m] as number, f[m + 1] as number, f[m + 2] as number];
+    const norm = 2 / (hi - lo);
+    for (let k = 0; k < nFft; k++) {
+      const hz = (k * SAMPLE_RATE) / N_FFT;
+      const v = Math.min((hz - lo) / (mid - lo), (hi - hz) / (hi - mid));
+      out[m * nFft + k] = Math.max(0, v) * norm;
+    }
+  }
+  return out;
+}
+
+/**
+ * The base vocabulary the file holds: whisper.cpp adds the special tokens (EOT, SOT,
+ * languages, tasks, timestamps) itself above it. Ids 0..94 are the printable ASCII
+ * characters (so any ASCII prompt tokenizes), the rest distinct made-up words with a
+ * leading space, so every id decodes to printable text.
+ */
+function vocabFor(s: WhisperShape): string[] {
+  const nBase = s.nVocab >= 51865 ? 50257 : 50256;
+  const words: string[] = [];
+  for (let c = 0x20; c < 0x7f; c++) words.push(String.fromCharCode(c));
+  const syl: string[] = [];
+  for (const c of "bdfghjklmnprstvwyzcq") for (const v of "aeiou") syl.push(c + v);
+  const word = (k: number) => {
+    let out = "";
+    do {
+      out += syl[k % syl.length];
+      k = Math.floor(k / syl.length);
+    } while (k > 0);
+    return ` ${out}`;
+  };
+  for (let k = 0; words.length < nBase; k++) words.push(word(k));
+  return words;
+}
+
+// ---- file -------------------------------------------------------------------
+
+/** Writes a whisper.cpp ggml model of the shape to outPath (via outPath.partial, then a rename). */
+export async function writeSyntheticWhisper(shape: WhisperShape, outPath: string): Promise<void> {
+  const s = shape;
+  const enc = new TextEncoder();
+  const tensors = tensorsFor(s);
+  const vocab = vocabFor(s).map((t) => enc.encode(t));
+  const filters = melFilters(s.nMels);
+  const nFft = N_FFT / 2 + 1;
+
+  let size = 4 * 12 + 8 + filters.byteLength + 4;
+  for (const v of vocab) size += 4 + v.length;
+  for (const t of tensors) {
+    const n = t.ne.reduce((a, b) => a * b, 1);
+    size += 12 + 4 * t.ne.length + t.name.length + n * (t.type === F16 ? 2 : 4);
+  }
+  const buf = new Uint8Array(size);
+  const dv = new DataView(buf.buffer);
+  let off = 0;
+  const i32 = (v: number) => {
+    dv.setInt32(off, v, true);
+    off += 4;
+  };
+  const f16 = (v: number) => {
+    dv.setUint16(off, toHalf(v), true);
+    off += 2;
+  };
+  const bytes = (b: Uint8Array) => {
+    buf.set(b, off);
+    off += b.length;
+  };
+
+  for (const v of [GGML_FILE_MAGIC | 0, s.nVocab, s.nAudioCtx, s.nAudioState, s.nAudioHead, s.nAudioLayer]) i32(v);
+  for (const v of [s.nTextCtx, s.nTextState, s.nTextHead, s.nTextLayer, s.nMels, F16]) i32(v); // ftype 1: mostly F16
+  i32(s.nMels);
+  i32(nFft);
+  bytes(new Uint8Array(filters.buffer));
+  i32(vocab.length);
+  for (const v of vocab) {
+    i32(v.length);
+    bytes(v);
+  }
+
+  for (const t of tensors) {
+    const name = enc.encode(t.name);
+    i32(t.ne.length);
+    i32(name.length);
+    i32(t.type);
+    for (const d of t.ne) i32(d);
+    bytes(name);
+    if (t.type === F32) bytes(new Uint8Array(t.data.buffer));
+    else for (const v of t.data) f16(v);
+  }
+  if (off !== size) throw new Error(`whisper-synth: wrote ${off} of ${size} bytes`);
+
+  const partial = `${outPath}.partial`;
+  await Bun.write(partial, buf);
+  await rename(partial, outPath);
+}
