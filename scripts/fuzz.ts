@@ -367,6 +367,10 @@ function request(r: Rng, model: string): Spec {
       body = crypto.getRandomValues(new Uint8Array(r.int(4096)));
       break;
     case 10: {
+      if (r.int(2) === 0) {
+        ({ path, body } = audioForm(r, headers));
+        break;
+      }
       // multipart uploads, some well formed, some not
       path = "/v1/files";
       const b = r.pick(["x", "llmatic", "a".repeat(70)]);
@@ -497,7 +501,7 @@ if (import.meta.main) {
     },
   });
   const { startServerProcess } = await import("../test/server-process");
-  const { ensureTinyModel } = await import("../src/models/synthetic");
+  const { ensureTinyModel, ensureWhisperModel } = await import("../src/models/synthetic");
   const { buildNative } = await import("../native/build");
   let url = values.url as string | undefined;
   let stop: (() => Promise<number>) | null = null;
@@ -507,7 +511,8 @@ if (import.meta.main) {
     const model = await ensureTinyModel((s) => process.stderr.write(`[fuzz] ${s}\n`));
     // its uploads go to a throw-away data directory
     const dataDir = mkdtempSync(join(tmpdir(), "llmatic-fuzz-"));
-    const s = await startServerProcess(["-m", model, "-c", "2048", "-np", "4", "--data-dir", dataDir], {
+    const whisper = await ensureWhisperModel();
+    const s = await startServerProcess(["-m", model, "-m", whisper, "-c", "2048", "-np", "4", "--data-dir", dataDir], {
       cwd: join(import.meta.dir, ".."),
     });
     url = s.url;
@@ -524,4 +529,53 @@ if (import.meta.main) {
   const code = stop ? await stop() : 0;
   if (code !== 0) console.log(`the server exited with ${code}:\n${output().slice(-3000)}`);
   process.exit(rep.failures.length === 0 && code === 0 ? 0 : 1);
+}
+
+/** A speech form, well formed or not, with audio that is real, truncated, or not audio at all. */
+function audioForm(r: Rng, headers: Record<string, string>): { path: string; body: Uint8Array } {
+  const b = "llmaticaudio";
+  headers["content-type"] = `multipart/form-data; boundary=${b}`;
+  // a wav header that promises more than it holds, noise, an empty file, a tiny real wav
+  const wav = (samples: number, claim: number) => {
+    const h = Buffer.alloc(44);
+    h.write("RIFF", 0);
+    h.writeUInt32LE(36 + claim, 4);
+    h.write("WAVEfmt ", 8);
+    h.writeUInt32LE(16, 16);
+    h.writeUInt16LE(1, 20);
+    h.writeUInt16LE(1, 22);
+    h.writeUInt32LE(16000, 24);
+    h.writeUInt32LE(32000, 28);
+    h.writeUInt16LE(2, 32);
+    h.writeUInt16LE(16, 34);
+    h.write("data", 36);
+    h.writeUInt32LE(claim, 40);
+    return Buffer.concat([h, Buffer.from(crypto.getRandomValues(new Uint8Array(samples * 2)))]);
+  };
+  const audio = r.pick([
+    wav(1600, 3200),
+    wav(100, 1 << 30),
+    Buffer.alloc(0),
+    Buffer.from(crypto.getRandomValues(new Uint8Array(r.int(2048)))),
+    Buffer.from("ID3\u0003\u0000garbage"),
+    Buffer.from("fLaC\u0000\u0000\u0000\u0022"),
+    Buffer.from("OggS\u0000\u0002"),
+  ]);
+  const field = (name: string, value: string) =>
+    `--${b}\r\ncontent-disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  const head = [
+    field("model", r.pick(["whisper-1", "ggml-llmatic-tiny-whisper", "llmatic-tiny", "", "x".repeat(300)])),
+    field("response_format", r.pick(["json", "text", "srt", "vtt", "verbose_json", "mp3", ""])),
+    ...(r.int(3) === 0 ? [field("temperature", r.pick(["0.5", "-1", "nan", "1e309"]))] : []),
+    ...(r.int(3) === 0 ? [field("language", r.pick(["en", "zz", "de", "\u0000", "english"]))] : []),
+    ...(r.int(3) === 0 ? [field("stream", r.pick(["true", "false", "maybe"]))] : []),
+    ...(r.int(4) === 0 ? [field("timestamp_granularities[]", r.pick(["word", "segment", "char"]))] : []),
+    `--${b}\r\ncontent-disposition: form-data; name="file"; filename="a.wav"\r\n\r\n`,
+  ].join("");
+  const whole = Buffer.concat([Buffer.from(head), audio, Buffer.from(`\r\n--${b}--\r\n`)]);
+  return {
+    path: r.pick(["/v1/audio/transcriptions", "/v1/audio/translations"]),
+    // sometimes cut short: the form ends inside the file
+    body: r.int(5) === 0 ? whole.subarray(0, Math.max(1, whole.length - 20)) : whole,
+  };
 }

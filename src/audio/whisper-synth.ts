@@ -48,11 +48,12 @@ const SAMPLE_RATE = 16000;
 const F32 = 0;
 const F16 = 1;
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
-const TOKEN_STD = env("WS_TE", 0.6);
-const POS_STD = env("WS_PE", 4);
+const TOKEN_STD = env("WS_TE", 0.8);
+const POS_STD = env("WS_PE", 5);
 const PRIOR_B = env("WS_B", 10);
-const EOT_PRIOR = env("WS_EOT", 12);
-const TS_PRIOR = env("WS_TS", 12);
+const END_STD = env("WS_END", 0.75);
+const TS_PRIOR = env("WS_TS", 12.4);
+const EOT_OVER_TS = env("WS_EOT", 1.5);
 const TS_SLOPE = env("WS_SLOPE", 0.05);
 
 // ---- random numbers ---------------------------------------------------------
@@ -131,12 +132,15 @@ function tensorsFor(s: WhisperShape): Tensor[] {
   // embedding make each step confident and not a repeat of the last token, so
   // whisper.cpp takes the first temperature (no fallbacks); a wider EOT row makes
   // EOT win every few dozen steps, so a window ends long before the token limit.
-  const te = normals(s.nVocab * s.nTextState, TOKEN_STD, seed++);
-  const eot = s.nVocab >= 51865 ? 50257 : 50256;
   const d = s.nTextState;
+  const te = normals(s.nVocab * d, TOKEN_STD, seed++);
+  const end = normals(d, END_STD, seed++);
+  const eot = s.nVocab >= 51865 ? 50257 : 50256;
   const tsBegin = s.nVocab - 1501;
   for (let j = 0; j < s.nVocab; j++) {
-    const prior = j === eot ? EOT_PRIOR : j >= tsBegin ? TS_PRIOR - TS_SLOPE * (j - tsBegin) : 0;
+    const special = j === eot || j >= tsBegin;
+    const prior = j === eot ? TS_PRIOR + EOT_OVER_TS : j >= tsBegin ? TS_PRIOR - TS_SLOPE * (s.nVocab - 1 - j) : 0;
+    if (special) te.set(end, j * d);
     te[j * d] = prior / PRIOR_B;
   }
   const lnBias = new Float32Array(d);

@@ -8,7 +8,7 @@ import { drainNativeLogs, lib } from "../ffi/library";
 import { decodeAudio, SAMPLE_RATE, Transcription, WhisperModel } from "../ffi/whisper";
 import type { EngineConfig, FromEngine, ModelInfo, ToEngine, TranscribeEvent, TranscribeOptions } from "./types";
 
-const POLL_MS = 20;
+const POLL_MS = 2;
 
 interface Job {
   id: number;
