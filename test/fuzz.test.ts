@@ -7,7 +7,16 @@ import { ensureWhisperModel, TINY_MODEL_PATH } from "../src/models/synthetic";
 import { startServerProcess } from "./server-process";
 
 test("a seeded run of 300 hostile requests", async () => {
-  const s = await startServerProcess(["-m", TINY_MODEL_PATH, "-m", await ensureWhisperModel(), "-c", "2048", "-np", "4"]);
+  const s = await startServerProcess([
+    "-m",
+    TINY_MODEL_PATH,
+    "-m",
+    await ensureWhisperModel(),
+    "-c",
+    "2048",
+    "-np",
+    "4",
+  ]);
   try {
     const report = await fuzz({ url: s.url, seed: 20261201, requests: 300, seconds: 120 });
     expect(report.failures).toEqual([]);
