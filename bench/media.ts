@@ -4,8 +4,12 @@
 // Audio: seconds of speech transcribed per second of wall time, llmatic's
 // POST /v1/audio/transcriptions against whisper.cpp's own whisper-cli built from
 // the same source, on the same model (the generated tiny whisper model, random
-// weights), the same audio (whisper.cpp's 11 s JFK clip), the same threads and
-// the same decoding (greedy, whisper.cpp's temperature fallback, language en).
+// weights), the same audio (whisper.cpp's 11 s JFK clip three times: 33 s, two
+// 30 s windows, so a rep is long enough to time), the same threads and
+// the same decoding: greedy at temperature 0 without the temperature fallback
+// (`temperature_inc=0`, whisper-cli's `-nf`), language en, so both do the same
+// work every run (with the fallback, random weights decode a different number
+// of windows each time); the bench checks that both wrote the same text.
 // The two alternate rep by rep; medians are compared. Target: ratio >= 0.95.
 // llmatic's time is the whole HTTP request (upload, decode, transcription);
 // whisper-cli's is its own "total time" less its model load (llmatic's model is
@@ -13,7 +17,9 @@
 //
 // Images: not measured: llmatic does not serve vision models yet (issue 15's
 // first half).
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { toolPath } from "../native/build";
 import { speechSamples } from "../src/audio/samples";
 import { ensureWhisperModel } from "../src/models/synthetic";
@@ -21,19 +27,45 @@ import { startServerProcess } from "../test/server-process";
 import { defaultThreads, opt, percentile, say } from "./common";
 
 const threads = opt("--threads", defaultThreads());
-const reps = opt("--reps", 5);
+const reps = opt("--reps", 9);
 
 const model = await ensureWhisperModel();
-const { wav } = await speechSamples();
-const audio = readFileSync(wav);
-const AUDIO_SECONDS = (audio.length - 44) / 2 / 16000; // jfk.wav: 16 kHz mono 16-bit
+const jfk = readFileSync((await speechSamples()).wav);
+// jfk.wav is 16 kHz mono 16-bit PCM: its "data" chunk three times under a plain 44-byte header
+const at = jfk.indexOf("data", 12);
+const pcm = jfk.subarray(at + 8, at + 8 + jfk.readUInt32LE(at + 4));
+const header = Buffer.alloc(44);
+header.write("RIFF", 0);
+header.writeUInt32LE(36 + pcm.length * 3, 4);
+header.write("WAVEfmt ", 8);
+header.writeUInt32LE(16, 16);
+header.writeUInt16LE(1, 20); // PCM
+header.writeUInt16LE(1, 22); // mono
+header.writeUInt32LE(16000, 24);
+header.writeUInt32LE(32000, 28);
+header.writeUInt16LE(2, 32);
+header.writeUInt16LE(16, 34);
+header.write("data", 36);
+header.writeUInt32LE(pcm.length * 3, 40);
+const audio = Buffer.concat([header, pcm, pcm, pcm]);
+const wav = join(mkdtempSync(join(tmpdir(), "llmatic-bench-media-")), "jfk-x3.wav");
+writeFileSync(wav, audio);
+const AUDIO_SECONDS = (pcm.length * 3) / 2 / 16000;
 
+let cliText = "";
 /** whisper-cli's transcription time (ms): its total time less its model load. */
 function cliOnce(): number {
   const p = Bun.spawnSync(
-    [toolPath("whisper-cli"), "-m", model, "-f", wav, "-t", String(threads), "-bs", "1", "-l", "en"],
+    [toolPath("whisper-cli"), "-m", model, "-f", wav, "-t", String(threads), "-bs", "1", "-nf", "-l", "en"],
     { stdout: "pipe", stderr: "pipe" },
   );
+  // "[00:00:00.000 --> 00:00:02.000]   text" lines
+  cliText = p.stdout
+    .toString()
+    .split("\n")
+    .map((l) => l.replace(/^\[[^\]]*\]\s*/, "").trim())
+    .filter(Boolean)
+    .join(" ");
   const err = p.stderr.toString();
   if (p.exitCode !== 0) throw new Error(`whisper-cli failed: ${err.slice(-2000)}`);
   const ms = (what: string) => {
@@ -45,16 +77,21 @@ function cliOnce(): number {
 }
 
 const server = await startServerProcess(["-m", model, "--threads", String(threads)]);
+let ourText = "";
 async function oursOnce(): Promise<number> {
   const f = new FormData();
   f.append("file", new Blob([audio]), "jfk.wav");
   f.append("model", "whisper-1");
   f.append("language", "en");
+  f.append("temperature_inc", "0");
+  f.append("response_format", "verbose_json");
   const t0 = performance.now();
   const r = await fetch(`${server.url}/v1/audio/transcriptions`, { method: "POST", body: f });
   const body = await r.text();
   if (!r.ok) throw new Error(`transcription failed: ${r.status} ${body}`);
-  return performance.now() - t0;
+  const ms = performance.now() - t0;
+  ourText = (JSON.parse(body) as { segments: { text: string }[] }).segments.map((x) => x.text.trim()).join(" ");
+  return ms;
 }
 
 try {
@@ -67,6 +104,13 @@ try {
     ours.push(await oursOnce());
     theirs.push(cliOnce());
   }
+  say(
+    `llmatic ms: ${ours.map((x) => x.toFixed(0)).join(" ")}; whisper-cli ms: ${theirs.map((x) => x.toFixed(0)).join(" ")}`,
+  );
+  const same = ourText === cliText;
+  say(
+    `same text from both: ${same}${same ? "" : `\n  llmatic:     ${ourText.slice(0, 300)}\n  whisper-cli: ${cliText.slice(0, 300)}`}`,
+  );
   const speed = (ms: number) => AUDIO_SECONDS / (ms / 1000);
   const o = speed(percentile(ours, 50));
   const w = speed(percentile(theirs, 50));

@@ -9,6 +9,8 @@
 #include "strings.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -123,10 +125,12 @@ struct llmatic_transcription {
     bool               translate        = false;
     bool               token_timestamps = false;
     float              temperature      = 0.0f;
+    float              temperature_inc  = -1.0f;  // < 0: whisper.cpp's default
     int                n_threads        = 1;
     std::atomic<bool>  cancel{ false };
     std::atomic<int>   state{ 0 };  // 0 running, 1 done, 2 failed, 3 cancelled
-    std::mutex         mu;
+    std::mutex              mu;
+    std::condition_variable changed;  // a segment came, or the job ended
     json               pending = json::array();  // segments not yet polled
     std::string        detected;
     std::string        error;
@@ -168,6 +172,7 @@ static void on_segments(whisper_context * ctx, whisper_state *, int n_new, void 
     const int n   = whisper_full_n_segments(ctx);
     std::lock_guard<std::mutex> lock(job->mu);
     for (int i = n - n_new; i < n; ++i) job->pending.push_back(segment_json(ctx, i, job->token_timestamps));
+    job->changed.notify_all();
 }
 
 static bool should_abort(void * user) { return ((llmatic_transcription *) user)->cancel.load(); }
@@ -181,6 +186,7 @@ static void run_job(llmatic_transcription * job) {
         p.detect_language                  = false;
         p.initial_prompt                   = job->prompt.empty() ? nullptr : job->prompt.c_str();
         p.temperature                      = job->temperature;
+        if (job->temperature_inc >= 0) p.temperature_inc = job->temperature_inc;
         p.token_timestamps                 = job->token_timestamps;
         p.print_progress                   = false;
         p.print_realtime                   = false;
@@ -197,12 +203,14 @@ static void run_job(llmatic_transcription * job) {
             job->detected  = lang >= 0 ? whisper_lang_str(lang) : (job->language.empty() ? "" : job->language);
             if (rc != 0 && !job->cancel.load()) job->error = "whisper_full failed with status " + std::to_string(rc);
         }
+        std::lock_guard<std::mutex> lock(job->mu);
         job->state = job->cancel.load() ? 3 : rc == 0 ? 1 : 2;
     } catch (const std::exception & e) {
         std::lock_guard<std::mutex> lock(job->mu);
         job->error = e.what();
         job->state = 2;
     }
+    job->changed.notify_all();
 }
 
 llmatic_transcription * llmatic_transcribe_start(whisper_context * ctx, const float * pcm, int64_t n,
@@ -217,6 +225,7 @@ llmatic_transcription * llmatic_transcribe_start(whisper_context * ctx, const fl
         job->translate        = o.value("translate", false);
         job->token_timestamps = o.value("token_timestamps", false);
         job->temperature      = o.value("temperature", 0.0f);
+        job->temperature_inc  = o.value("temperature_inc", -1.0f);
         job->n_threads        = std::max(1, o.value("n_threads", 1));
         if (!job->language.empty() && job->language != "auto" && whisper_lang_id(job->language.c_str()) < 0) {
             if (error) *error = llmatic_dup_string("unknown language '" + job->language + "'");
@@ -243,6 +252,13 @@ char * llmatic_transcribe_poll(llmatic_transcription * job) {
         if (!job->error.empty()) j["error"] = job->error;
     }
     return llmatic_dup_string(j.dump_safe());
+}
+
+int32_t llmatic_transcribe_wait(llmatic_transcription * job, int32_t timeout_ms) {
+    std::unique_lock<std::mutex> lock(job->mu);
+    job->changed.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                          [job] { return job->state.load() != 0 || !job->pending.empty(); });
+    return job->state.load();
 }
 
 void llmatic_transcribe_cancel(llmatic_transcription * job) { job->cancel = true; }

@@ -192,12 +192,14 @@ void                     llmatic_whisper_free(struct whisper_context * ctx);
 // JSON: multilingual, n_vocab, n_audio_ctx, n_text_ctx, n_mels, type, ...
 char *                   llmatic_whisper_info(struct whisper_context * ctx);
 // Starts whisper_full on a native thread of its own with options JSON
-// {language?, prompt?, translate?, temperature?, token_timestamps?, n_threads?};
+// {language?, prompt?, translate?, temperature?, temperature_inc?, token_timestamps?, n_threads?};
 // the PCM is copied. NULL with *error on bad options.
 llmatic_transcription * llmatic_transcribe_start(struct whisper_context * ctx, const float * pcm, int64_t n,
                                                  const char * options_json, char ** error);
 // JSON {state: running|done|failed|cancelled, segments: [new since the last poll], language?, error?}
 char *                  llmatic_transcribe_poll(llmatic_transcription * job);
+// blocks until a segment is pending or the job ended, at most timeout_ms; returns the state (0 running)
+int32_t                 llmatic_transcribe_wait(llmatic_transcription * job, int32_t timeout_ms);
 void                    llmatic_transcribe_cancel(llmatic_transcription * job);
 // cancels, joins the thread and frees
 void                    llmatic_transcribe_free(llmatic_transcription * job);

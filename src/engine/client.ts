@@ -3,6 +3,9 @@
 // ends that model's requests only) or in a Worker thread (--isolation thread).
 // Both speak the JSON messages of engine/types.ts; this class turns them into
 // the Engine interface and notices when the engine dies.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Isolation } from "../config";
 import { childCommand } from "../embedded";
 import { DomainError, type ErrorCode } from "../errors";
@@ -367,13 +370,16 @@ export class LlamaEngine implements Engine {
     }
     const id = this.nextId++;
     const queue = new EventQueue<TranscribeEvent>();
+    const dir = mkdtempSync(join(tmpdir(), "llmatic-audio-"));
+    const audioPath = join(dir, "audio");
+    writeFileSync(audioPath, audio, { mode: 0o600 });
     let open = true;
     const abort = () => {
       if (open) this.transport.send({ type: "cancel", id });
     };
     this.streams.set(id, queue);
     try {
-      this.transport.send({ type: "transcribe", id, audio: Buffer.from(audio).toString("base64"), options });
+      this.transport.send({ type: "transcribe", id, audioPath, options });
       if (signal?.aborted) abort();
       else signal?.addEventListener("abort", abort, { once: true });
       for (;;) {
@@ -387,6 +393,7 @@ export class LlamaEngine implements Engine {
       open = false;
       signal?.removeEventListener("abort", abort);
       this.streams.delete(id);
+      rmSync(dir, { recursive: true, force: true });
     }
   }
 

@@ -3,18 +3,19 @@
 // so they stream as they are decoded. One transcription runs at a time (one
 // whisper context); the others wait in order. It speaks the same messages as
 // the text engine (engine/types.ts); what only a text model can do is refused.
+import { readFileSync } from "node:fs";
 import { DomainError } from "../errors";
 import { drainNativeLogs, lib } from "../ffi/library";
 import { decodeAudio, SAMPLE_RATE, Transcription, WhisperModel } from "../ffi/whisper";
 import type { EngineConfig, FromEngine, ModelInfo, ToEngine, TranscribeEvent, TranscribeOptions } from "./types";
 
-const POLL_MS = 2;
+/** the engine thread waits this long at most for the next segment before it reads its messages again */
+const WAIT_MS = 25;
 
 interface Job {
   id: number;
-  audio: string;
+  audioPath: string;
   options: TranscribeOptions;
-  cancelled: boolean;
 }
 
 function asError(e: unknown): DomainError {
@@ -85,20 +86,20 @@ export function runSpeechEngine(
       return;
     }
     try {
-      const pcm = decodeAudio(Buffer.from(job.audio, "base64"));
-      job.audio = "";
+      const pcm = decodeAudio(readFileSync(job.audioPath));
       const o = job.options;
       const t = Transcription.start(model, pcm, {
         language: o.language,
         prompt: o.prompt,
         translate: o.translate ?? false,
         temperature: o.temperature ?? 0,
+        temperature_inc: o.temperatureInc,
         token_timestamps: o.tokenTimestamps ?? false,
         n_threads: cfg.nThreads,
       });
       running = { job, t, duration: pcm.length / SAMPLE_RATE };
       stats();
-      setTimeout(poll, POLL_MS);
+      setImmediate(poll);
     } catch (e) {
       forwardLogs();
       fail(job.id, e);
@@ -109,6 +110,8 @@ export function runSpeechEngine(
   function poll(): void {
     if (!running) return;
     const { job, t, duration } = running;
+    // asleep in native code until there is something to read (messages, cancel included, wait at most WAIT_MS)
+    t.wait(WAIT_MS);
     const r = t.poll();
     if (r.segments.length) {
       emit(job.id, {
@@ -130,7 +133,7 @@ export function runSpeechEngine(
       });
     }
     if (r.state === "running") {
-      setTimeout(poll, POLL_MS);
+      setImmediate(poll);
       return;
     }
     t.dispose();
@@ -164,7 +167,7 @@ export function runSpeechEngine(
         return;
       case "transcribe":
         if (closing) return fail(m.id, new DomainError("engine_unavailable", "the server is shutting down"));
-        queue.push({ id: m.id, audio: m.audio, options: m.options, cancelled: false });
+        queue.push({ id: m.id, audioPath: m.audioPath, options: m.options });
         next();
         stats();
         return;

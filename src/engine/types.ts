@@ -196,6 +196,8 @@ export interface TranscribeOptions {
   prompt?: string;
   translate?: boolean;
   temperature?: number;
+  /** how much the temperature rises when a window decodes badly (whisper.cpp's 0.2 when unset; 0: never) */
+  temperatureInc?: number;
   /** per-token times (the "word" granularity) */
   tokenTimestamps?: boolean;
 }
@@ -238,8 +240,8 @@ export type ToEngine =
   | { type: "count"; id: number; request: GenerateRequest }
   /** with `rankQuery`, the inputs are documents scored against it by the model's rank head */
   | { type: "embed"; id: number; inputs: (string | number[])[]; rankQuery?: string }
-  /** a speech model: the audio file's bytes as base64 */
-  | { type: "transcribe"; id: number; audio: string; options: TranscribeOptions }
+  /** a speech model: the audio file, written by the server to a private temporary file (large bytes stay off the IPC channel) */
+  | { type: "transcribe"; id: number; audioPath: string; options: TranscribeOptions }
   | { type: "shutdown" };
 
 export type FromEngine =

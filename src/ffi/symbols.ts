@@ -68,6 +68,7 @@ export const symbols = {
   llmatic_whisper_info: { args: [ptr], returns: ptr },
   llmatic_transcribe_start: { args: [ptr, ptr, i64, cstring, ptr], returns: ptr },
   llmatic_transcribe_poll: { args: [ptr], returns: ptr },
+  llmatic_transcribe_wait: { args: [ptr, i32], returns: i32 },
   llmatic_transcribe_cancel: { args: [ptr], returns: none },
   llmatic_transcribe_free: { args: [ptr], returns: none },
 

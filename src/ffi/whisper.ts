@@ -103,6 +103,11 @@ export class Transcription extends NativeObject {
     return JSON.parse(takeString(lib().llmatic_transcribe_poll(this.handle) as Pointer) ?? "{}") as PollResult;
   }
 
+  /** Blocks this thread until a segment is pending or the run ended, at most `ms`; true when it ended. */
+  wait(ms: number): boolean {
+    return lib().llmatic_transcribe_wait(this.handle, ms) !== 0;
+  }
+
   cancel(): void {
     lib().llmatic_transcribe_cancel(this.handle);
   }

@@ -21,6 +21,7 @@ export interface AudioRequest {
   prompt?: string;
   responseFormat: ResponseFormat;
   temperature?: number;
+  temperatureInc?: number;
   language?: string;
   granularities: ("word" | "segment")[];
   stream: boolean;
@@ -43,6 +44,13 @@ export function audioRequest(
     temperature = Number(tRaw);
     if (!Number.isFinite(temperature) || temperature < 0 || temperature > 1)
       throw invalid("temperature must be a number from 0 to 1", "temperature");
+  }
+  let temperatureInc: number | undefined;
+  const incRaw = one("temperature_inc");
+  if (incRaw !== undefined && incRaw !== "") {
+    temperatureInc = Number(incRaw);
+    if (!Number.isFinite(temperatureInc) || temperatureInc < 0 || temperatureInc > 1)
+      throw invalid("temperature_inc must be a number from 0 to 1", "temperature_inc");
   }
   const language = one("language")?.trim().toLowerCase() || undefined;
   if (language !== undefined && task === "translate")
@@ -74,6 +82,7 @@ export function audioRequest(
     prompt: prompt || undefined,
     responseFormat: format,
     temperature,
+    temperatureInc,
     language,
     granularities: granularities as ("word" | "segment")[],
     stream,
@@ -112,6 +121,7 @@ function optionsOf(engine: Engine, r: AudioRequest): TranscribeOptions {
     prompt: r.prompt,
     translate: r.task === "translate",
     temperature: r.temperature,
+    temperatureInc: r.temperatureInc,
     tokenTimestamps: r.granularities.includes("word"),
   };
 }
