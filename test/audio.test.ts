@@ -3,7 +3,10 @@
 // format, translations, the official client, streaming, bad input, and a
 // transcription beside a chat stream.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import OpenAI, { toFile } from "openai";
 import { speechSamples } from "../src/audio/samples";
 import { ensureWhisperModel, TINY_MODEL_PATH } from "../src/models/synthetic";
@@ -13,6 +16,8 @@ import { type ServerProcess, startServerProcess } from "./server-process";
 setDefaultTimeout(120_000);
 
 let server: ServerProcess;
+let hub: ReturnType<typeof Bun.serve>;
+const CACHE = mkdtempSync(join(tmpdir(), "llmatic-audio-cache-"));
 let client: OpenAI;
 let wav: Buffer;
 let mp3: Buffer;
@@ -22,12 +27,43 @@ beforeAll(async () => {
   const samples = await speechSamples();
   wav = readFileSync(samples.wav);
   mp3 = readFileSync(samples.mp3);
-  server = await startServerProcess(["-m", await ensureWhisperModel(), "-m", TINY_MODEL_PATH, "--threads", "1"]);
+  // a hub with whisper.cpp's layout: ggerganov/whisper.cpp/ggml-*.bin
+  const bin = readFileSync(await ensureWhisperModel());
+  const sha = createHash("sha256").update(bin).digest("hex");
+  hub = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch(req) {
+      if (new URL(req.url).pathname !== "/ggerganov/whisper.cpp/resolve/main/ggml-tiny.bin")
+        return new Response("not found", { status: 404 });
+      const headers = {
+        "x-linked-size": String(bin.length),
+        "x-linked-etag": `"${sha}"`,
+        "content-length": String(bin.length),
+      };
+      return new Response(req.method === "HEAD" ? null : bin, { headers });
+    },
+  });
+  server = await startServerProcess(
+    [
+      "-m",
+      await ensureWhisperModel(),
+      "-m",
+      TINY_MODEL_PATH,
+      "-m",
+      "hf:ggerganov/whisper.cpp/ggml-tiny.bin",
+      "--threads",
+      "1",
+    ],
+    { env: { LLMATIC_CACHE: CACHE, HF_ENDPOINT: `http://127.0.0.1:${hub.port}` } },
+  );
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "none", maxRetries: 0 });
 });
 
 afterAll(async () => {
   await server?.stop();
+  hub?.stop(true);
+  rmSync(CACHE, { recursive: true, force: true });
 });
 
 /** POSTs a multipart form of `fields` (a Blob is a file). */
@@ -189,6 +225,12 @@ describe("transcriptions", () => {
     });
     expect(chat.status).toBe(400);
     expect(((await chat.json()) as any).error.message).toMatch(/speech-to-text/);
+  });
+
+  test("a whisper model from the hub (hf:owner/repo/ggml-*.bin) is downloaded on first use and transcribes", async () => {
+    const r = await form("/audio/transcriptions", { file: jfk(), model: "ggml-tiny" });
+    expect(r.status).toBe(200);
+    expect((((await r.json()) as any).text as string).length).toBeGreaterThan(0);
   });
 
   test("/v1/models lists the speech model with its kind", async () => {

@@ -139,6 +139,12 @@ describe("model references", () => {
       quant: "q8_0",
     });
     expect(parseModelRef("acme/tiny-GGUF")).toMatchObject({ kind: "hf", quant: "Q4_K_M" });
+    // whisper.cpp's models are ggml-*.bin files
+    expect(parseModelRef("hf:ggerganov/whisper.cpp/ggml-base.en-q5_1.bin")).toMatchObject({
+      kind: "hf",
+      repo: "ggerganov/whisper.cpp",
+      file: "ggml-base.en-q5_1.bin",
+    });
     expect(parseModelRef("./models/x.gguf")).toEqual({ kind: "path", path: "./models/x.gguf" });
     expect(parseModelRef(TINY_MODEL_PATH)).toEqual({ kind: "path", path: TINY_MODEL_PATH });
   });

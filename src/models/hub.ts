@@ -37,16 +37,30 @@ function safeRepoPath(path: string): boolean {
   return path.split("/").every((part) => part !== "" && part !== "." && part !== "..");
 }
 
-/** `hf:owner/repo/file.gguf`, `hf:owner/repo[:QUANT]`, `owner/repo:QUANT` and `owner/repo` are hub references. */
+/** whisper.cpp's model files: ggml-tiny.bin, ggml-base.en-q5_1.bin, ... */
+const WHISPER_FILE = /(^|\/)ggml-[\w.-]+\.bin$/;
+
+/**
+ * `hf:owner/repo/file.gguf` (or a whisper.cpp `ggml-*.bin`), `hf:owner/repo[:QUANT]`,
+ * `owner/repo:QUANT` and `owner/repo` are hub references.
+ */
 export function parseModelRef(text: string): ModelRef {
   const explicit = text.startsWith("hf:");
   const body = explicit ? text.slice(3) : text;
-  if (!explicit && (existsSync(text) || text.startsWith(".") || text.startsWith("/") || text.endsWith(".gguf"))) {
+  if (
+    !explicit &&
+    (existsSync(text) ||
+      text.startsWith(".") ||
+      text.startsWith("/") ||
+      text.endsWith(".gguf") ||
+      WHISPER_FILE.test(text))
+  ) {
     return { kind: "path", path: text };
   }
   const [repoPart, quant = null] = body.split(":", 2) as [string, string | undefined];
   const parts = repoPart.split("/");
-  if (parts.length >= 3 && repoPart.endsWith(".gguf")) {
+  // a .gguf file, or a whisper.cpp model (ggml-*.bin, as ggerganov/whisper.cpp holds them)
+  if (parts.length >= 3 && (repoPart.endsWith(".gguf") || WHISPER_FILE.test(parts.at(-1) as string))) {
     const repo = parts.slice(0, 2).join("/");
     const file = parts.slice(2).join("/");
     // the file lands at <cache>/<repo>/<file>: nothing may lead it outside
