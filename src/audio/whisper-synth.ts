@@ -1,9 +1,11 @@
-// Synthetic whisper models: random weights of a chosen shape, written in
-// whisper.cpp's legacy ggml .bin format exactly as models/convert-pt-to-ggml.py
-// writes it (magic, hparams, mel filters, vocab, then tensors), for tests that
-// need a model whisper.cpp loads and runs fast. The vocabulary is made up but
-// printable; the mel filters are real (librosa's Slaney filters). Nothing is
-// downloaded; the same seed gives the same file.
+// Synthetic whisper models: random weights of a chosen shape in whisper.cpp's
+// legacy ggml .bin format, as models/convert-pt-to-ggml.py writes it (magic,
+// hparams, mel filters, vocabulary, then tensors), for tests that need a model
+// whisper.cpp loads and runs fast. The mel filters are real (librosa's Slaney
+// filters); the vocabulary is made up but printable. The decoder's embeddings are
+// shaped (see decoderEmbeddings) so that each 30 s window decodes confidently to
+// about 50-60 words and a closing timestamp, with no temperature fallback.
+// Nothing is downloaded; the same seed gives the same file.
 import { rename } from "node:fs/promises";
 import { toHalf } from "../gguf/synth";
 
@@ -25,8 +27,10 @@ export interface WhisperShape {
 }
 
 /**
- * About 8 MB (mostly the 51865-row token embedding), fast. Head size 64 like every
- * real whisper model: flash attention is on by default and GPU kernels exist for it.
+ * About 8 MB (mostly the 51865-row token embedding). Head size 64 as in every real
+ * whisper model (flash attention is on by default; GPU kernels exist for 64). One
+ * text layer, not two: whisper.cpp takes 2 text layers (with n_vocab != 51866) for a
+ * distilled model and forces no_timestamps.
  */
 export const TINY_WHISPER_SHAPE: WhisperShape = {
   nVocab: 51865,
@@ -47,14 +51,19 @@ const N_FFT = 400;
 const SAMPLE_RATE = 16000;
 const F32 = 0;
 const F16 = 1;
-const env = (k: string, d: number) => Number(process.env[k] ?? d);
-const TOKEN_STD = env("WS_TE", 0.8);
-const POS_STD = env("WS_PE", 5);
-const PRIOR_B = env("WS_B", 10);
-const END_STD = env("WS_END", 0.75);
-const TS_PRIOR = env("WS_TS", 12.4);
-const EOT_OVER_TS = env("WS_EOT", 1.5);
-const TS_SLOPE = env("WS_SLOPE", 0.05);
+
+// the decoder's embeddings and its SOT anchor (see decoderEmbeddings, anchorClock);
+// every other weight is N(0, 0.02), every norm 1 and every bias 0
+const TOKEN_STD = 1;
+const POS_STD = 6;
+const PRIOR_B = 10;
+const CLOCK_RATE = 0.25;
+const CLOCK_ROW = 5;
+const SOT_MARK = 1000;
+const SOT_QUERY = 20;
+const TS_PRIOR = 15.5;
+const TS_SLOPE = 0.05;
+const EOT_OVER_TS = 1.5;
 
 // ---- random numbers ---------------------------------------------------------
 
@@ -112,6 +121,68 @@ function sinusoids(length: number, channels: number): Float32Array {
   return out;
 }
 
+/**
+ * The decoder's token and positional embeddings and its final LayerNorm bias. The
+ * random layers add little (anchorClock's aside), so the last hidden state is about
+ * LN(pe[pos] + te[tok]) + bias, and the logits are its product with te. So:
+ * - wide token rows under a wider positional embedding give confident steps that do
+ *   not repeat the last token (average logprob about -0.6: no temperature fallback);
+ * - channel 0 is a prior: the bias is PRIOR_B there, so a row's channel 0 of
+ *   prior / PRIOR_B adds prior to its logit (0 for text, rising over the timestamps);
+ * - channel 1 is a clock: pe grows along it with the position (counted from SOT, see
+ *   anchorClock), and only EOT and the timestamp rows have it, so after about 55
+ *   words the timestamps' mass beats the best text token and whisper.cpp forces
+ *   <|30.00|>, then EOT (1.5 above it) ends the window; without timestamps EOT
+ *   itself wins a few words later;
+ * - <|0.00|> is lifted well above <|0.02|>..<|1.00|> (still far below text), so it is
+ *   the likeliest first timestamp and its probability does not underflow to 0 at a
+ *   fallback temperature (whisper.cpp would then start the segment at id 0: -1007 s).
+ */
+function decoderEmbeddings(s: WhisperShape, seed: number) {
+  const d = s.nTextState;
+  const eot = s.nVocab >= 51865 ? 50257 : 50256;
+  const tsBegin = s.nVocab - 1501; // <|0.00|> .. <|30.00|> are the last 1501 ids
+  const tsPrior = (k: number) => TS_PRIOR - (k === 0 ? 20 : TS_SLOPE * (1500 - k));
+  const te = normals(s.nVocab * d, TOKEN_STD, seed);
+  for (let j = 0; j < s.nVocab; j++) {
+    const special = j === eot || j >= tsBegin;
+    if (special || j === eot + 1) te.fill(0, j * d, (j + 1) * d);
+    te[j * d] = (j === eot ? TS_PRIOR + EOT_OVER_TS : special ? tsPrior(j - tsBegin) : 0) / PRIOR_B;
+    te[j * d + 1] = special ? CLOCK_ROW : 0;
+    te[j * d + 2] = j === eot + 1 ? SOT_MARK : 0;
+  }
+  const pe = normals(s.nTextCtx * d, POS_STD, seed ^ 0x9e3779b9);
+  for (let p = 0; p < s.nTextCtx; p++) {
+    pe[p * d] = 0;
+    pe[p * d + 1] = CLOCK_RATE * p;
+    pe[p * d + 2] = 0;
+  }
+  const lnBias = new Float32Array(d);
+  lnBias[0] = PRIOR_B;
+  return { te, pe, lnBias };
+}
+
+/**
+ * Decoder layer 0's self-attention looks only at SOT (channel 2, set only in SOT's
+ * row, against a constant query) and subtracts SOT's clock reading, so the clock
+ * counts from SOT: a prompt before it (the previous window's text, an initial
+ * prompt) does not make the window end early. SOT's row is nothing but a huge
+ * channel 2, so LN(pe + te[SOT]) has a fixed scale and the reading is linear.
+ */
+function anchorClock(tensors: Tensor[], d: number): void {
+  const get = (n: string) => tensors.find((t) => t.name === `decoder.blocks.0.attn.${n}`)?.data as Float32Array;
+  const only = (w: Float32Array, row: number, col: number, v: number) => {
+    w.fill(0, row * d, (row + 1) * d); // torch [out, in]: row `row` is output channel `row`
+    w[row * d + col] = v;
+  };
+  only(get("query.weight"), 2, 2, 0);
+  get("query.bias")[2] = SOT_QUERY;
+  only(get("key.weight"), 2, 2, 1);
+  only(get("value.weight"), 1, 1, 1);
+  only(get("out.weight"), 1, 1, (-SOT_MARK * Math.sqrt(d - 1)) / d); // undo the LayerNorm's scale
+  get("out.bias")[1] = -SOT_MARK / d; // and its mean
+}
+
 function tensorsFor(s: WhisperShape): Tensor[] {
   if (s.nAudioState !== s.nTextState) throw new Error("whisper needs nAudioState === nTextState");
   let seed = s.seed;
@@ -126,25 +197,8 @@ function tensorsFor(s: WhisperShape): Tensor[] {
   /** a LayerNorm: weight 1, bias 0 */
   const ln = (p: string, n: number) => [fill(`${p}.weight`, 1, n), fill(`${p}.bias`, 0, n)];
 
-  // The decoder's residual stream is mostly its positional embedding and the last
-  // token's embedding (the random layers add little), and the logits are its product
-  // with the same token embedding. A large positional embedding and a wide token
-  // embedding make each step confident and not a repeat of the last token, so
-  // whisper.cpp takes the first temperature (no fallbacks); a wider EOT row makes
-  // EOT win every few dozen steps, so a window ends long before the token limit.
   const d = s.nTextState;
-  const te = normals(s.nVocab * d, TOKEN_STD, seed++);
-  const end = normals(d, END_STD, seed++);
-  const eot = s.nVocab >= 51865 ? 50257 : 50256;
-  const tsBegin = s.nVocab - 1501;
-  for (let j = 0; j < s.nVocab; j++) {
-    const special = j === eot || j >= tsBegin;
-    const prior = j === eot ? TS_PRIOR + EOT_OVER_TS : j >= tsBegin ? TS_PRIOR - TS_SLOPE * (s.nVocab - 1 - j) : 0;
-    if (special) te.set(end, j * d);
-    te[j * d] = prior / PRIOR_B;
-  }
-  const lnBias = new Float32Array(d);
-  lnBias[0] = PRIOR_B;
+  const { te, pe, lnBias } = decoderEmbeddings(s, seed++);
 
   const out: Tensor[] = [
     {
@@ -181,24 +235,20 @@ function tensorsFor(s: WhisperShape): Tensor[] {
   }
   out.push(
     ...ln("encoder.ln_post", s.nAudioState),
-    {
-      name: "decoder.positional_embedding",
-      ne: [s.nTextState, s.nTextCtx],
-      type: F32,
-      data: normals(s.nTextCtx * s.nTextState, POS_STD, seed++),
-    },
-    { name: "decoder.token_embedding.weight", ne: [s.nTextState, s.nVocab], type: F16, data: te },
+    { name: "decoder.positional_embedding", ne: [d, s.nTextCtx], type: F32, data: pe },
+    { name: "decoder.token_embedding.weight", ne: [d, s.nVocab], type: F16, data: te },
   );
   for (let i = 0; i < s.nTextLayer; i++) {
     const p = `decoder.blocks.${i}`;
     out.push(
-      ...ln(`${p}.attn_ln`, s.nTextState),
-      ...attn(`${p}.attn`, s.nTextState),
-      ...ln(`${p}.cross_attn_ln`, s.nTextState),
-      ...attn(`${p}.cross_attn`, s.nTextState),
-      ...mlp(p, s.nTextState),
+      ...ln(`${p}.attn_ln`, d),
+      ...attn(`${p}.attn`, d),
+      ...ln(`${p}.cross_attn_ln`, d),
+      ...attn(`${p}.cross_attn`, d),
+      ...mlp(p, d),
     );
   }
+  anchorClock(out, d);
   out.push(fill("decoder.ln.weight", 1, d), { name: "decoder.ln.bias", ne: [d], type: F32, data: lnBias });
   return out;
 }
