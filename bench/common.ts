@@ -1,5 +1,6 @@
-// What every benchmark shares: its options, the native build and bench model,
+// What every benchmark shares: its options, the native build and bench models,
 // and a little statistics.
+import { existsSync } from "node:fs";
 import { buildNative } from "../native/build";
 import { ensureBenchModel } from "../src/models/synthetic";
 
@@ -23,10 +24,17 @@ export function flag(name: string): boolean {
 
 export const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 
-/** Builds what is missing and returns the bench model (Qwen2-0.5B shape, Q4_K_M). */
+/**
+ * Builds what is missing and returns the model `--model` names: "bench" (the
+ * default: Qwen2-0.5B shape, Q4_K_M), "bench-1b" (Llama-3.2-1B shape, Q4_K_M)
+ * or a path to a GGUF file.
+ */
 export async function benchModel(): Promise<string> {
   await buildNative({ quiet: true });
-  return ensureBenchModel(say);
+  const which = optString("--model") ?? "bench";
+  if (which === "bench" || which === "bench-1b") return ensureBenchModel(say, which);
+  if (!existsSync(which)) throw new Error(`--model ${which}: use bench, bench-1b or a .gguf path`);
+  return which;
 }
 
 export const defaultThreads = () => navigator.hardwareConcurrency || 2;

@@ -17,8 +17,8 @@ export interface ModelShape {
   /** type of the other 2-D weights */
   weightType: GgmlType.F32 | GgmlType.F16 | GgmlType.Q8_0;
   seed: number;
-  /** "qwen2" (default) or "qwen3" (adds the per-head Q/K norms) */
-  arch?: "qwen2" | "qwen3";
+  /** "qwen2" (default), "qwen3" (adds the per-head Q/K norms) or "llama" (no attention biases) */
+  arch?: "qwen2" | "qwen3" | "llama";
   /**
    * A reranker as llama.cpp's converter writes Qwen3-Reranker: rank pooling, a
    * two-row classification head (labels "yes", "no") and a "rerank" prompt template.
@@ -38,6 +38,25 @@ export const TINY_SHAPE: ModelShape = {
   embdType: GgmlType.Q8_0,
   weightType: GgmlType.F32,
   seed: 1234,
+};
+
+/**
+ * Llama-3.2-1B's shape (tied embeddings, llama-bpe vocabulary): the second
+ * bench model, whose Q4_K_M file is mostly Q4_K/Q6_K tensors (the first's
+ * 896-wide ones quantize to Q5_0/Q8_0).
+ */
+export const BENCH_1B_SHAPE: ModelShape = {
+  name: "llmatic-bench llama-3.2-1b shape (random weights)",
+  nEmbd: 2048,
+  nLayer: 16,
+  nHead: 32,
+  nHeadKv: 8,
+  nFf: 8192,
+  nCtxTrain: 131072,
+  embdType: GgmlType.F16,
+  weightType: GgmlType.F16,
+  seed: 7,
+  arch: "llama",
 };
 
 /** Qwen2-0.5B's shape: for benchmarks (written as F16, then quantized by llama-quantize). */
@@ -85,6 +104,8 @@ export interface TokenizerVariant {
   eos: number;
   bos: number;
   addBos: boolean;
+  /** the padding token (default: the end of text) */
+  pad?: number;
 }
 
 /** Qwen2.5 (the tiny and bench models). */
@@ -101,6 +122,9 @@ export const QWEN3_TOKENIZER: TokenizerVariant = {
     [151668, "</think>", 4],
   ],
 };
+
+/** Llama 3's (llama.cpp's models/ggml-vocab-llama-bpe.gguf as it is): <|begin_of_text|>, <|eot_id|>. */
+export const LLAMA3_TOKENIZER: TokenizerVariant = { added: [], eos: 128009, bos: 128000, addBos: true, pad: 128004 };
 
 /** DeepSeek-R1-Distill-Qwen: the Qwen2 vocabulary with DeepSeek's turn markers and think tags. */
 export const R1_TOKENIZER: TokenizerVariant = {
@@ -202,10 +226,10 @@ function filler(type: GgmlType, std: number, constant: number | null, seed: numb
   };
 }
 
-function tensorsFor(s: ModelShape): TensorSpec[] {
+function tensorsFor(s: ModelShape, nVocab: number): TensorSpec[] {
   const headDim = s.nEmbd / s.nHead;
   const kvDim = headDim * s.nHeadKv;
-  const nVocab = 151936;
+  const biases = s.arch !== "llama";
   let seed = s.seed;
   const w = (name: string, dims: number[], type: GgmlType, std = 0.02): TensorSpec => ({
     name,
@@ -236,11 +260,11 @@ function tensorsFor(s: ModelShape): TensorSpec[] {
     out.push(
       ones(`${p}.attn_norm.weight`, s.nEmbd),
       w(`${p}.attn_q.weight`, [s.nEmbd, s.nEmbd], s.weightType),
-      zeros(`${p}.attn_q.bias`, s.nEmbd),
+      ...(biases ? [zeros(`${p}.attn_q.bias`, s.nEmbd)] : []),
       w(`${p}.attn_k.weight`, [s.nEmbd, kvDim], s.weightType),
-      zeros(`${p}.attn_k.bias`, kvDim),
+      ...(biases ? [zeros(`${p}.attn_k.bias`, kvDim)] : []),
       w(`${p}.attn_v.weight`, [s.nEmbd, kvDim], s.weightType),
-      zeros(`${p}.attn_v.bias`, kvDim),
+      ...(biases ? [zeros(`${p}.attn_v.bias`, kvDim)] : []),
       w(`${p}.attn_output.weight`, [s.nEmbd, s.nEmbd], s.weightType),
       ...(s.arch === "qwen3"
         ? [ones(`${p}.attn_q_norm.weight`, headDim), ones(`${p}.attn_k_norm.weight`, headDim)]
@@ -287,7 +311,11 @@ function metadataFor(
   m.set(`${a}.attention.head_count`, u32v(s.nHead));
   m.set(`${a}.attention.head_count_kv`, u32v(s.nHeadKv));
   m.set(`${a}.rope.freq_base`, f32v(1000000));
-  m.set(`${a}.attention.layer_norm_rms_epsilon`, f32v(1e-6));
+  m.set(`${a}.attention.layer_norm_rms_epsilon`, f32v(a === "llama" ? 1e-5 : 1e-6));
+  if (a === "llama") {
+    m.set("llama.rope.freq_base", f32v(500000));
+    m.set("llama.rope.dimension_count", u32v(s.nEmbd / s.nHead));
+  }
   if (s.rankHead) {
     m.set(`${a}.pooling_type`, u32v(4));
     m.set(`${a}.classifier.output_labels`, {
@@ -309,7 +337,7 @@ function metadataFor(
   }
   m.set("tokenizer.ggml.eos_token_id", u32v(tok.eos));
   m.set("tokenizer.ggml.bos_token_id", u32v(tok.bos));
-  m.set("tokenizer.ggml.padding_token_id", u32v(tok.eos === IM_END ? ENDOFTEXT : tok.eos));
+  m.set("tokenizer.ggml.padding_token_id", u32v(tok.eos === IM_END ? ENDOFTEXT : (tok.pad ?? tok.eos)));
   m.set("tokenizer.ggml.add_bos_token", boolv(tok.addBos));
   m.set("tokenizer.chat_template", str(chatTemplate));
   return m;
@@ -326,5 +354,8 @@ export interface SynthSources {
 export async function writeSyntheticModel(shape: ModelShape, src: SynthSources, outPath: string): Promise<void> {
   const vocab = readGguf(src.vocabPath);
   const template = await Bun.file(src.templatePath).text();
-  writeGguf(outPath, metadataFor(shape, vocab, template, src.tokenizer ?? QWEN25_TOKENIZER), tensorsFor(shape));
+  const tokens = vocab.metadata.get("tokenizer.ggml.tokens")?.value;
+  if (!Array.isArray(tokens)) throw new Error(`${src.vocabPath} holds no tokenizer.ggml.tokens`);
+  const nVocab = tokens.length;
+  writeGguf(outPath, metadataFor(shape, vocab, template, src.tokenizer ?? QWEN25_TOKENIZER), tensorsFor(shape, nVocab));
 }

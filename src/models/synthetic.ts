@@ -5,7 +5,9 @@ import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { embedded, extractOnce } from "../embedded";
 import {
+  BENCH_1B_SHAPE,
   BENCH_SHAPE,
+  LLAMA3_TOKENIZER,
   type ModelShape,
   QWEN3_TOKENIZER,
   R1_TOKENIZER,
@@ -18,6 +20,7 @@ import { cacheDir } from "../paths";
 export const MODELS_DIR = join(import.meta.dir, "..", "..", "models");
 export const TINY_MODEL_PATH = join(MODELS_DIR, "llmatic-tiny.gguf");
 export const BENCH_MODEL_PATH = join(MODELS_DIR, "bench", "qwen2-0.5b-shape-q4_k_m.gguf");
+export const BENCH_1B_MODEL_PATH = join(MODELS_DIR, "bench", "llama-3.2-1b-shape-q4_k_m.gguf");
 
 /** Where the demo model goes: the repository's models/, or the cache for the compiled executable. */
 export function demoModelPath(): string {
@@ -39,12 +42,13 @@ async function sources(): Promise<{ vocabPath: string; templatePath: string }> {
 async function synthesize(
   shape: ModelShape,
   path: string,
-  variant?: { template: string; tokenizer: TokenizerVariant },
+  variant?: { template: string; tokenizer: TokenizerVariant; vocab?: string },
 ): Promise<void> {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.partial`;
   const src = await sources();
   if (variant) src.templatePath = join(dirname(src.templatePath), variant.template);
+  if (variant?.vocab) src.vocabPath = join(dirname(src.vocabPath), variant.vocab);
   await writeSyntheticModel(shape, { ...src, tokenizer: variant?.tokenizer }, tmp);
   renameSync(tmp, path);
 }
@@ -108,21 +112,39 @@ export async function ensureTinyModel(log: (s: string) => void = () => {}): Prom
   return path;
 }
 
-export async function ensureBenchModel(log: (s: string) => void = () => {}): Promise<string> {
-  if (existsSync(BENCH_MODEL_PATH)) return BENCH_MODEL_PATH;
+/** The bench models: "bench" (Qwen2-0.5B shape) and "bench-1b" (Llama-3.2-1B shape), both Q4_K_M. */
+export const BENCH_MODELS = {
+  bench: { path: BENCH_MODEL_PATH, shape: BENCH_SHAPE, variant: undefined },
+  "bench-1b": {
+    path: BENCH_1B_MODEL_PATH,
+    shape: BENCH_1B_SHAPE,
+    variant: {
+      template: "meta-llama-Llama-3.2-3B-Instruct.jinja",
+      tokenizer: LLAMA3_TOKENIZER,
+      vocab: "ggml-vocab-llama-bpe.gguf",
+    },
+  },
+} as const;
+
+export async function ensureBenchModel(
+  log: (s: string) => void = () => {},
+  which: keyof typeof BENCH_MODELS = "bench",
+): Promise<string> {
+  const { path, shape, variant } = BENCH_MODELS[which];
+  if (existsSync(path)) return path;
   const { buildNative, toolPath } = await import("../../native/build");
   await buildNative({ quiet: true });
-  const f16 = BENCH_MODEL_PATH.replace(/\.gguf$/, ".f16.gguf");
+  const f16 = path.replace(/\.gguf$/, ".f16.gguf");
   if (!existsSync(f16)) {
-    log(`generating the F16 bench model (Qwen2-0.5B shape, random weights) at ${f16}`);
-    await synthesize(BENCH_SHAPE, f16);
+    log(`generating the F16 ${which} model (${shape.name}) at ${f16}`);
+    await synthesize(shape, f16, variant);
   }
   log("quantizing it to Q4_K_M with llama-quantize");
-  const tmp = `${BENCH_MODEL_PATH}.partial`;
+  const tmp = `${path}.partial`;
   const p = Bun.spawnSync([toolPath("llama-quantize"), f16, tmp, "Q4_K_M"], { stdout: "pipe", stderr: "pipe" });
   if (p.exitCode !== 0) throw new Error(`llama-quantize failed:\n${p.stderr.toString().slice(-2000)}`);
-  renameSync(tmp, BENCH_MODEL_PATH);
+  renameSync(tmp, path);
   rmSync(f16, { force: true });
-  log(`bench model ready: ${BENCH_MODEL_PATH} (${(statSync(BENCH_MODEL_PATH).size / 1e6).toFixed(0)} MB)`);
-  return BENCH_MODEL_PATH;
+  log(`${which} model ready: ${path} (${(statSync(path).size / 1e6).toFixed(0)} MB)`);
+  return path;
 }
