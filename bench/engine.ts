@@ -55,7 +55,7 @@ function randomTokens(n: number, salt: number): number[] {
   let s = (0x9e3779b9 ^ (salt * 2654435761)) >>> 0;
   return Array.from({ length: n }, () => {
     s = (s * 1664525 + 1013904223) >>> 0;
-    return s % 150000;
+    return s % Math.min(150000, engine.info.nVocab);
   });
 }
 

@@ -20,6 +20,7 @@
 // without normalisation sees).
 import { join } from "node:path";
 import { toolPath } from "../native/build";
+import { modelIdOf } from "../src/config";
 import { benchModel, defaultThreads, flag, mean, opt, optString, percentile, say } from "./common";
 
 const threads = opt("--threads", defaultThreads());
@@ -76,8 +77,8 @@ export async function startServers(parallel: number): Promise<Server[]> {
     common,
   );
   const servers: Server[] = [
-    { name: "llmatic", url: `http://127.0.0.1:${pOurs}`, proc: ours, modelId: "qwen2-0.5b-shape-q4_k_m" },
-    { name: "llama-server", url: `http://127.0.0.1:${pTheirs}`, proc: theirs, modelId: "qwen2-0.5b-shape-q4_k_m" },
+    { name: "llmatic", url: `http://127.0.0.1:${pOurs}`, proc: ours, modelId: modelIdOf(model) },
+    { name: "llama-server", url: `http://127.0.0.1:${pTheirs}`, proc: theirs, modelId: modelIdOf(model) },
   ];
   if (isolationCompare) {
     const pThread = await freePort();
@@ -89,7 +90,7 @@ export async function startServers(parallel: number): Promise<Server[]> {
       name: "llmatic-thread",
       url: `http://127.0.0.1:${pThread}`,
       proc: thread,
-      modelId: "qwen2-0.5b-shape-q4_k_m",
+      modelId: modelIdOf(model),
     });
   }
   await Promise.all(servers.map((s) => waitHealthy(s.url, s.proc, s.name)));

@@ -90,8 +90,7 @@ void llmatic_audio_free(float * pcm) { free(pcm); }
 
 whisper_context * llmatic_whisper_load(const char * path, char ** error) {
     whisper_context_params cp = whisper_context_default_params();
-    cp.use_gpu                = false;
-    cp.flash_attn             = false;
+    cp.use_gpu                = false;  // flash attention stays whisper.cpp's default (on), as whisper-cli runs it
     whisper_context * ctx     = whisper_init_from_file_with_params(path, cp);
     if (!ctx && error) *error = llmatic_dup_string(std::string("whisper.cpp could not load ") + path);
     return ctx;

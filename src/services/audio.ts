@@ -89,9 +89,12 @@ export function audioRequest(
   };
 }
 
+/** OpenAI's speech-to-text model names: they mean the first speech model served. */
+const SPEECH_ALIAS = /^(whisper|gpt-4o(-mini)?-transcribe)/i;
+
 /**
  * The speech model a request means: the one it names, else (for OpenAI's
- * "whisper-1" and the like, or no model) the first speech model served.
+ * "whisper-1", "gpt-4o-transcribe" and the like, or no model) the first speech model served.
  */
 export function speechModelId(registry: ModelRegistry, requested: string | null): string {
   if (requested && registry.entry(requested)) return requested;
@@ -99,7 +102,7 @@ export function speechModelId(registry: ModelRegistry, requested: string | null)
     const path = m.engine?.info.path ?? (m.source.kind === "path" ? m.source.path : null);
     return m.engine?.info.kind === "speech" || (path !== null && describeModel(path)?.architecture === "whisper");
   });
-  if (!speech || (requested && !/^whisper/i.test(requested))) {
+  if (!speech || (requested && !SPEECH_ALIAS.test(requested))) {
     throw notFound(
       requested
         ? `The model '${requested}' does not exist or is not a speech model`
