@@ -27,11 +27,26 @@ export const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 /**
  * Builds what is missing and returns the model `--model` names: "bench" (the
  * default: Qwen2-0.5B shape, Q4_K_M), "bench-1b" (Llama-3.2-1B shape, Q4_K_M)
- * or a path to a GGUF file.
+ * or a path to a GGUF file. Several, comma-separated (`--model bench,bench-1b`):
+ * the benchmark runs once per model, one after the other, and this process
+ * exits with the last failure.
  */
 export async function benchModel(): Promise<string> {
   await buildNative({ quiet: true });
   const which = optString("--model") ?? "bench";
+  if (which.includes(",")) {
+    const at = args.indexOf("--model");
+    let code = 0;
+    for (const m of which.split(",").filter(Boolean)) {
+      say(`--- ${m}`);
+      const rest = [...args.slice(0, at), "--model", m, ...args.slice(at + 2)];
+      const p = Bun.spawnSync([process.execPath, process.argv[1] as string, ...rest], {
+        stdio: ["inherit", "inherit", "inherit"],
+      });
+      if (p.exitCode !== 0) code = p.exitCode ?? 1;
+    }
+    process.exit(code);
+  }
   if (which === "bench" || which === "bench-1b") return ensureBenchModel(say, which);
   if (!existsSync(which)) throw new Error(`--model ${which}: use bench, bench-1b or a .gguf path`);
   return which;

@@ -1,7 +1,12 @@
 #!/usr/bin/env bun
-// bun run models [--bench]: generates the project's own GGUF models (git-ignored).
-import { ensureBenchModel, ensureTinyModel } from "../src/models/synthetic";
+// bun run models [--bench] [--bench-1b]: generates the project's own models (git-ignored):
+// the tiny chat model, the tiny reranker and the tiny whisper model; with --bench
+// and --bench-1b the bench models too.
+import { ensureBenchModel, ensureRerankerModel, ensureTinyModel, ensureWhisperModel } from "../src/models/synthetic";
 
 const log = (s: string) => process.stderr.write(`[models] ${s}\n`);
 console.log(await ensureTinyModel(log));
+console.log(await ensureRerankerModel());
+console.log(await ensureWhisperModel());
 if (process.argv.includes("--bench")) console.log(await ensureBenchModel(log));
+if (process.argv.includes("--bench-1b")) console.log(await ensureBenchModel(log, "bench-1b"));
