@@ -1,6 +1,15 @@
 // A transcription's segments in each of OpenAI's response formats (json, text,
 // srt, verbose_json, vtt), and its streaming events. Pure functions.
-import type { TranscriptSegment } from "../engine/types";
+
+/** One segment of a transcription (times in seconds). */
+export interface TranscriptSegment {
+  start: number;
+  end: number;
+  text: string;
+  tokens: { id: number; text: string; p: number; start?: number; end?: number }[];
+  avgLogprob: number;
+  noSpeechProb: number;
+}
 
 export type ResponseFormat = "json" | "text" | "srt" | "verbose_json" | "vtt";
 

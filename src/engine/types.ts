@@ -1,6 +1,7 @@
 // The engine's typed vocabulary, shared by the main thread and the worker.
 // No JSON from the wire ever gets here: the HTTP layer translates requests into
 // these types at the edge.
+import type { TranscriptSegment } from "../audio/formats";
 import type { ErrorCode } from "../errors";
 import type { TemplateInput } from "../ffi/chat";
 import type { SamplingParams } from "../ffi/sampler";
@@ -179,16 +180,6 @@ export type GenerateEvent =
       scores?: number[];
     }
   | { type: "error"; code: ErrorCode; message: string; param: string | null };
-
-/** One segment of a transcription (times in seconds). */
-export interface TranscriptSegment {
-  start: number;
-  end: number;
-  text: string;
-  tokens: { id: number; text: string; p: number; start?: number; end?: number }[];
-  avgLogprob: number;
-  noSpeechProb: number;
-}
 
 export interface TranscribeOptions {
   /** ISO-639-1 code; unset: detected */

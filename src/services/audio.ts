@@ -2,9 +2,16 @@
 // a whisper.cpp model: the request's fields checked, the audio sent to the
 // model's engine process (decoded and transcribed there), the segments
 // gathered or streamed, and the answer in the asked format.
-import { deltaEvent, doneEvent, formatTranscript, type ResponseFormat, type Transcript } from "../audio/formats";
+import {
+  deltaEvent,
+  doneEvent,
+  formatTranscript,
+  type ResponseFormat,
+  type Transcript,
+  type TranscriptSegment,
+} from "../audio/formats";
 import type { Engine } from "../engine/engine";
-import type { TranscribeOptions, TranscriptSegment } from "../engine/types";
+import type { TranscribeOptions } from "../engine/types";
 import { DomainError, invalid, notFound } from "../errors";
 import { describeModel } from "../models/describe";
 import type { ModelRegistry } from "../registry";
