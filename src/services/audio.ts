@@ -167,8 +167,14 @@ export async function transcribeStream(engine: Engine, r: AudioRequest, signal: 
   signal.addEventListener("abort", abort, { once: true });
   const g = engine.transcribe(r.file, options, local.signal);
   const first = await g.next();
-  if (first.done) throw new DomainError("cancelled", "the transcription was cancelled");
-  if (first.value.type === "error") throw DomainError.from(first.value);
+  if (first.done) {
+    signal.removeEventListener("abort", abort);
+    throw new DomainError("cancelled", "the transcription was cancelled");
+  }
+  if (first.value.type === "error") {
+    signal.removeEventListener("abort", abort);
+    throw DomainError.from(first.value);
+  }
   async function* frames() {
     const segments: TranscriptSegment[] = [];
     try {
