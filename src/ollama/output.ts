@@ -131,7 +131,8 @@ export function generateDone(
 
 export interface ModelDetails {
   parent_model: string;
-  format: "gguf";
+  /** "ggml" for whisper.cpp's legacy files */
+  format: "gguf" | "ggml";
   family: string;
   families: string[];
   parameter_size: string;
@@ -141,7 +142,7 @@ export interface ModelDetails {
 export function details(f: ModelFacts | null): ModelDetails {
   return {
     parent_model: "",
-    format: "gguf",
+    format: f?.architecture === "whisper" ? "ggml" : "gguf",
     family: f?.architecture ?? "",
     families: f?.architecture ? [f.architecture] : [],
     parameter_size: f ? parameterSize(f.parameterCount) : "",

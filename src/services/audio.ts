@@ -106,8 +106,10 @@ const SPEECH_ALIAS = /^(whisper|gpt-4o(-mini)?-transcribe)/i;
 export function speechModelId(registry: ModelRegistry, requested: string | null): string {
   if (requested && registry.entry(requested)) return requested;
   const speech = registry.list().find((m) => {
-    const path = m.engine?.info.path ?? (m.source.kind === "path" ? m.source.path : null);
-    return m.engine?.info.kind === "speech" || (path !== null && describeModel(path)?.architecture === "whisper");
+    if (m.engine) return m.engine.info.kind === "speech";
+    // a hub model not downloaded yet is known by its file name
+    if (m.source.kind === "hf") return /(^|\/)ggml-[\w.-]+\.bin$/.test(m.source.file ?? "");
+    return describeModel(m.source.path)?.architecture === "whisper";
   });
   if (!speech || (requested && !SPEECH_ALIAS.test(requested))) {
     throw notFound(
