@@ -121,7 +121,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     path: true,
     default: [],
     arg: "REF",
-    help: "a .gguf file, a directory of them, or a Hugging Face model: hf:owner/repo/file.gguf or owner/repo:Q4_K_M (downloaded once into the cache); repeat for several models, each addressed by its file name (or owner/repo:QUANT); the environment variable takes several separated by ','. Default: the .gguf files in ./models",
+    help: "a .gguf file, a whisper.cpp ggml-*.bin speech model, a directory of them, or a Hugging Face model: hf:owner/repo/file.gguf (or ggml-*.bin) or owner/repo:Q4_K_M (downloaded once into the cache); repeat for several models, each addressed by its file name (or owner/repo:QUANT); the environment variable takes several separated by ','. Default: the .gguf and ggml-*.bin files in ./models",
   },
   {
     key: "maxLoaded",
