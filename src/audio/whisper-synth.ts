@@ -7,22 +7,15 @@
 // about 50-60 words and a closing timestamp, with no temperature fallback.
 // Nothing is downloaded; the same seed gives the same file.
 import { rename } from "node:fs/promises";
-import { toHalf } from "../gguf/synth";
+import { rng, toHalf } from "../gguf/synth";
+import type { WhisperHparams } from "../models/whisper-file";
 
-export interface WhisperShape {
-  /** 51865 or more: multilingual, so whisper.cpp derives the special tokens as for real multilingual models */
-  nVocab: number;
-  /** 1500: the 30 s window (3000 mel frames, halved by the stride-2 conv) */
-  nAudioCtx: number;
-  nAudioState: number;
-  nAudioHead: number;
-  nAudioLayer: number;
-  nTextCtx: number;
-  /** must equal nAudioState */
-  nTextState: number;
-  nTextHead: number;
-  nTextLayer: number;
-  nMels: number;
+/**
+ * A model's hyperparameters (nVocab 51865 or more: multilingual, so whisper.cpp
+ * derives the special tokens as for real models; nAudioCtx 1500: the 30 s window;
+ * nTextState must equal nAudioState) and the seed of its weights.
+ */
+export interface WhisperShape extends WhisperHparams {
   seed: number;
 }
 
@@ -66,19 +59,6 @@ const TS_SLOPE = 0.05;
 const EOT_OVER_TS = 1.5;
 
 // ---- random numbers ---------------------------------------------------------
-
-/** xorshift32: fast, deterministic, good enough for weights nobody will read. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 /** n samples of N(0, std^2), drawn from a table of 4096 (fast for millions of values). */
 function normals(n: number, std: number, seed: number): Float32Array {

@@ -145,7 +145,7 @@ export const R1_TOKENIZER: TokenizerVariant = {
 // ---- random numbers ---------------------------------------------------------
 
 /** xorshift32: fast, deterministic, good enough for weights nobody will read. */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let s = seed >>> 0 || 0x9e3779b9;
   return () => {
     s ^= s << 13;

@@ -2,7 +2,8 @@
 // int32 hyperparameters. Read without loading anything, to list a speech model.
 import { closeSync, openSync, readSync } from "node:fs";
 
-export interface WhisperHeader {
+/** The hyperparameters a whisper.cpp model file starts with (after the magic), ftype aside. */
+export interface WhisperHparams {
   nVocab: number;
   nAudioCtx: number;
   nAudioState: number;
@@ -13,6 +14,9 @@ export interface WhisperHeader {
   nTextHead: number;
   nTextLayer: number;
   nMels: number;
+}
+
+export interface WhisperHeader extends WhisperHparams {
   ftype: number;
   /** whisper.cpp: a vocabulary of 51865 tokens or more is multilingual (it can translate) */
   multilingual: boolean;
