@@ -322,39 +322,56 @@ export class LlamaEngine implements Engine {
     });
   }
 
-  async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateEvent, void, void> {
+  /**
+   * One request whose answer streams: its events until `ends` says the last one
+   * came. Aborting `signal`, or the consumer leaving early, cancels it in the
+   * engine (once, and only while it runs).
+   */
+  private async *stream<T extends StreamEvent>(
+    send: (id: number) => ToEngine,
+    ends: (e: T) => boolean,
+    signal?: AbortSignal,
+  ): AsyncGenerator<T, void, void> {
     if (this.closed) {
       const e = this.unavailable();
-      yield { type: "error", code: e.code, message: e.message, param: null };
+      yield { type: "error", code: e.code, message: e.message, param: null } as T;
       return;
     }
     const id = this.nextId++;
-    const queue = new EventQueue<GenerateEvent>();
+    const queue = new EventQueue<T>();
+    let finished = false;
     let cancelled = false;
     const abort = () => {
-      if (cancelled) return;
+      if (finished || cancelled) return;
       cancelled = true;
       this.transport.send({ type: "cancel", id });
     };
     this.streams.set(id, queue);
-    let open = req.n;
     try {
-      this.transport.send({ type: "generate", id, request: req });
+      this.transport.send(send(id));
       // an abort before the request was sent still reaches the engine (right after it)
       if (signal?.aborted) abort();
       else signal?.addEventListener("abort", abort, { once: true });
-      while (open > 0) {
+      while (!finished) {
         const e = await queue.next();
+        finished = e.type === "error" || ends(e);
         yield e;
-        if (e.type === "error") return;
-        if (e.type === "end") open--;
       }
     } finally {
-      // consumer left early (client went away) or we are done: either way stop decoding
-      if (open > 0) abort();
+      // consumer left early (client went away) or we are done: either way stop the work
+      abort();
       signal?.removeEventListener("abort", abort);
       this.streams.delete(id);
     }
+  }
+
+  generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateEvent, void, void> {
+    let open = req.n;
+    return this.stream<GenerateEvent>(
+      (id) => ({ type: "generate", id, request: req }),
+      (e) => e.type === "end" && --open === 0,
+      signal,
+    );
   }
 
   /** A speech model transcribes (or translates) an audio file: segments as they are decoded, then "done". */
@@ -363,36 +380,17 @@ export class LlamaEngine implements Engine {
     options: TranscribeOptions,
     signal?: AbortSignal,
   ): AsyncGenerator<TranscribeEvent, void, void> {
-    if (this.closed) {
-      const e = this.unavailable();
-      yield { type: "error", code: e.code, message: e.message, param: null };
-      return;
-    }
-    const id = this.nextId++;
-    const queue = new EventQueue<TranscribeEvent>();
+    // the audio goes to the engine as a private file: large bytes stay off the IPC channel
     const dir = mkdtempSync(join(tmpdir(), "llmatic-audio-"));
     const audioPath = join(dir, "audio");
     writeFileSync(audioPath, audio, { mode: 0o600 });
-    let open = true;
-    const abort = () => {
-      if (open) this.transport.send({ type: "cancel", id });
-    };
-    this.streams.set(id, queue);
     try {
-      this.transport.send({ type: "transcribe", id, audioPath, options });
-      if (signal?.aborted) abort();
-      else signal?.addEventListener("abort", abort, { once: true });
-      for (;;) {
-        const e = await queue.next();
-        if (e.type !== "segments") open = false;
-        yield e;
-        if (!open) return;
-      }
+      yield* this.stream<TranscribeEvent>(
+        (id) => ({ type: "transcribe", id, audioPath, options }),
+        (e) => e.type === "done",
+        signal,
+      );
     } finally {
-      abort();
-      open = false;
-      signal?.removeEventListener("abort", abort);
-      this.streams.delete(id);
       rmSync(dir, { recursive: true, force: true });
     }
   }

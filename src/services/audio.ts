@@ -45,20 +45,16 @@ export function audioRequest(
   const format = (one("response_format") ?? "json") as ResponseFormat;
   if (!FORMATS.includes(format))
     throw invalid(`response_format must be one of ${FORMATS.join(", ")} (got '${format}')`, "response_format");
-  let temperature: number | undefined;
-  const tRaw = one("temperature");
-  if (tRaw !== undefined && tRaw !== "") {
-    temperature = Number(tRaw);
-    if (!Number.isFinite(temperature) || temperature < 0 || temperature > 1)
-      throw invalid("temperature must be a number from 0 to 1", "temperature");
-  }
-  let temperatureInc: number | undefined;
-  const incRaw = one("temperature_inc");
-  if (incRaw !== undefined && incRaw !== "") {
-    temperatureInc = Number(incRaw);
-    if (!Number.isFinite(temperatureInc) || temperatureInc < 0 || temperatureInc > 1)
-      throw invalid("temperature_inc must be a number from 0 to 1", "temperature_inc");
-  }
+  /** a form field that holds a number from 0 to 1, or nothing */
+  const unit = (k: string): number | undefined => {
+    const raw = one(k);
+    if (raw === undefined || raw === "") return undefined;
+    const v = Number(raw);
+    if (!Number.isFinite(v) || v < 0 || v > 1) throw invalid(`${k} must be a number from 0 to 1`, k);
+    return v;
+  };
+  const temperature = unit("temperature");
+  const temperatureInc = unit("temperature_inc");
   const language = one("language")?.trim().toLowerCase() || undefined;
   if (language !== undefined && task === "translate")
     throw invalid("translations take no language: the answer is English", "language");
