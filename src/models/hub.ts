@@ -20,6 +20,7 @@ import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../atomic";
 import { withDirLock } from "../lock";
 import { cacheDir } from "../paths";
+import { WHISPER_FILE_NAME } from "./whisper-file";
 
 export type ModelRef =
   | { kind: "path"; path: string }
@@ -37,9 +38,6 @@ function safeRepoPath(path: string): boolean {
   return path.split("/").every((part) => part !== "" && part !== "." && part !== "..");
 }
 
-/** whisper.cpp's model files: ggml-tiny.bin, ggml-base.en-q5_1.bin, ... */
-const WHISPER_FILE = /(^|\/)ggml-[\w.-]+\.bin$/;
-
 /**
  * `hf:owner/repo/file.gguf` (or a whisper.cpp `ggml-*.bin`), `hf:owner/repo[:QUANT]`,
  * `owner/repo:QUANT` and `owner/repo` are hub references.
@@ -53,14 +51,14 @@ export function parseModelRef(text: string): ModelRef {
       text.startsWith(".") ||
       text.startsWith("/") ||
       text.endsWith(".gguf") ||
-      WHISPER_FILE.test(text))
+      WHISPER_FILE_NAME.test(text))
   ) {
     return { kind: "path", path: text };
   }
   const [repoPart, quant = null] = body.split(":", 2) as [string, string | undefined];
   const parts = repoPart.split("/");
   // a .gguf file, or a whisper.cpp model (ggml-*.bin, as ggerganov/whisper.cpp holds them)
-  if (parts.length >= 3 && (repoPart.endsWith(".gguf") || WHISPER_FILE.test(parts.at(-1) as string))) {
+  if (parts.length >= 3 && (repoPart.endsWith(".gguf") || WHISPER_FILE_NAME.test(parts.at(-1) as string))) {
     const repo = parts.slice(0, 2).join("/");
     const file = parts.slice(2).join("/");
     // the file lands at <cache>/<repo>/<file>: nothing may lead it outside

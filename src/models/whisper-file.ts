@@ -24,6 +24,9 @@ export interface WhisperHeader extends WhisperHparams {
 
 const MAGIC = 0x67676d6c; // "ggml", "lmgg" on disk
 
+/** How whisper.cpp names its model files (ggml-tiny.bin, ggml-base.en-q5_1.bin, ...), with or without a folder. */
+export const WHISPER_FILE_NAME = /(^|\/)ggml-[\w.-]+\.bin$/;
+
 /** The header of a whisper.cpp model file, or null when `path` is not one. */
 export function readWhisperHeader(path: string): WhisperHeader | null {
   let fd: number;

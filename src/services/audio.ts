@@ -14,6 +14,7 @@ import type { Engine } from "../engine/engine";
 import type { TranscribeOptions } from "../engine/types";
 import { DomainError, invalid, notFound } from "../errors";
 import { describeModel } from "../models/describe";
+import { WHISPER_FILE_NAME } from "../models/whisper-file";
 import type { ModelRegistry } from "../registry";
 
 /** OpenAI's upload limit for audio. */
@@ -104,7 +105,7 @@ export function speechModelId(registry: ModelRegistry, requested: string | null)
   const speech = registry.list().find((m) => {
     if (m.engine) return m.engine.info.kind === "speech";
     // a hub model not downloaded yet is known by its file name
-    if (m.source.kind === "hf") return /(^|\/)ggml-[\w.-]+\.bin$/.test(m.source.file ?? "");
+    if (m.source.kind === "hf") return WHISPER_FILE_NAME.test(m.source.file ?? "");
     return describeModel(m.source.path)?.architecture === "whisper";
   });
   if (!speech || (requested && !SPEECH_ALIAS.test(requested))) {
