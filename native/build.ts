@@ -64,6 +64,7 @@ const SHIM_SOURCES = [
   "src/qgemm.cpp",
   "src/train.cpp",
   "src/audio.cpp",
+  "src/vision.cpp",
   "src/qgemm.h",
   "src/llmatic.h",
   "src/strings.hpp",

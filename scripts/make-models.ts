@@ -1,12 +1,21 @@
 #!/usr/bin/env bun
 // bun run models [--bench] [--bench-1b]: generates the project's own models (git-ignored):
-// the tiny chat model, the tiny reranker and the tiny whisper model; with --bench
+// the tiny chat model, the tiny reranker, the tiny whisper model and the tiny vision model; with --bench
 // and --bench-1b the bench models too.
-import { ensureBenchModel, ensureRerankerModel, ensureTinyModel, ensureWhisperModel } from "../src/models/synthetic";
+import {
+  ensureBenchModel,
+  ensureRerankerModel,
+  ensureTinyModel,
+  ensureVisionModel,
+  ensureWhisperModel,
+} from "../src/models/synthetic";
 
 const log = (s: string) => process.stderr.write(`[models] ${s}\n`);
 console.log(await ensureTinyModel(log));
 console.log(await ensureRerankerModel());
 console.log(await ensureWhisperModel());
+const vision = await ensureVisionModel();
+console.log(vision.model);
+console.log(vision.projector);
 if (process.argv.includes("--bench")) console.log(await ensureBenchModel(log));
 if (process.argv.includes("--bench-1b")) console.log(await ensureBenchModel(log, "bench-1b"));

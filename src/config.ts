@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { Value } from "@sinclair/typebox/value";
 import { type TSchema, t } from "elysia";
 import { parseModelRef } from "./models/hub";
+import { isProjectorFile } from "./models/projector";
 import { isWhisperFile } from "./models/whisper-file";
 import { dataDir } from "./paths";
 
@@ -67,6 +68,11 @@ export interface ServerConfig {
   /** fine-tunes: the longest example, in tokens */
   finetuneMaxTokens: number;
   chatTemplateFile: string | null;
+  /** the projector for the model (null: a mmproj-*.gguf beside it, if any) */
+  mmproj: string | null;
+  /** images given as http(s) URLs are fetched */
+  allowImageUrls: boolean;
+  maxImageBytes: number;
   /** batch-invariant numerics: no weight repacking */
   deterministic: boolean;
   /** decode batches of fewer tokens use ggml's own kernels on quantized weights, not tinyBLAS (0 = always tinyBLAS, -1 = by CPU) */
@@ -329,6 +335,33 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: null,
     arg: "FILE",
     help: "jinja template replacing the models' own",
+  },
+  {
+    key: "mmproj",
+    flag: "mmproj",
+    env: false,
+    kind: "string",
+    path: true,
+    default: null,
+    arg: "FILE",
+    help: "the multimodal projector (mmproj-*.gguf) for the model: images in chat. Without it, a mmproj-*.gguf beside the model is used",
+  },
+  {
+    key: "allowImageUrls",
+    flag: "allow-image-urls",
+    kind: "bool",
+    default: false,
+    help: "fetch images that chat requests give as http(s) URLs (off: only data: URIs and base64 are read)",
+  },
+  {
+    key: "maxImageMb",
+    flag: "max-image-mb",
+    kind: "int",
+    min: 1,
+    max: 1024,
+    default: 20,
+    arg: "MB",
+    help: "largest image file a chat request may hold or name (MB)",
   },
   {
     key: "deterministic",
@@ -724,6 +757,9 @@ function build(values: Map<string, unknown>): ServerConfig {
     finetuneBaseLr: get("finetuneBaseLr"),
     finetuneMaxTokens: get("finetuneMaxTokens"),
     chatTemplateFile: get("chatTemplateFile"),
+    mmproj: get("mmproj"),
+    allowImageUrls: get("allowImageUrls"),
+    maxImageBytes: get<number>("maxImageMb") * MB,
     deterministic: get("deterministic"),
     sgemmMinBatch: get("sgemmMinBatch"),
     qgemmMaxBatch: get("qgemmMaxBatch"),
@@ -797,7 +833,8 @@ export function expandModelPaths(paths: string[]): string[] {
   for (const p of paths) {
     if (!existsSync(p)) throw new ConfigError(`model not found: ${p}`);
     if (statSync(p).isDirectory()) {
-      const files = [...new Bun.Glob("*.gguf").scanSync({ cwd: p, absolute: true })];
+      // projectors (mmproj-*.gguf) are not models: they go with the model beside them
+      const files = [...new Bun.Glob("*.gguf").scanSync({ cwd: p, absolute: true })].filter((f) => !isProjectorFile(f));
       for (const f of new Bun.Glob("ggml-*.bin").scanSync({ cwd: p, absolute: true }))
         if (isWhisperFile(f)) files.push(f);
       out.push(...files.sort());

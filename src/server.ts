@@ -11,7 +11,9 @@ import { LlamaEngine } from "./engine/client";
 import { log } from "./log";
 import { Metrics } from "./metrics";
 import { type ModelRef, parseModelRef, resolveHubRef, stderrProgress } from "./models/hub";
+import { projectorBeside } from "./models/projector";
 import { ensureTinyModel } from "./models/synthetic";
+import { isWhisperFile } from "./models/whisper-file";
 import { ModelRegistry } from "./registry";
 import { Stores } from "./services";
 
@@ -73,6 +75,11 @@ export async function pull(refs: string[]): Promise<void> {
 
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const models = await resolveModels(config);
+  if (config.mmproj && models.length > 1) {
+    throw new ConfigError(
+      `--mmproj goes with one model (${models.length} are served): put each model's mmproj-*.gguf beside it instead`,
+    );
+  }
   let chatTemplate: string | undefined;
   if (config.chatTemplateFile) chatTemplate = await Bun.file(config.chatTemplateFile).text();
   const lastPct = new Map<string, number>();
@@ -101,8 +108,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
           nBatch: config.batchSize,
           nGpuLayers: config.nGpuLayers,
           chatTemplate,
+          mmprojPath: isWhisperFile(path) ? undefined : (config.mmproj ?? projectorBeside(path) ?? undefined),
         },
-        { onProgress, onExit, isolation: config.isolation },
+        {
+          onProgress,
+          onExit,
+          isolation: config.isolation,
+          images: { allowUrls: config.allowImageUrls, maxBytes: config.maxImageBytes, timeoutMs: 10_000 },
+        },
       );
     },
     {

@@ -221,9 +221,11 @@ describe("Responses API requests", () => {
     };
     expect(bad({ tools: [{ type: "web_search" }] })).toContain("'web_search'");
     expect(bad({ tools: [{ type: "code_interpreter" }] })).toContain("'code_interpreter'");
-    expect(bad({ input: [{ role: "user", content: [{ type: "input_image" }] }] })).toContain(
-      "image input is not supported",
+    expect(bad({ input: [{ role: "user", content: [{ type: "input_image" }] }] })).toContain("has no image_url");
+    expect(bad({ input: [{ role: "user", content: [{ type: "input_image", file_id: "file-1" }] }] })).toContain(
+      "names an uploaded file",
     );
+    expect(bad({ input: [{ role: "user", content: [{ type: "input_file" }] }] })).toContain("file input");
     expect(bad({ input: [{ type: "computer_call" }] })).toContain("'computer_call'");
     expect(bad({ tool_choice: { type: "web_search_preview" } })).toContain("'web_search_preview'");
     expect(bad({ text: { format: { type: "json_schema", name: "x" } } })).toContain("needs a schema");

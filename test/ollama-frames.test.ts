@@ -66,7 +66,12 @@ describe("Ollama in", () => {
     });
     expect(m[2]).toMatchObject({ role: "tool", tool_call_id: "call_1_1", content: "B" });
     expect(m[3]).toMatchObject({ role: "tool", tool_call_id: "call_1_0", content: "A" });
-    expect(() => templateMessages([{ role: "user", content: "x", images: ["aGk="] }])).toThrow("image input");
+    expect(templateMessages([{ role: "user", content: "x", images: ["aGk="] }])[0]).toEqual({
+      role: "user",
+      content: "<__media__>\nx",
+      images: [{ data: "aGk=" }],
+    });
+    expect(() => templateMessages([{ role: "user", content: "x", images: ["not base64!"] }])).toThrow("base64");
     expect(() => templateMessages([{ role: "robot", content: "x" }])).toThrow("role");
   });
 

@@ -429,8 +429,14 @@ describe("chat completions", () => {
       model: "fake-model",
       messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "http://x/y.png" } }] }],
     });
+    // the fake model has no projector
     expect(img.status).toBe(400);
-    expectOpenAIError(await json(img), null, "messages[0].content[0].type");
+    expectOpenAIError(await json(img), null, "messages");
+    const audio = await call("POST", "/v1/chat/completions", {
+      model: "fake-model",
+      messages: [{ role: "user", content: [{ type: "input_audio", input_audio: { data: "AA", format: "wav" } }] }],
+    });
+    expectOpenAIError(await json(audio), null, "messages[0].content[0].type");
     const missing = await call("POST", "/v1/chat/completions", { model: "fake-model" });
     expectOpenAIError(await json(missing), "missing_required_parameter", "messages");
     const badRole = await call("POST", "/v1/chat/completions", {

@@ -30,6 +30,8 @@
 #define MA_NO_RESOURCE_MANAGER
 #define MA_NO_NODE_GRAPH
 #define MINIAUDIO_IMPLEMENTATION
+// libmtmd's helpers compile miniaudio too: its one global that is not static gets a name of ours
+#define ma_atomic_global_lock llmatic_ma_atomic_global_lock
 #include "miniaudio.h"
 #undef STB_VORBIS_HEADER_ONLY
 #include "stb_vorbis.c"

@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define LLMATIC_ABI_VERSION 7
+#define LLMATIC_ABI_VERSION 8
 
 // The largest grammar (GBNF text) built from a request's schema or tools.
 #define LLMATIC_MAX_GRAMMAR_BYTES (2u * 1024u * 1024u)
@@ -203,6 +203,44 @@ int32_t                 llmatic_transcribe_wait(llmatic_transcription * job, int
 void                    llmatic_transcribe_cancel(llmatic_transcription * job);
 // cancels, joins the thread and frees
 void                    llmatic_transcribe_free(llmatic_transcription * job);
+
+// ---- images (vision.cpp): llama.cpp's libmtmd ---------------------------------
+// A projector file (mmproj-*.gguf) loaded beside its text model. The
+// preparation thread tokenizes and encodes images (an encode runs the vision
+// tower, the slow part); the decode thread only decodes the embeddings into a
+// sequence, between its shared batches. NULL/negative on error, reason in *error.
+typedef struct llmatic_vision llmatic_vision;
+typedef struct llmatic_image  llmatic_image;
+
+llmatic_vision * llmatic_vision_load(const char * mmproj_path, const struct llama_model * model, int32_t n_threads,
+                                     char ** error);
+void             llmatic_vision_free(llmatic_vision * vision);
+// bit 0: images; bit 1: audio; bit 2: M-RoPE positions (an image takes fewer positions than tokens)
+int32_t          llmatic_vision_caps(const llmatic_vision * vision);
+// One image file (jpeg, png, bmp, gif, ...) as the model reads it: the parts
+// mtmd makes of one media marker (text tokens some projectors put around an
+// image, and the image's own tokens). NULL with *error and *status: 1 not an
+// image, 2 more than max_pixels, 3 preprocessing failed.
+llmatic_image *  llmatic_image_tokenize(llmatic_vision * vision, const uint8_t * data, size_t size, uint32_t max_pixels,
+                                        int32_t * status, char ** error);
+int32_t          llmatic_image_n_parts(const llmatic_image * image);
+// Part i: its token count; *kind 0 text, 1 image; *n_pos the positions it takes.
+// A text part's token ids are written to tokens (cap entries).
+int32_t          llmatic_image_part(const llmatic_image * image, int32_t i, int32_t * kind, int32_t * n_pos,
+                                    int32_t * tokens, int32_t cap);
+// Encodes image part i: n_tokens x n_embd floats into out (cap floats). 0 on success.
+int32_t          llmatic_image_encode(llmatic_vision * vision, const llmatic_image * image, int32_t i, float * out,
+                                      int64_t cap);
+// A copy of image part i that outlives the image (what llmatic_vision_decode needs with the embeddings).
+struct mtmd_input_chunk;
+struct mtmd_input_chunk * llmatic_image_take_part(const llmatic_image * image, int32_t i);
+void             llmatic_image_part_free(struct mtmd_input_chunk * part);
+void             llmatic_image_free(llmatic_image * image);
+// Decodes an encoded image part into sequence seq at position n_past (in
+// batches of n_batch); *new_n_past is the next free position. 0 on success.
+int32_t          llmatic_vision_decode(llmatic_vision * vision, struct llama_context * ctx,
+                                       const struct mtmd_input_chunk * part, const float * embd, int32_t n_past,
+                                       int32_t seq, int32_t n_batch, int32_t * new_n_past);
 
 #ifdef __cplusplus
 }

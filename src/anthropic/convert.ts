@@ -5,8 +5,11 @@
 // types are dropped, not refused; what cannot be served (images) is a 400 that
 // says so. The billing line Claude Code puts in the system prompt is
 // normalised by chatRequest, as for every dialect.
+
+import { ImageList, imageFromBase64, imageFromUrl } from "../chat/images";
 import type { ChatSpec, ChatTool, ParamNames, Reasoning, ToolChoice } from "../chat/request";
 import type { SamplingDefaults } from "../config";
+import type { ImageInput } from "../engine/types";
 import { invalid } from "../errors";
 import type { TemplateMessage } from "../ffi/chat";
 import type { Block, CountTokensRequest, MessagesRequest } from "./schemas";
@@ -24,18 +27,41 @@ const MEDIA = new Set(["image", "document", "search_result", "container_upload"]
 function unsupported(type: string, where: string): never {
   const what = type === "image" ? "image input" : `${type} blocks`;
   throw invalid(
-    `${what} is not supported: llmatic serves text-only models (${where} is of type '${type}')`,
+    `${what} is not supported here: llmatic reads text, and images of user turns (${where} is of type '${type}')`,
     `${where}.type`,
   );
 }
 
-/** Text of a string or of the text blocks of a list (other blocks dropped; media refused). */
-function textOf(content: string | { type: string; text?: string | null }[] | null | undefined, where: string): string {
+type ImageSource = NonNullable<Block["source"]>;
+
+/** An image block's source: base64 bytes, or a URL (fetched by the server when it may). */
+function imageOf(source: ImageSource | null | undefined, where: string): ImageInput {
+  if (!source) throw invalid(`${where} is an image block without a source`, `${where}.source`);
+  if (source.type === "base64") {
+    if (source.media_type && !/^image\//i.test(source.media_type)) {
+      throw invalid(`${where} holds '${source.media_type}', not an image`, `${where}.source.media_type`);
+    }
+    return imageFromBase64(source.data ?? "", `${where}.source.data`);
+  }
+  if (source.type === "url") return imageFromUrl(source.url ?? "", `${where}.source.url`);
+  throw invalid(
+    `image source type '${source.type}' (${where}) is not supported: use base64 or url`,
+    `${where}.source.type`,
+  );
+}
+
+/** Text of a string or of the text blocks of a list, images as markers (other blocks dropped; other media refused). */
+function textOf(
+  content: string | { type: string; text?: string | null; source?: ImageSource | null }[] | null | undefined,
+  where: string,
+  images: ImageList | null = null,
+): string {
   if (content === null || content === undefined) return "";
   if (typeof content === "string") return content;
   const parts: string[] = [];
   content.forEach((b, j) => {
     if (b.type === "text") parts.push(b.text ?? "");
+    else if (b.type === "image" && images) parts.push(images.add(imageOf(b.source, `${where}.${j}`)));
     else if (MEDIA.has(b.type)) unsupported(b.type, `${where}.${j}`);
   });
   return parts.join("\n");
@@ -83,18 +109,23 @@ export function templateMessages(body: Pick<MessagesRequest, "system" | "message
       out.push(msg);
       return;
     }
-    // a user turn: tool results first (each its own tool message), then its text
+    // a user turn: tool results first (each its own tool message), then its text and images
     const texts: string[] = [];
+    const images = new ImageList();
     m.content.forEach((b: Block, j) => {
       if (b.type === "tool_result") {
         if (!b.tool_use_id)
           throw invalid(`${where}.${j} is a tool_result without a tool_use_id`, `${where}.${j}.tool_use_id`);
-        const text = textOf(b.content, `${where}.${j}.content`);
-        out.push({ role: "tool", tool_call_id: b.tool_use_id, content: b.is_error ? `Error: ${text}` : text });
+        const shown = new ImageList();
+        const text = textOf(b.content, `${where}.${j}.content`, shown);
+        out.push(
+          shown.attach({ role: "tool", tool_call_id: b.tool_use_id, content: b.is_error ? `Error: ${text}` : text }),
+        );
       } else if (b.type === "text") texts.push(b.text ?? "");
+      else if (b.type === "image") texts.push(images.add(imageOf(b.source, `${where}.${j}`)));
       else if (MEDIA.has(b.type)) unsupported(b.type, `${where}.${j}`);
     });
-    if (texts.length) out.push({ role: "user", content: texts.join("\n") });
+    if (texts.length) out.push(images.attach({ role: "user", content: texts.join("\n") }));
   });
   return out;
 }

@@ -7,10 +7,19 @@ import { LIMITS } from "../openai/limits";
 
 const opt = <T extends TSchema>(s: T) => t.Optional(t.Union([s, t.Null()]));
 
+/** An image block's source: base64 bytes or a URL. */
+const ImageSource = t.Object({
+  type: t.String({ maxLength: 32 }),
+  media_type: opt(t.String({ maxLength: 128 })),
+  data: opt(t.String()),
+  url: opt(t.String({ maxLength: 8192 })),
+});
+
 /** The blocks a tool result may hold (text, images...). */
 const InnerBlock = t.Object({
   type: t.String({ maxLength: 64 }),
   text: opt(t.String()),
+  source: opt(ImageSource),
 });
 
 export const Block = t.Object({
@@ -27,6 +36,8 @@ export const Block = t.Object({
   tool_use_id: opt(t.String({ maxLength: 256 })),
   content: opt(t.Union([t.String(), t.Array(InnerBlock, { maxItems: LIMITS.contentParts })])),
   is_error: opt(t.Boolean()),
+  // image
+  source: opt(ImageSource),
 });
 export type Block = Static<typeof Block>;
 

@@ -196,6 +196,12 @@ export function chatRequest(
   names: ParamNames = OPENAI_PARAMS,
 ): GenerateRequest {
   checkN(spec.n, info);
+  if (!info.vision && spec.messages.some((m) => m.images?.length)) {
+    throw invalid(
+      `image input needs a vision model: ${info.id} is served without a projector (start it with --mmproj FILE, or put its mmproj-*.gguf beside it)`,
+      "messages",
+    );
+  }
   const toolNames = new Set<string>();
   // all tools end up in one grammar: their schemas share one budget
   const budget = new SchemaBudget();

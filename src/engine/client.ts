@@ -12,6 +12,7 @@ import { DomainError, type ErrorCode } from "../errors";
 import { LogLevel } from "../ffi/library";
 import { log } from "../log";
 import type { Engine } from "./engine";
+import { DEFAULT_IMAGE_POLICY, type ImagePolicy, resolveImages } from "./images";
 import type {
   EmbedResult,
   EmbedResultWire,
@@ -142,6 +143,8 @@ export interface EngineStartOptions {
   /** the engine died after it was ready (not when closed) */
   onExit?: (reason: string) => void;
   isolation?: Isolation;
+  /** how images of chat requests may come (URLs fetched or not, their size) */
+  images?: ImagePolicy;
 }
 
 export class LlamaEngine implements Engine {
@@ -365,10 +368,18 @@ export class LlamaEngine implements Engine {
     }
   }
 
-  generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateEvent, void, void> {
+  async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateEvent, void, void> {
+    let request: GenerateRequest;
+    try {
+      request = await resolveImages(req, this.opts.images ?? DEFAULT_IMAGE_POLICY, signal);
+    } catch (e) {
+      const err = e instanceof DomainError ? e : new DomainError("internal", String(e));
+      yield { type: "error", code: err.code, message: err.message, param: err.param };
+      return;
+    }
     let open = req.n;
-    return this.stream<GenerateEvent>(
-      (id) => ({ type: "generate", id, request: req }),
+    yield* this.stream<GenerateEvent>(
+      (id) => ({ type: "generate", id, request }),
       (e) => e.type === "end" && --open === 0,
       signal,
     );
@@ -407,7 +418,8 @@ export class LlamaEngine implements Engine {
     return (await this.renderPrompt(request)).tokens;
   }
 
-  renderPrompt(request: GenerateRequest): Promise<RenderedPrompt> {
+  async renderPrompt(req: GenerateRequest): Promise<RenderedPrompt> {
+    const request = await resolveImages(req, this.opts.images ?? DEFAULT_IMAGE_POLICY);
     return this.call((id) => ({ type: "count", id, request }));
   }
 

@@ -15,8 +15,8 @@ export type ToPrep =
   | { type: "shutdown" };
 
 export type FromPrep =
-  /** the model's handle: the decode thread owns it from now on */
-  | { type: "loaded"; model: number }
+  /** the model's (and the projector's) handle: the decode thread owns them from now on */
+  | { type: "loaded"; model: number; vision: number | null }
   | { type: "fatal"; code: ErrorCode; message: string }
   | { type: "logs"; lines: NativeLogLine[] }
   | { type: "prepared"; id: number; prepared: PreparedWire }

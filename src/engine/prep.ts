@@ -10,11 +10,25 @@ import { DomainError } from "../errors";
 import { ChatTemplates } from "../ffi/chat";
 import { drainNativeLogs, lib, setLibraryPath } from "../ffi/library";
 import { Model } from "../ffi/model";
+import { Vision } from "../ffi/vision";
 import type { FromPrep, ToPrep } from "./prep-protocol";
-import { countPrompt, prepare, prepareEmbeddings, prepareRankPairs, toWire } from "./prepare";
+import {
+  countPrompt,
+  EmbeddingCache,
+  prepare,
+  prepareEmbeddings,
+  prepareRankPairs,
+  toWire,
+  type VisionPrep,
+} from "./prepare";
 
 let model: Model | null = null;
 let templates: ChatTemplates | null = null;
+let vision: VisionPrep | null = null;
+
+/** Image embeddings kept for repeated images (a conversation sends its images again every turn). */
+const EMBEDDING_CACHE_BYTES = 64 * 1024 * 1024;
+const MAX_IMAGE_PIXELS = 50_000_000;
 
 function post(m: FromPrep): void {
   self.postMessage(m);
@@ -50,12 +64,25 @@ self.onmessage = (ev: MessageEvent<ToPrep>) => {
             throw new DomainError("invalid_model", `${cfg.modelPath} has no decoder: it cannot generate text`);
           }
           templates = ChatTemplates.create(model, cfg.chatTemplate);
+          if (cfg.mmprojPath) {
+            vision = {
+              vision: Vision.load(cfg.mmprojPath, model, cfg.nThreadsBatch ?? cfg.nThreads),
+              maxPixels: cfg.maxImagePixels ?? MAX_IMAGE_PIXELS,
+              cache: new EmbeddingCache(EMBEDDING_CACHE_BYTES),
+            };
+          }
           // warm the vocabulary tables the first requests need
           void model.vocabInfo;
-          post({ type: "loaded", model: model.handle as unknown as number });
+          post({
+            type: "loaded",
+            model: model.handle as unknown as number,
+            vision: vision ? (vision.vision.handle as unknown as number) : null,
+          });
         } catch (e) {
+          vision?.vision.dispose();
           templates?.dispose();
           model?.dispose();
+          vision = null;
           templates = null;
           model = null;
           const err = asEngineError(e);
@@ -65,7 +92,11 @@ self.onmessage = (ev: MessageEvent<ToPrep>) => {
         return;
       }
       case "prepare":
-        post({ type: "prepared", id: m.id, prepared: toWire(prepare(loaded(), templates, m.request, m.nCtxSlot)) });
+        post({
+          type: "prepared",
+          id: m.id,
+          prepared: toWire(prepare(loaded(), templates, m.request, m.nCtxSlot, vision)),
+        });
         return;
       case "embed":
         post({
@@ -84,12 +115,14 @@ self.onmessage = (ev: MessageEvent<ToPrep>) => {
         post({ type: "result", id: m.id, value: loaded().detokenize(m.tokens) });
         return;
       case "count":
-        post({ type: "result", id: m.id, value: countPrompt(loaded(), templates, m.request, m.nCtxSlot) });
+        post({ type: "result", id: m.id, value: countPrompt(loaded(), templates, m.request, m.nCtxSlot, vision) });
         return;
       case "shutdown":
         templates?.dispose();
         templates = null;
-        // the decode thread owns the model and frees it after this thread is done
+        // the decode thread owns the model and the projector and frees them after this thread is done
+        vision?.vision.release();
+        vision = null;
         model?.release();
         model = null;
         post({ type: "closed" });

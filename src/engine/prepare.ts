@@ -8,7 +8,58 @@ import { DomainError } from "../errors";
 import { ChatParser, type ChatTemplates, type TemplateInput, type TemplateOutput } from "../ffi/chat";
 import type { Model } from "../ffi/model";
 import { Sampler, type SamplingParams } from "../ffi/sampler";
-import type { GenerateRequest, RenderedPrompt } from "./types";
+import { ImagePart, type Vision } from "../ffi/vision";
+import { type GenerateRequest, type ImageInput, MEDIA_MARKER, type RenderedPrompt } from "./types";
+
+/**
+ * An image in a prompt: its tokens stand at prompt[start, start + nTokens) as
+ * pseudo-tokens (negative ids made from the image's hash, so the prefix cache
+ * matches a repeated image as it matches text), and the decode thread decodes
+ * its embeddings there instead of token ids.
+ */
+export interface MediaSpan {
+  start: number;
+  nTokens: number;
+  /** positions it takes (fewer than its tokens with M-RoPE) */
+  nPos: number;
+  embd: Float32Array;
+  part: ImagePart;
+}
+
+/** What images need in the preparation thread: the projector and the embeddings of recent images. */
+export interface VisionPrep {
+  vision: Vision;
+  maxPixels: number;
+  cache: EmbeddingCache;
+}
+
+/** Embeddings of recently seen images by hash (a second turn with the same image does not encode it again). */
+export class EmbeddingCache {
+  private readonly map = new Map<string, Float32Array>();
+  private bytes = 0;
+  constructor(private readonly maxBytes: number) {}
+
+  get(key: string): Float32Array | undefined {
+    const v = this.map.get(key);
+    if (v) {
+      // most recently used last
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: string, v: Float32Array): void {
+    if (v.byteLength > this.maxBytes || this.map.has(key)) return;
+    this.map.set(key, v);
+    this.bytes += v.byteLength;
+    for (const [k, old] of this.map) {
+      if (this.bytes <= this.maxBytes) break;
+      this.map.delete(k);
+      this.bytes -= old.byteLength;
+    }
+  }
+}
 
 export interface Prepared {
   req: GenerateRequest;
@@ -21,16 +72,24 @@ export interface Prepared {
   samplers: Sampler[];
   /** one per choice when the output is parsed (tools, structured output) */
   parsers: ChatParser[];
+  /** the prompt's images, in prompt order */
+  media: MediaSpan[];
 }
 
 /** A Prepared as it crosses from the preparation thread to the decode thread (native objects by handle). */
-export interface PreparedWire extends Omit<Prepared, "samplers" | "parsers"> {
+export interface PreparedWire extends Omit<Prepared, "samplers" | "parsers" | "media"> {
   samplers: number[];
   parsers: number[];
+  media: (Omit<MediaSpan, "part"> & { part: number })[];
 }
 
 export function toWire(p: Prepared): PreparedWire {
-  return { ...p, samplers: p.samplers.map((s) => s.release()), parsers: p.parsers.map((x) => x.release()) };
+  return {
+    ...p,
+    samplers: p.samplers.map((s) => s.release()),
+    parsers: p.parsers.map((x) => x.release()),
+    media: p.media.map((m) => ({ ...m, part: m.part.release() })),
+  };
 }
 
 export function fromWire(w: PreparedWire): Prepared {
@@ -38,12 +97,14 @@ export function fromWire(w: PreparedWire): Prepared {
     ...w,
     samplers: w.samplers.map((h) => Sampler.adopt(h)),
     parsers: w.parsers.map((h) => ChatParser.adopt(h)),
+    media: w.media.map((m) => ({ ...m, part: ImagePart.adopt(m.part) })),
   };
 }
 
 export function disposePrepared(p: Prepared): void {
   for (const s of p.samplers) s.dispose();
   for (const x of p.parsers) x.dispose();
+  for (const m of p.media) m.part.dispose();
 }
 
 /**
@@ -158,6 +219,8 @@ class Placeholders {
 function guardChat(chat: TemplateInput, ph: Placeholders): TemplateInput {
   const messages = chat.messages.map((m) => {
     const out = { ...m };
+    // images are read from the request, never given to the template
+    delete out.images;
     if (typeof m.content === "string") out.content = ph.guard(m.content);
     else if (Array.isArray(m.content))
       out.content = m.content.map((p) => (typeof p.text === "string" ? { ...p, text: ph.guard(p.text) } : p));
@@ -176,12 +239,17 @@ function guardChat(chat: TemplateInput, ph: Placeholders): TemplateInput {
 }
 
 /** Tokenizes a rendered prompt: the template's text with special tokens, each placeholder's original as text. */
-function tokenizeGuarded(model: Model, text: string, ph: Placeholders): { tokens: Int32Array; text: string } {
-  if (ph.originals.length === 0) return { tokens: model.tokenize(text, true, true), text };
+function tokenizeGuarded(
+  model: Model,
+  text: string,
+  ph: Placeholders,
+  atStart = true,
+): { tokens: Int32Array; text: string } {
+  if (ph.originals.length === 0) return { tokens: model.tokenize(text, atStart, true), text };
   const parts: Int32Array[] = [];
   let shown = "";
   let last = 0;
-  let first = true;
+  let first = atStart;
   const re = ph.pattern;
   for (let m = re.exec(text); m; m = re.exec(text)) {
     const original = ph.originals[Number(m[1])] as string;
@@ -198,13 +266,98 @@ function tokenizeGuarded(model: Model, text: string, ph: Placeholders): { tokens
   const rest = text.slice(last);
   if (rest) parts.push(model.tokenize(rest, false, true));
   shown += rest;
+  return { tokens: concat(parts), text: shown };
+}
+
+function concat(parts: readonly Int32Array[]): Int32Array {
   const tokens = new Int32Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
   for (const p of parts) {
     tokens.set(p, o);
     o += p.length;
   }
-  return { tokens, text: shown };
+  return tokens;
+}
+
+// ---- images -----------------------------------------------------------------------
+
+/** A pseudo-token for the image part `key` (a hash): negative, so no vocabulary id is ever one. */
+function pseudoToken(key: string): number {
+  return -1 - (Number.parseInt(key.slice(0, 7), 16) & 0x0fffffff);
+}
+
+/**
+ * A rendered chat prompt with images: the text between the markers tokenized as
+ * any prompt is, each image read by the projector; its embeddings computed
+ * (or found in the cache) only when `encode`. Counting never encodes.
+ */
+function tokenizeWithImages(
+  model: Model,
+  text: string,
+  ph: Placeholders,
+  images: readonly ImageInput[],
+  vp: VisionPrep | null,
+  encode: boolean,
+): { tokens: Int32Array; text: string; media: MediaSpan[] } {
+  const pieces = text.split(MEDIA_MARKER);
+  if (pieces.length - 1 !== images.length) {
+    throw new DomainError(
+      "invalid_request",
+      pieces.length - 1 > images.length
+        ? `the messages' text holds '${MEDIA_MARKER}', which stands for an image: write it another way`
+        : `the chat template dropped ${images.length - (pieces.length - 1)} of the ${images.length} images`,
+      "messages",
+    );
+  }
+  if (!vp) {
+    throw new DomainError(
+      "invalid_request",
+      "image input needs a vision model: this model is served without a projector (start it with --mmproj FILE, or put its mmproj-*.gguf beside it)",
+      "messages",
+    );
+  }
+  const parts: Int32Array[] = [];
+  const media: MediaSpan[] = [];
+  let shown = "";
+  let length = 0;
+  const push = (t: Int32Array) => {
+    parts.push(t);
+    length += t.length;
+  };
+  try {
+    pieces.forEach((piece, i) => {
+      const tk = tokenizeGuarded(model, piece, ph, i === 0);
+      push(tk.tokens);
+      shown += tk.text;
+      if (i === pieces.length - 1) return;
+      const img = images[i] as ImageInput;
+      if (!("data" in img))
+        throw new DomainError("internal", `image ${i} was not fetched before it reached the engine`);
+      const bytes = Buffer.from(img.data, "base64");
+      const hash = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+      shown += MEDIA_MARKER;
+      using read = vp.vision.read(bytes, vp.maxPixels, i);
+      for (const p of read.pieces()) {
+        if (p.kind === "text") {
+          push(p.tokens);
+          continue;
+        }
+        const key = `${hash}:${p.index}`;
+        push(new Int32Array(p.nTokens).fill(pseudoToken(key)));
+        if (!encode) continue;
+        let embd = vp.cache.get(key);
+        if (!embd) {
+          embd = vp.vision.encode(read, p);
+          vp.cache.set(key, embd);
+        }
+        media.push({ start: length - p.nTokens, nTokens: p.nTokens, nPos: p.nPos, embd, part: read.take(p.index) });
+      }
+    });
+  } catch (e) {
+    for (const m of media) m.part.dispose();
+    throw e;
+  }
+  return { tokens: concat(parts), text: shown, media };
 }
 
 // ---- the prompt ---------------------------------------------------------------
@@ -232,12 +385,21 @@ function textBytes(chat: TemplateInput): number {
   return n;
 }
 
+interface PromptOf {
+  prompt: Int32Array;
+  template: TemplateOutput | null;
+  text: string | null;
+  media: MediaSpan[];
+}
+
 function promptOf(
   model: Model,
   templates: ChatTemplates | null,
   req: GenerateRequest,
   nCtxSlot: number,
-): { prompt: Int32Array; template: TemplateOutput | null; text: string | null } {
+  vision: VisionPrep | null = null,
+  encode = false,
+): PromptOf {
   const p = req.prompt;
   if (p.type === "tokens") {
     for (const t of p.tokens) {
@@ -249,11 +411,16 @@ function promptOf(
         );
       }
     }
-    return { prompt: Int32Array.from(p.tokens), template: null, text: null };
+    return { prompt: Int32Array.from(p.tokens), template: null, text: null, media: [] };
   }
   if (p.type === "text") {
     tooLong(model, Buffer.byteLength(p.text), nCtxSlot, "prompt");
-    return { prompt: model.tokenize(p.text, p.addSpecial ?? true, p.parseSpecial ?? true), template: null, text: null };
+    return {
+      prompt: model.tokenize(p.text, p.addSpecial ?? true, p.parseSpecial ?? true),
+      template: null,
+      text: null,
+      media: [],
+    };
   }
   if (p.type === "infill") {
     const fim = model.fimTokens();
@@ -273,14 +440,19 @@ function promptOf(
       ...model.tokenize(p.suffix, false, false),
       mid,
     ]);
-    return { prompt, template: null, text: null };
+    return { prompt, template: null, text: null, media: [] };
   }
   if (!templates) throw new DomainError("invalid_request", "this model has no chat template", "messages");
   tooLong(model, textBytes(p.chat), nCtxSlot, "messages");
   const ph = new Placeholders(controlOf(model));
   const template = templates.apply(guardChat(p.chat, ph));
+  const images = p.chat.messages.flatMap((m) => m.images ?? []);
+  if (images.length) {
+    const { tokens, text, media } = tokenizeWithImages(model, template.prompt, ph, images, vision, encode);
+    return { prompt: tokens, template, text, media };
+  }
   const { tokens, text } = tokenizeGuarded(model, template.prompt, ph);
-  return { prompt: tokens, template, text };
+  return { prompt: tokens, template, text, media: [] };
 }
 
 /** The request's sampling, with the template's grammar (structured output, tool calls) when it has one. */
@@ -346,8 +518,20 @@ export function prepare(
   templates: ChatTemplates | null,
   req: GenerateRequest,
   nCtxSlot: number,
+  vision: VisionPrep | null = null,
 ): Prepared {
-  let { prompt, template, text } = promptOf(model, templates, req, nCtxSlot);
+  const p = promptOf(model, templates, req, nCtxSlot, vision, true);
+  try {
+    return prepared(model, req, p, nCtxSlot);
+  } catch (e) {
+    for (const m of p.media) m.part.dispose();
+    throw e;
+  }
+}
+
+function prepared(model: Model, req: GenerateRequest, p: PromptOf, nCtxSlot: number): Prepared {
+  let { prompt } = p;
+  const { template, text, media } = p;
   if (prompt.length === 0) {
     // nothing to condition on: start from BOS like llama.cpp does
     prompt = Int32Array.of(model.startToken);
@@ -364,6 +548,14 @@ export function prepare(
       "context_length_exceeded",
       `the prompt has ${prompt.length} tokens but the request's context (num_ctx) is ${req.contextLimit} tokens (it must leave room for at least one generated token)`,
       "options.num_ctx",
+    );
+  }
+  const lastImage = media[media.length - 1];
+  if (lastImage && lastImage.start + lastImage.nTokens >= prompt.length) {
+    throw new DomainError(
+      "invalid_request",
+      "the prompt ends with an image: the model needs text after it to start its answer",
+      "messages",
     );
   }
   for (const t of req.scoreTokens ?? []) {
@@ -388,7 +580,8 @@ export function prepare(
       // choices of one request must differ: each gets its own seed
       const s = Sampler.create(model, { ...sampling, seed: (sampling.seed + i) >>> 0 });
       samplers.push(s);
-      s.acceptPrompt(prompt);
+      // an image's pseudo-tokens are no vocabulary's: the penalties see the text only
+      s.acceptPrompt(media.length ? prompt.filter((t) => t >= 0) : prompt);
       if (template && (req.parse || thinks)) {
         parsers.push(ChatParser.create(template, req.parse === "tools", thinks ? "deepseek" : "none"));
       }
@@ -398,7 +591,7 @@ export function prepare(
     for (const p of parsers) p.dispose();
     throw e;
   }
-  return { req, prompt, promptText: text, preserved, samplers, parsers };
+  return { req, prompt, promptText: text, preserved, samplers, parsers, media };
 }
 
 /**
@@ -410,8 +603,9 @@ export function countPrompt(
   templates: ChatTemplates | null,
   req: GenerateRequest,
   nCtxSlot: number,
+  vision: VisionPrep | null = null,
 ): RenderedPrompt {
-  const p = promptOf(model, templates, req, nCtxSlot);
+  const p = promptOf(model, templates, req, nCtxSlot, vision, false);
   return { tokens: Math.max(1, p.prompt.length), text: p.template?.prompt ?? null };
 }
 

@@ -9,6 +9,7 @@ import { Batch } from "../ffi/batch";
 import { Context, FlashAttn, PoolingType } from "../ffi/context";
 import { drainNativeLogs, lib, type NativeLogLine, setLibraryPath } from "../ffi/library";
 import { Model } from "../ffi/model";
+import { Vision } from "../ffi/vision";
 import { isWhisperFile } from "../models/whisper-file";
 import type { FromPrep, ToPrep } from "./prep-protocol";
 import { disposePrepared, fromWire } from "./prepare";
@@ -55,6 +56,7 @@ export function runEngine(
   let config: EngineConfig | null = null;
   let model: Model | null = null;
   let ctx: Context | null = null;
+  let vision: Vision | null = null;
   let scheduler: Scheduler | null = null;
   let embedCtx: { ctx: Context; batch: Batch } | null = null;
   /** the model ranks query/document pairs with a classification head */
@@ -156,9 +158,10 @@ export function runEngine(
   }
 
   /** The model is loaded (by the preparation thread): contexts, scheduler, warm-up, ready. */
-  function start(handle: number): void {
+  function start(handle: number, visionHandle: number | null): void {
     const cfg = config as EngineConfig;
     model = Model.fromHandle(handle, cfg.modelPath, true);
+    if (visionHandle !== null) vision = Vision.adopt(visionHandle, model);
     rankHead = model.rankHead;
     const parallel = Math.max(1, cfg.parallel);
     const nBatch = cfg.nBatch ?? Math.min(2048, cfg.nCtx);
@@ -182,6 +185,7 @@ export function runEngine(
       prefillChunk: 512,
       queueSize: cfg.queueSize,
       embed: embedOne,
+      vision,
     });
     if (!cfg.noWarmup) warmup(model, ctx);
     const info: ModelInfo = {
@@ -201,6 +205,7 @@ export function runEngine(
       bosToken: model.bos >= 0 ? model.bos : null,
       fim: model.fimTokens() !== null,
       rankHead,
+      vision: vision !== null,
       kind: "text",
       createdAt: Math.floor(Date.now() / 1000),
     };
@@ -243,7 +248,7 @@ export function runEngine(
         case "loaded":
           clearInterval(timer);
           try {
-            start(m.model);
+            start(m.model, m.vision);
           } catch (e) {
             const err = asEngineError(e);
             try {
@@ -359,7 +364,9 @@ export function runEngine(
     embedCtx?.batch.dispose();
     embedCtx?.ctx.dispose();
     ctx?.dispose();
+    vision?.dispose();
     model?.dispose();
+    vision = null;
     scheduler = null;
     embedCtx = null;
     ctx = null;

@@ -9,7 +9,8 @@ import type { ChatParser } from "../ffi/chat";
 import type { Context } from "../ffi/context";
 import type { Model } from "../ffi/model";
 import type { Sampler } from "../ffi/sampler";
-import type { Prepared } from "./prepare";
+import type { Vision } from "../ffi/vision";
+import type { MediaSpan, Prepared } from "./prepare";
 import { TextAssembler } from "./text";
 import type {
   EmbedResult,
@@ -24,10 +25,27 @@ import type {
 
 interface Slot {
   seq: number;
-  /** tokens whose KV this sequence holds, in position order */
+  /** tokens whose KV this sequence holds, in position order (an image's as its pseudo-tokens) */
   tokens: number[];
+  /** the images among them (where they start, their tokens and positions) */
+  images: { start: number; nTokens: number; nPos: number }[];
+  /** tokens minus positions: what M-RoPE images took fewer positions than tokens (0 without them) */
+  lag: number;
   busy: boolean;
   lastUsed: number;
+}
+
+/** The position the slot's next token takes. */
+const nextPos = (s: Slot) => s.tokens.length - s.lag;
+
+/** Keeps the slot's first `keep` tokens (never half an image: it keeps less then); returns what it kept. */
+function truncate(s: Slot, keep: number): number {
+  let k = keep;
+  for (const im of s.images) if (im.start < k && k < im.start + im.nTokens) k = im.start;
+  s.images = s.images.filter((im) => im.start + im.nTokens <= k);
+  s.lag = s.images.reduce((a, im) => a + im.nTokens - im.nPos, 0);
+  s.tokens.length = k;
+  return k;
 }
 
 interface Choice {
@@ -75,6 +93,9 @@ export interface Job {
   promptLogprobs: TokenLogprob[] | null;
   /** an error event was sent: no end events follow it */
   failed: boolean;
+  /** the prompt's images, in order, and the next one to decode */
+  media: MediaSpan[];
+  nextMedia: number;
   emit: (e: GenerateEvent) => void;
 }
 
@@ -98,6 +119,8 @@ export interface SchedulerOptions {
   prefillChunk?: number;
   /** one embedding input -> its pooled, normalised vector (the engine's embedding context) */
   embed?: (tokens: Int32Array) => Float32Array;
+  /** the projector, when prompts may hold images */
+  vision?: Vision | null;
 }
 
 /** Prompt tokens per step when every prompt position needs its logits (their buffer is n_vocab floats each). */
@@ -147,7 +170,14 @@ export class Scheduler {
     private readonly ctx: Context,
     private readonly opts: SchedulerOptions,
   ) {
-    this.slots = Array.from({ length: ctx.nSeqMax }, (_, seq) => ({ seq, tokens: [], busy: false, lastUsed: 0 }));
+    this.slots = Array.from({ length: ctx.nSeqMax }, (_, seq) => ({
+      seq,
+      tokens: [],
+      images: [],
+      lag: 0,
+      busy: false,
+      lastUsed: 0,
+    }));
     this.batch = new Batch(opts.nBatch);
     this.eog = new Set(model.eogTokens());
   }
@@ -226,6 +256,8 @@ export class Scheduler {
       preserved: new Set(p.preserved),
       promptLogprobs: req.promptLogprobs !== null && req.promptLogprobs !== undefined ? [] : null,
       failed: false,
+      media: p.media,
+      nextMedia: 0,
       emit,
     };
     this.queue.push(job);
@@ -284,10 +316,14 @@ export class Scheduler {
       // keep at least one prompt token to decode: its logits start generation;
       // prompt logprobs need every position's logits, so nothing is reused then
       // (positions before promptLogprobsFrom - 1 need no logits: their cache can be reused)
-      const keep = Math.min(best, job.prompt.length - 1, job.promptLogprobs ? Math.max(0, this.logitsFrom(job)) : best);
-      this.ctx.seqRemove(primary.seq, keep, -1);
-      primary.tokens.length = keep;
+      const keep = truncate(
+        primary,
+        Math.min(best, job.prompt.length - 1, job.promptLogprobs ? Math.max(0, this.logitsFrom(job)) : best),
+      );
+      this.ctx.seqRemove(primary.seq, nextPos(primary), -1);
       job.prefillPos = keep;
+      // images the cache already holds are not decoded again
+      while (job.nextMedia < job.media.length && (job.media[job.nextMedia] as MediaSpan).start < keep) job.nextMedia++;
       if (job.promptLogprobs && job.prompt.length > 0 && (job.req.promptLogprobsFrom ?? 0) === 0) {
         job.promptLogprobs.push({
           token: job.prompt[0] as number,
@@ -315,6 +351,7 @@ export class Scheduler {
     this.admit();
     if (this.active.length === 0) return embedded;
 
+    this.decodeImages();
     const batch = this.batch;
     batch.clear();
     // batch work decodes beside interactive work only as far as its time budget goes
@@ -328,7 +365,7 @@ export class Scheduler {
       if (isBatch(job)) mixed = true;
       for (const c of job.choices) {
         if (c.done) continue;
-        c.outIdx = batch.add(c.pending, c.slot.tokens.length, c.slot.seq, true);
+        c.outIdx = batch.add(c.pending, nextPos(c.slot), c.slot.seq, true);
         c.slot.tokens.push(c.pending);
       }
     }
@@ -351,14 +388,16 @@ export class Scheduler {
       const chunk = job.promptLogprobs
         ? Math.min(room, Math.max(0, this.logitsFrom(job) - job.prefillPos) + LOGPROB_PREFILL_CHUNK)
         : room;
-      const end = Math.min(job.prompt.length, job.prefillPos + chunk);
+      // text up to the next image (decoded on its own at the start of a step)
+      const image = job.media[job.nextMedia];
+      const end = Math.min(job.prompt.length, job.prefillPos + chunk, image ? image.start : Number.POSITIVE_INFINITY);
       const firstIdx = batch.length;
       for (let i = job.prefillPos; i < end; i++) {
         const t = job.prompt[i] as number;
         const last = i === job.prompt.length - 1;
         const idx = batch.add(
           t,
-          slot.tokens.length,
+          nextPos(slot),
           slot.seq,
           last || (job.promptLogprobs !== null && i >= this.logitsFrom(job)),
         );
@@ -390,6 +429,8 @@ export class Scheduler {
           this.ctx.seqRemove(c.slot.seq, -1, -1);
           this.ctx.seqCopy(primary.seq, c.slot.seq, -1, -1);
           c.slot.tokens = primary.tokens.slice();
+          c.slot.images = primary.images.slice();
+          c.slot.lag = primary.lag;
         }
         for (const c of job.choices) c.outIdx = job.promptOutIdx;
         job.state = "generate";
@@ -410,6 +451,35 @@ export class Scheduler {
       if (job.choices.every((c) => c.done)) this.finishJob(job, null);
     }
     return true;
+  }
+
+  /**
+   * Decodes the image each prefilling job has reached, into its primary slot:
+   * the embeddings the preparation thread encoded go in through their own
+   * decode (they are not tokens of the shared batch). A job whose image fails
+   * ends with the error; the others go on.
+   */
+  private decodeImages(): void {
+    for (const job of [...this.active]) {
+      if (job.state !== "prefill") continue;
+      let image = job.media[job.nextMedia];
+      while (image && image.start === job.prefillPos) {
+        const slot = (job.choices[0] as Choice).slot;
+        try {
+          if (!this.opts.vision) throw new DomainError("internal", "an image reached an engine without a projector");
+          this.opts.vision.decode(this.ctx, image.part, image.embd, nextPos(slot), slot.seq, this.opts.nBatch);
+        } catch (e) {
+          this.failJob(job, e instanceof Error ? e.message : String(e));
+          break;
+        }
+        for (let i = 0; i < image.nTokens; i++) slot.tokens.push(job.prompt[image.start + i] as number);
+        slot.images.push({ start: image.start, nTokens: image.nTokens, nPos: image.nPos });
+        slot.lag += image.nTokens - image.nPos;
+        job.prefillPos += image.nTokens;
+        job.nextMedia++;
+        image = job.media[job.nextMedia];
+      }
+    }
   }
 
   /** Books a step's time against batch work's budget (only while interactive work runs). */
@@ -586,6 +656,7 @@ export class Scheduler {
       if (!c.done) this.endChoice(job, c, reason ?? "stop");
       c.sampler.dispose();
       c.parser?.dispose();
+      for (const m of job.media) m.part.dispose();
       if (c.slot) {
         c.slot.busy = false;
         c.slot.lastUsed = ++this.clock;
@@ -627,7 +698,7 @@ export class Scheduler {
     for (const c of job.choices) {
       if (!c.slot) continue;
       this.ctx.seqRemove(c.slot.seq, -1, -1);
-      c.slot.tokens = [];
+      truncate(c.slot, 0);
     }
     this.finishJob(job, "stop");
   }

@@ -35,6 +35,10 @@ export interface EngineConfig {
   chatTemplate?: string;
   /** lower the decode threads' CPU priority by this much, so HTTP stays responsive (0 = off) */
   niceness?: number;
+  /** the multimodal projector (mmproj-*.gguf) loaded beside the model: images in chat */
+  mmprojPath?: string;
+  /** an image with more pixels is refused (default 50 million) */
+  maxImagePixels?: number;
   /** skip the warm-up decode (tests of load errors) */
   noWarmup?: boolean;
 }
@@ -61,6 +65,8 @@ export interface ModelInfo {
   rankHead: boolean;
   /** "text": a llama.cpp model; "speech": a whisper.cpp model (speech to text, nothing else) */
   kind: "text" | "speech";
+  /** a projector is loaded: chat messages may hold images */
+  vision?: boolean;
   /** a speech model transcribes more than English and translates */
   multilingual?: boolean;
   createdAt: number;
@@ -72,9 +78,19 @@ export interface RenderedPrompt {
   text: string | null;
 }
 
+/**
+ * Where an image of a chat message stands in its text: the dialects write it
+ * there, and the engine splits the rendered prompt on it (libmtmd's default marker).
+ */
+export const MEDIA_MARKER = "<__media__>";
+
+/** An image file's bytes (base64), or a URL the server fetches first (only with --allow-image-urls). */
+export type ImageInput = { data: string } | { url: string };
+
 export type PromptInput =
   | { type: "text"; text: string; addSpecial?: boolean; parseSpecial?: boolean }
   | { type: "tokens"; tokens: number[] }
+  /** a message's images stand where MEDIA_MARKER stands in its text (TemplateMessage.images) */
   | { type: "chat"; chat: TemplateInput }
   /** fill-in-the-middle: the model writes what goes between prefix and suffix */
   | { type: "infill"; prefix: string; suffix: string };

@@ -2,6 +2,7 @@
 // parsing (C++ common library) behind the shim. JSON is only the wire format
 // across the FFI boundary; callers get typed values.
 import type { Pointer } from "bun:ffi";
+import type { ImageInput } from "../engine/types";
 import { DomainError } from "../errors";
 import { ErrorOut, lib, NativeObject, takeString } from "./library";
 import type { Model } from "./model";
@@ -15,6 +16,8 @@ export interface TemplateMessage {
   tool_calls?: { id?: string; type: "function"; function: { name: string; arguments: string } }[];
   tool_call_id?: string;
   reasoning_content?: string;
+  /** the images its text's media markers stand for (never sent to the template) */
+  images?: ImageInput[];
 }
 
 export interface TemplateTool {

@@ -58,6 +58,8 @@ export class Model extends NativeObject {
   readonly #vocab: Pointer;
   readonly nVocab: number;
   readonly nEmbd: number;
+  /** the width of an input embedding (what a projector must produce) */
+  readonly nEmbdInput: number;
   readonly nCtxTrain: number;
   readonly nLayer: number;
   readonly description: string;
@@ -79,6 +81,7 @@ export class Model extends NativeObject {
     this.#vocab = l.llama_model_get_vocab(handle) as Pointer;
     this.nVocab = l.llama_vocab_n_tokens(this.#vocab);
     this.nEmbd = l.llama_model_n_embd(handle);
+    this.nEmbdInput = l.llama_model_n_embd_inp(handle);
     this.nCtxTrain = l.llama_model_n_ctx_train(handle);
     this.nLayer = l.llama_model_n_layer(handle);
     this.sizeBytes = Number(l.llama_model_size(handle));

@@ -4,6 +4,7 @@
 // the capabilities Ollama's clients look for. Cached per file (path, size, mtime).
 import { statSync } from "node:fs";
 import { type MetaValue, readGguf } from "../gguf/gguf";
+import { projectorBeside } from "./projector";
 import { readWhisperHeader } from "./whisper-file";
 
 export type Capability =
@@ -71,12 +72,13 @@ const FILE_TYPES: Record<number, string> = {
   38: "MXFP4_MOE",
 };
 
-/** Which capabilities a template and its metadata show (vision needs a projector, which llmatic does not serve yet). */
+/** Which capabilities a template and its metadata show (vision: a projector is served with the model). */
 export function capabilitiesOf(
   template: string | null,
-  meta: { fim: boolean; pooling: boolean; rankHead: boolean },
+  meta: { fim: boolean; pooling: boolean; rankHead: boolean; vision?: boolean },
 ): Capability[] {
   const caps: Capability[] = ["completion"];
+  if (meta.vision) caps.push("vision");
   if (template && /\btools\b/.test(template)) caps.push("tools");
   if (meta.fim) caps.push("insert");
   // a rank head scores pairs; its pooled output is no embedding
@@ -152,6 +154,8 @@ export function describeModel(path: string): ModelFacts | null {
       fim: g.metadata.has("tokenizer.ggml.fim_pre_token_id") || g.metadata.has("tokenizer.ggml.prefix_token_id"),
       pooling: arch !== null && g.metadata.has(`${arch}.pooling_type`),
       rankHead: arch !== null && num(`${arch}.pooling_type`) === 4,
+      // before it is loaded: the projector it would be served with
+      vision: projectorBeside(path) !== null,
     }),
     info,
   };

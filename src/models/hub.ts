@@ -183,6 +183,20 @@ export function pickQuantFile(files: string[], quant: string): string | null {
   return firsts.sort((a, b) => a.length - b.length || a.localeCompare(b))[0] ?? null;
 }
 
+/**
+ * The projector a vision repository ships (mmproj-*.gguf), pulled with its
+ * model so the server finds it beside it: F16 first (what llama.cpp's
+ * converter writes by default), then BF16, F32, Q8_0, any other.
+ */
+export function pickProjectorFile(files: string[]): string | null {
+  const found = files.filter((f) => /(^|\/)mmproj[^/]*\.gguf$/i.test(f));
+  const rank = (f: string) => {
+    const i = ["f16", "bf16", "f32", "q8_0"].findIndex((q) => f.toLowerCase().includes(q));
+    return i < 0 ? 4 : i;
+  };
+  return found.sort((a, b) => rank(a) - rank(b) || a.length - b.length || a.localeCompare(b))[0] ?? null;
+}
+
 function readJson<T>(path: string): T | null {
   try {
     return JSON.parse(readFileSync(path, "utf8")) as T;
@@ -205,6 +219,11 @@ export async function resolveHubRef(ref: Extract<ModelRef, { kind: "hf" }>, onPr
     if (!file) {
       const available = files.filter((f) => f.endsWith(".gguf")).join(", ") || "none";
       throw new HubError(`${ref.repo} has no ${quant} .gguf file (available: ${available})`);
+    }
+    const projector = pickProjectorFile(files);
+    // beside the model (the cache keeps the repository's layout)
+    if (projector && safeRepoPath(projector) && dirname(projector) === dirname(file)) {
+      await downloadFile(ref.repo, projector, onProgress);
     }
     mkdirSync(dir, { recursive: true });
     writeFileAtomic(

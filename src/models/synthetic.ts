@@ -103,6 +103,27 @@ export async function ensureWhisperModel(): Promise<string> {
   return TINY_WHISPER_PATH;
 }
 
+/**
+ * A vision model of the tiny shape: the tiny chat model and a tiny LLaVA-style
+ * projector (random weights, 16 tokens per image) side by side in models/vision/,
+ * so the server finds the projector beside the model. For tests and bench:media.
+ */
+export const VISION_DIR = join(MODELS_DIR, "vision");
+
+export async function ensureVisionModel(): Promise<{ model: string; projector: string }> {
+  const model = join(VISION_DIR, "llmatic-tiny-vision.gguf");
+  const projector = join(VISION_DIR, "mmproj-llmatic-tiny-vision.gguf");
+  mkdirSync(VISION_DIR, { recursive: true });
+  if (!existsSync(model)) {
+    await synthesize({ ...TINY_SHAPE, name: "llmatic-tiny-vision (random weights)" }, model);
+  }
+  if (!existsSync(projector)) {
+    const { TINY_PROJECTOR_SHAPE, writeSyntheticProjector } = await import("../vision/mmproj-synth");
+    writeSyntheticProjector(TINY_PROJECTOR_SHAPE, projector);
+  }
+  return { model, projector };
+}
+
 export async function ensureTinyModel(log: (s: string) => void = () => {}): Promise<string> {
   const path = demoModelPath();
   if (!existsSync(path)) {

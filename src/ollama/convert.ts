@@ -5,6 +5,8 @@
 // stop, penalties). /api/generate is a one-turn chat through the model's
 // template, or the prompt as written with `raw` (or for a model without a
 // template), or fill-in-the-middle with `suffix`.
+
+import { ImageList, imageFromBase64 } from "../chat/images";
 import type { ChatSpec, ChatTool, Reasoning } from "../chat/request";
 import { effortOf, stopList } from "../chat/request";
 import type { SamplingDefaults } from "../config";
@@ -47,13 +49,12 @@ export function keepAliveMs(v: string | number | null | undefined): number | nul
   return Math.round(ms);
 }
 
-function refuseImages(images: unknown[] | null | undefined, where: string): void {
-  if (images?.length) {
-    throw invalid(
-      `image input is not supported: llmatic serves text-only models (${where} has ${images.length} image${images.length > 1 ? "s" : ""})`,
-      where,
-    );
-  }
+/** A message's text with its images (base64, Ollama's form) as markers before it, as Ollama places them. */
+function withImages(m: TemplateMessage, images: string[] | null | undefined, where: string): TemplateMessage {
+  if (!images?.length) return m;
+  const list = new ImageList();
+  const markers = images.map((data, k) => `${list.add(imageFromBase64(data, `${where}.${k}`))}\n`).join("");
+  return list.attach({ ...m, content: markers + (typeof m.content === "string" ? m.content : "") });
 }
 
 function argumentsOf(v: unknown): string {
@@ -66,7 +67,6 @@ export function templateMessages(messages: OllamaMessage[]): TemplateMessage[] {
   const out: TemplateMessage[] = [];
   const calls: { id: string; name: string }[] = [];
   messages.forEach((m, i) => {
-    refuseImages(m.images, `messages[${i}].images`);
     const role = m.role;
     if (role === "assistant") {
       const msg: TemplateMessage = { role, content: m.content ?? "" };
@@ -82,13 +82,26 @@ export function templateMessages(messages: OllamaMessage[]): TemplateMessage[] {
           };
         });
       }
+      if (m.images?.length) {
+        throw invalid(
+          `messages[${i}] is an assistant message with images: only user messages show images`,
+          `messages[${i}].images`,
+        );
+      }
       out.push(msg);
     } else if (role === "tool") {
       const name = m.tool_name ?? undefined;
       const k = name ? calls.findIndex((c) => c.name === name) : 0;
       const call = k >= 0 ? calls.splice(k, 1)[0] : undefined;
-      out.push({ role: "tool", content: m.content ?? "", tool_call_id: call?.id ?? name ?? "call", name });
-    } else if (role === "system" || role === "user") out.push({ role, content: m.content ?? "" });
+      out.push(
+        withImages(
+          { role: "tool", content: m.content ?? "", tool_call_id: call?.id ?? name ?? "call", name },
+          m.images,
+          `messages[${i}].images`,
+        ),
+      );
+    } else if (role === "system" || role === "user")
+      out.push(withImages({ role, content: m.content ?? "" }, m.images, `messages[${i}].images`));
     else
       throw invalid(`messages[${i}].role '${role}' is not one of system, user, assistant, tool`, `messages[${i}].role`);
   });
@@ -185,17 +198,22 @@ export function generatePrompt(
   defaults: SamplingDefaults,
   hasTemplate: boolean,
 ): GeneratePrompt {
-  refuseImages(body.images, "images");
   if (body.template)
     throw invalid("a custom template is not supported: llmatic renders the model's own chat template", "template");
   const prompt = body.prompt ?? "";
   const spec: ChatSpec = { ...base(body, defaults), messages: [], tools: [] };
+  if (body.images?.length && (body.suffix || body.raw || !hasTemplate)) {
+    throw invalid(
+      "images need the model's chat template: they cannot be used with raw, suffix or a model without one",
+      "images",
+    );
+  }
   if (body.suffix) return { kind: "infill", prefix: prompt, suffix: body.suffix, spec };
   if (body.raw || !hasTemplate)
     return { kind: "raw", text: body.system && !body.raw ? `${body.system}\n\n${prompt}` : prompt, spec };
   spec.messages = [
     ...(body.system ? [{ role: "system", content: body.system }] : []),
-    { role: "user", content: prompt },
+    withImages({ role: "user", content: prompt }, body.images, "images"),
   ];
   return { kind: "chat", spec };
 }

@@ -1,6 +1,8 @@
 // Pure translations of OpenAI requests into the engine's typed requests
 // (responses.ts goes the other way); chat completions go through the chat
 // request every dialect shares (chat/request.ts). No I/O here.
+
+import { ImageList, imageFromUrl } from "../chat/images";
 import {
   type ChatSpec,
   type ChatTool,
@@ -82,27 +84,40 @@ export function completionPlan(body: CompletionRequest, defaults: SamplingDefaul
 // ---- chat completions ------------------------------------------------------------
 
 const UNSUPPORTED_PART: Record<string, string> = {
-  image_url: "image input",
-  input_image: "image input",
   input_audio: "audio input",
   file: "file input",
 };
 
-function messageText(content: ChatMessage["content"], i: number): string {
+/** An image_url part's URL (the object form, or a bare string as some clients send). */
+function partImageUrl(part: NonNullable<ChatMessage["content"]>[number]): string | undefined {
+  const v = (part as { image_url?: unknown }).image_url;
+  if (typeof v === "string") return v;
+  if (v && typeof v === "object" && typeof (v as { url?: unknown }).url === "string") return (v as { url: string }).url;
+  return undefined;
+}
+
+function messageText(content: ChatMessage["content"], i: number, images: ImageList): string {
   if (content === null || content === undefined) return "";
   if (typeof content === "string") return content;
   const texts: string[] = [];
   content.forEach((part, j) => {
+    const param = `messages[${i}].content[${j}]`;
     if (part.type === "text" || part.type === "input_text" || part.type === "refusal") {
       texts.push(part.text ?? (part as { refusal?: string }).refusal ?? "");
+      return;
+    }
+    if (part.type === "image_url" || part.type === "input_image") {
+      const url = partImageUrl(part);
+      if (url === undefined) throw invalid(`${param} has no image_url.url`, `${param}.image_url`);
+      texts.push(images.add(imageFromUrl(url, `${param}.image_url`)));
       return;
     }
     const what = UNSUPPORTED_PART[part.type];
     throw invalid(
       what
-        ? `${what} is not supported: llmatic serves text-only models (messages[${i}].content[${j}] is of type '${part.type}')`
-        : `Invalid content part type '${part.type}' in messages[${i}].content[${j}]`,
-      `messages[${i}].content[${j}].type`,
+        ? `${what} is not supported: llmatic serves text and image input (${param} is of type '${part.type}')`
+        : `Invalid content part type '${part.type}' in ${param}`,
+      `${param}.type`,
     );
   });
   return texts.join("\n");
@@ -110,36 +125,43 @@ function messageText(content: ChatMessage["content"], i: number): string {
 
 /** OpenAI messages -> what the model's chat template renders. */
 export function templateMessages(messages: ChatMessage[]): TemplateMessage[] {
-  return messages.map((m, i): TemplateMessage => {
-    const content = messageText(m.content, i);
-    switch (m.role) {
-      case "developer":
-        // developer messages are the newer name for system messages
-        return { role: "system", content };
-      case "function":
-        // the legacy function-result message is a tool message
-        return { role: "tool", content, name: m.name ?? undefined, tool_call_id: m.name ?? undefined };
-      case "tool":
-        return { role: "tool", content, tool_call_id: m.tool_call_id ?? undefined };
-      case "assistant": {
-        const calls = m.tool_calls ?? (m.function_call ? [{ id: undefined, function: m.function_call }] : null);
-        const msg: TemplateMessage = { role: "assistant", content };
-        if (calls?.length) {
-          msg.tool_calls = calls.map((c, k) => ({
-            id: c.id ?? `call_${i}_${k}`,
-            type: "function",
-            function: { name: c.function.name, arguments: c.function.arguments },
-          }));
-        }
-        // reasoning from an earlier turn: either name (peers use both)
-        const reasoning = m.reasoning_content ?? m.reasoning;
-        if (reasoning) msg.reasoning_content = reasoning;
-        return msg;
+  return messages.map((m, i) => withImages(m, i));
+}
+
+function withImages(m: ChatMessage, i: number): TemplateMessage {
+  const images = new ImageList();
+  const msg = templateMessage(m, i, messageText(m.content, i, images));
+  return images.attach(msg);
+}
+
+function templateMessage(m: ChatMessage, i: number, content: string): TemplateMessage {
+  switch (m.role) {
+    case "developer":
+      // developer messages are the newer name for system messages
+      return { role: "system", content };
+    case "function":
+      // the legacy function-result message is a tool message
+      return { role: "tool", content, name: m.name ?? undefined, tool_call_id: m.name ?? undefined };
+    case "tool":
+      return { role: "tool", content, tool_call_id: m.tool_call_id ?? undefined };
+    case "assistant": {
+      const calls = m.tool_calls ?? (m.function_call ? [{ id: undefined, function: m.function_call }] : null);
+      const msg: TemplateMessage = { role: "assistant", content };
+      if (calls?.length) {
+        msg.tool_calls = calls.map((c, k) => ({
+          id: c.id ?? `call_${i}_${k}`,
+          type: "function",
+          function: { name: c.function.name, arguments: c.function.arguments },
+        }));
       }
-      default:
-        return m.name ? { role: m.role, content, name: m.name } : { role: m.role, content };
+      // reasoning from an earlier turn: either name (peers use both)
+      const reasoning = m.reasoning_content ?? m.reasoning;
+      if (reasoning) msg.reasoning_content = reasoning;
+      return msg;
     }
-  });
+    default:
+      return m.name ? { role: m.role, content, name: m.name } : { role: m.role, content };
+  }
 }
 
 export interface ChatPlan {

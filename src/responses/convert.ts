@@ -2,6 +2,8 @@
 // dialect shares (chat/request.ts): input items -> template messages, function
 // tools, tool_choice, text.format -> the output schema, reasoning. No I/O here:
 // the stored conversation a previous_response_id names is handed in.
+
+import { ImageList, imageFromUrl } from "../chat/images";
 import { type ChatSpec, type ChatTool, effortOf, type ParamNames, type ToolChoice } from "../chat/request";
 import type { SamplingDefaults } from "../config";
 import { invalid } from "../errors";
@@ -19,26 +21,37 @@ export const RESPONSES_PARAMS: ParamNames = {
 };
 
 const MEDIA_PARTS: Record<string, string> = {
-  input_image: "image input",
   input_file: "file input",
   input_audio: "audio input",
-  image_url: "image input",
 };
 
 const TEXT_PARTS = new Set(["input_text", "output_text", "text", "summary_text", "reasoning_text"]);
 
-function partsText(content: InputItem["content"] | InputItem["output"], param: string): string {
+function partsText(
+  content: InputItem["content"] | InputItem["output"],
+  param: string,
+  images: ImageList | null = null,
+): string {
   if (content === null || content === undefined) return "";
   if (typeof content === "string") return content;
   const texts: string[] = [];
   content.forEach((p, j) => {
     if (TEXT_PARTS.has(p.type)) texts.push(p.text ?? "");
     else if (p.type === "refusal") texts.push(p.refusal ?? p.text ?? "");
-    else {
-      const what = MEDIA_PARTS[p.type];
+    else if ((p.type === "input_image" || p.type === "image_url") && images) {
+      if (p.file_id && !p.image_url) {
+        throw invalid(
+          `${param}[${j}] names an uploaded file: send the image itself as image_url (a data: URI)`,
+          `${param}[${j}].file_id`,
+        );
+      }
+      if (!p.image_url) throw invalid(`${param}[${j}] has no image_url`, `${param}[${j}].image_url`);
+      texts.push(images.add(imageFromUrl(p.image_url, `${param}[${j}].image_url`)));
+    } else {
+      const what = MEDIA_PARTS[p.type] ?? (p.type === "input_image" ? "image input" : undefined);
       throw invalid(
         what
-          ? `${what} is not supported: llmatic serves text-only models (${param}[${j}] is of type '${p.type}')`
+          ? `${what} is not supported here: llmatic reads text and images of user messages (${param}[${j}] is of type '${p.type}')`
           : `Invalid content part type '${p.type}' in ${param}[${j}]`,
         `${param}[${j}].type`,
       );
@@ -67,7 +80,8 @@ export function inputMessages(input: ResponseCreateRequest["input"]): TemplateMe
     switch (type) {
       case "message": {
         const role = item.role ?? "user";
-        const content = partsText(item.content, `${param}.content`);
+        const images = new ImageList();
+        const content = partsText(item.content, `${param}.content`, role === "assistant" ? null : images);
         if (role === "assistant") {
           const t = assistant();
           // text after calls starts a new turn
@@ -78,8 +92,8 @@ export function inputMessages(input: ResponseCreateRequest["input"]): TemplateMe
           return;
         }
         turn = null;
-        if (role === "user" || role === "system") out.push({ role, content });
-        else if (role === "developer") out.push({ role: "system", content });
+        if (role === "user" || role === "system") out.push(images.attach({ role, content }));
+        else if (role === "developer") out.push(images.attach({ role: "system", content }));
         else
           throw invalid(
             `Invalid role '${role}' in ${param}: use user, assistant, system or developer`,
@@ -101,7 +115,9 @@ export function inputMessages(input: ResponseCreateRequest["input"]): TemplateMe
       case "function_call_output": {
         if (!item.call_id) throw invalid(`${param} is a function_call_output without a call_id`, `${param}.call_id`);
         turn = null;
-        out.push({ role: "tool", tool_call_id: item.call_id, content: partsText(item.output, `${param}.output`) });
+        const images = new ImageList();
+        const content = partsText(item.output, `${param}.output`, images);
+        out.push(images.attach({ role: "tool", tool_call_id: item.call_id, content }));
         return;
       }
       case "reasoning": {

@@ -12,6 +12,10 @@ const Part = t.Object({
   type: t.String({ maxLength: 64 }),
   text: opt(t.String()),
   refusal: opt(t.String()),
+  // input_image: a data: URI or an http(s) URL (file_id: an uploaded file, not read)
+  image_url: opt(t.String()),
+  file_id: opt(t.String({ maxLength: 256 })),
+  detail: opt(t.String({ maxLength: 16 })),
 });
 
 const Parts = t.Array(Part, { maxItems: LIMITS.contentParts });

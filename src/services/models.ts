@@ -18,7 +18,12 @@ export function capabilitiesOfEntry(e: ModelEntry, f: ModelFacts | null) {
   if (!info) return f?.capabilities ?? ["completion"];
   if (info.kind === "speech") return f?.capabilities ?? ["transcription"];
   const pooling = f?.capabilities.includes("embedding") ?? false;
-  return capabilitiesOf(info.chatTemplate, { fim: info.fim, pooling, rankHead: info.rankHead });
+  return capabilitiesOf(info.chatTemplate, {
+    fim: info.fim,
+    pooling,
+    rankHead: info.rankHead,
+    vision: info.vision ?? false,
+  });
 }
 
 export function modelCard(registry: ModelRegistry, e: ModelEntry) {
