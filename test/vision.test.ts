@@ -138,7 +138,7 @@ describe("vision", () => {
     expect(b.top).not.toEqual(a.top);
     // the second time the image comes from the cache: the same distribution
     expect(again.cached).toBeGreaterThan(TINY_PROJECTOR_IMAGE_TOKENS);
-    again.top.forEach((lp, i) => expect(lp).toBeCloseTo(a.top[i] as number, 3));
+    for (const [i, lp] of again.top.entries()) expect(lp).toBeCloseTo(a.top[i] as number, 3);
   });
 
   test("a second turn with the same image reuses the cache; another image does not", async () => {
