@@ -8,13 +8,15 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseModelRef, pickQuantFile } from "../src/models/hub";
-import { TINY_MODEL_PATH } from "../src/models/synthetic";
+import { ensureVisionModel, TINY_MODEL_PATH } from "../src/models/synthetic";
 import { clientFor, type ServerProcess, startServerProcess } from "./server-process";
 
 const ROOT = join(import.meta.dir, "..");
 const model = readFileSync(TINY_MODEL_PATH);
 const sha = createHash("sha256").update(model).digest("hex");
 const FILES = ["tiny-Q4_K_M.gguf", "tiny-Q8_0.gguf", "README.md"];
+/** a vision repository: the model and its projector, as llama.cpp's converters name them */
+const VISION_FILES = new Map<string, Buffer>();
 
 /** What the fake hub does with the next downloads. */
 const hub = {
@@ -30,7 +32,11 @@ let server: ReturnType<typeof Bun.serve>;
 let cdn: ReturnType<typeof Bun.serve>;
 let endpoint: string;
 
-beforeAll(() => {
+beforeAll(async () => {
+  const vision = await ensureVisionModel();
+  VISION_FILES.set("tiny-vl-Q8_0.gguf", readFileSync(vision.model));
+  VISION_FILES.set("mmproj-tiny-vl-F16.gguf", readFileSync(vision.projector));
+  VISION_FILES.set("mmproj-tiny-vl-Q8_0.gguf", readFileSync(vision.projector));
   // another origin: where the hub's downloads redirect to (HF's CDN)
   cdn = Bun.serve({
     port: 0,
@@ -45,6 +51,17 @@ beforeAll(() => {
     hostname: "127.0.0.1",
     fetch(req) {
       const url = new URL(req.url);
+      if (url.pathname === "/api/models/acme/tiny-VL-GGUF") {
+        return Response.json({ siblings: [...VISION_FILES.keys()].map((rfilename) => ({ rfilename })) });
+      }
+      const vl = /^\/acme\/tiny-VL-GGUF\/resolve\/main\/(.+)$/.exec(url.pathname);
+      if (vl) {
+        const file = VISION_FILES.get(decodeURIComponent(vl[1] as string));
+        if (!file) return new Response("not found", { status: 404 });
+        const digest = createHash("sha256").update(file).digest("hex");
+        const headers = { "x-linked-size": String(file.length), "x-linked-etag": `"${digest}"` };
+        return new Response(req.method === "HEAD" ? null : file, { headers });
+      }
       if (url.pathname === "/api/models/acme/tiny-GGUF") {
         return Response.json({ id: "acme/tiny-GGUF", siblings: FILES.map((rfilename) => ({ rfilename })) });
       }
@@ -263,6 +280,44 @@ describe("pull", () => {
     expect(existsSync(join(dir, "tiny-Q8_0.gguf.partial"))).toBe(false);
   }, 60_000);
 });
+
+test("a vision repository's projector is pulled beside its model, and the server serves both", async () => {
+  const cache = freshCache();
+  let s: ServerProcess | null = null;
+  try {
+    const r = await pull(cache, "acme/tiny-VL-GGUF:Q8_0");
+    expect(r.code).toBe(0);
+    const dir = join(cache, "models", "hf", "acme", "tiny-VL-GGUF");
+    // the F16 projector, not the Q8_0 one
+    expect(
+      readdirSync(dir)
+        .filter((f) => f.endsWith(".gguf"))
+        .sort(),
+    ).toEqual(["mmproj-tiny-vl-F16.gguf", "tiny-vl-Q8_0.gguf"]);
+    s = await startServerProcess(["-m", "acme/tiny-VL-GGUF:Q8_0"], {
+      env: { LLMATIC_CACHE: cache, HF_ENDPOINT: "http://127.0.0.1:9" },
+    });
+    const client = clientFor(s);
+    const png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGMQaPgAAAIkAYFvkeRkAAAAAElFTkSuQmCC";
+    const c = await client.chat.completions.create({
+      model: "acme/tiny-VL-GGUF:Q8_0",
+      max_tokens: 1,
+      messages: [
+        {
+          role: "user",
+          content: [
+            { type: "image_url", image_url: { url: `data:image/png;base64,${png}` } },
+            { type: "text", text: "hi" },
+          ],
+        },
+      ],
+    });
+    expect(c.usage?.prompt_tokens ?? 0).toBeGreaterThan(16);
+  } finally {
+    await s?.stop();
+    rmSync(cache, { recursive: true, force: true });
+  }
+}, 60_000);
 
 test("the server serves a hub model by its reference", async () => {
   const cache = freshCache();
