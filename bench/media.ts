@@ -15,14 +15,24 @@
 // whisper-cli's is its own "total time" less its model load (llmatic's model is
 // loaded once, before the first request).
 //
-// Images: not measured: llmatic does not serve vision models yet (issue 15's
-// first half).
+// Images: on the tiny vision model (the tiny chat model and the generated
+// LLaVA-style projector, 16 tokens an image, random weights): the projector's
+// encode time for one image (llama.cpp's test-1.jpeg) through the FFI as the
+// preparation thread calls it, and the time to the first token of a chat
+// request with one image (a non-streamed request for one token: prefill, the
+// image read, encoded and decoded, and one token), llmatic against llama-server
+// --mmproj from the same source, same model, projector, context, threads; each
+// rep a new image (a 320x240 PNG of its own), so neither server's cache helps.
+// Both must count the same prompt tokens.
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { toolPath } from "../native/build";
+import { llamaSourceDir, toolPath } from "../native/build";
 import { speechSamples } from "../src/audio/samples";
-import { ensureWhisperModel } from "../src/models/synthetic";
+import { Model } from "../src/ffi/model";
+import { Vision } from "../src/ffi/vision";
+import { ensureVisionModel, ensureWhisperModel } from "../src/models/synthetic";
+import { png } from "../test/png";
 import { startServerProcess } from "../test/server-process";
 import { defaultThreads, opt, percentile, say } from "./common";
 
@@ -76,6 +86,108 @@ function cliOnce(): number {
   return ms("total") - ms("load");
 }
 
+// ---- images --------------------------------------------------------------------
+async function images(): Promise<void> {
+  const { model: vModel, projector } = await ensureVisionModel();
+  const jpeg = readFileSync(join(await llamaSourceDir(), "tools", "mtmd", "test-1.jpeg"));
+  // encode time, in process
+  const m = Model.load(vModel);
+  const v = Vision.load(projector, m, threads);
+  const encodeMs: number[] = [];
+  for (let i = 0; i < reps + 1; i++) {
+    const t0 = performance.now();
+    using read = v.read(jpeg, 50_000_000, 0);
+    for (const p of read.pieces()) if (p.kind === "image") v.encode(read, p);
+    if (i > 0) encodeMs.push(performance.now() - t0);
+  }
+  v.dispose();
+  m.dispose();
+  console.log(
+    `images: test-1.jpeg read and encoded by the tiny projector in ${percentile(encodeMs, 50).toFixed(2)} ms (median of ${reps}, ${threads} threads)`,
+  );
+  // TTFT with one image, llmatic against llama-server
+  const same = ["-c", "2048", "-np", "1"];
+  const ours = await startServerProcess(["-m", vModel, "--mmproj", projector, "--threads", String(threads), ...same]);
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const theirs = Bun.spawn(
+    [
+      toolPath("llama-server"),
+      "-m",
+      vModel,
+      "--mmproj",
+      projector,
+      "-t",
+      String(threads),
+      ...same,
+      "--port",
+      String(port),
+      "--host",
+      "127.0.0.1",
+      "--no-webui",
+    ],
+    { stdout: "ignore", stderr: "ignore" },
+  );
+  const theirsUrl = `http://127.0.0.1:${port}`;
+  try {
+    for (let i = 0; ; i++) {
+      if (theirs.exitCode !== null) throw new Error(`llama-server exited with ${theirs.exitCode}`);
+      if ((await fetch(`${theirsUrl}/health`).catch(() => null))?.status === 200) break;
+      if (i > 300) throw new Error("llama-server did not become healthy");
+      await Bun.sleep(100);
+    }
+    let n = 0;
+    const once = async (url: string): Promise<{ ms: number; prompt: number }> => {
+      const img = png(320, 240, (x, y) => [(x + n * 7) & 255, (y * 3 + n) & 255, (x ^ y ^ n) & 255]);
+      n++;
+      const body = {
+        model: "llmatic-tiny-vision",
+        max_tokens: 1,
+        temperature: 0,
+        messages: [
+          {
+            role: "user",
+            content: [
+              { type: "image_url", image_url: { url: `data:image/png;base64,${img.toString("base64")}` } },
+              { type: "text", text: "What is in this picture?" },
+            ],
+          },
+        ],
+      };
+      const t0 = performance.now();
+      const r = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const j = (await r.json()) as { usage?: { prompt_tokens: number } };
+      if (!r.ok) throw new Error(`${url}: ${r.status} ${JSON.stringify(j)}`);
+      return { ms: performance.now() - t0, prompt: j.usage?.prompt_tokens ?? -1 };
+    };
+    await once(ours.url);
+    await once(theirsUrl);
+    const a: number[] = [];
+    const b: number[] = [];
+    let prompts = "";
+    for (let i = 0; i < reps; i++) {
+      const x = await once(ours.url);
+      const y = await once(theirsUrl);
+      a.push(x.ms);
+      b.push(y.ms);
+      prompts = `${x.prompt} / ${y.prompt}`;
+    }
+    const ratio = percentile(a, 50) / percentile(b, 50);
+    console.log(
+      `images: time to first token with one 320x240 image: llmatic ${percentile(a, 50).toFixed(1)} ms, llama-server ${percentile(b, 50).toFixed(1)} ms (medians of ${reps}): ratio ${ratio.toFixed(3)} (lower is faster); prompt tokens llmatic / llama-server: ${prompts}`,
+    );
+  } finally {
+    await ours.stop();
+    theirs.kill();
+    await theirs.exited;
+  }
+}
+
+await images();
+
 const server = await startServerProcess(["-m", model, "--threads", String(threads)]);
 let ourText = "";
 async function oursOnce(): Promise<number> {
@@ -118,7 +230,6 @@ try {
   console.log(
     `audio: llmatic ${o.toFixed(1)} audio s/s (median ${percentile(ours, 50).toFixed(0)} ms), whisper-cli ${w.toFixed(1)} audio s/s (median ${percentile(theirs, 50).toFixed(0)} ms): ratio ${ratio.toFixed(3)} (target >= 0.95) ${ratio >= 0.95 ? "OK" : "BELOW TARGET"}`,
   );
-  console.log("images: not measured (vision models are not served yet)");
 } finally {
   await server.stop();
 }

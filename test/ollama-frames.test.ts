@@ -68,7 +68,7 @@ describe("Ollama in", () => {
     expect(m[3]).toMatchObject({ role: "tool", tool_call_id: "call_1_0", content: "A" });
     expect(templateMessages([{ role: "user", content: "x", images: ["aGk="] }])[0]).toEqual({
       role: "user",
-      content: "<__media__>\nx",
+      content: "<__media__>x",
       images: [{ data: "aGk=" }],
     });
     expect(() => templateMessages([{ role: "user", content: "x", images: ["not base64!"] }])).toThrow("base64");

@@ -6,7 +6,7 @@
 // says so. The billing line Claude Code puts in the system prompt is
 // normalised by chatRequest, as for every dialect.
 
-import { ImageList, imageFromBase64, imageFromUrl } from "../chat/images";
+import { ImageList, imageFromBase64, imageFromUrl, joinParts } from "../chat/images";
 import type { ChatSpec, ChatTool, ParamNames, Reasoning, ToolChoice } from "../chat/request";
 import type { SamplingDefaults } from "../config";
 import type { ImageInput } from "../engine/types";
@@ -58,13 +58,14 @@ function textOf(
 ): string {
   if (content === null || content === undefined) return "";
   if (typeof content === "string") return content;
-  const parts: string[] = [];
+  const parts: { text: string; image: boolean }[] = [];
   content.forEach((b, j) => {
-    if (b.type === "text") parts.push(b.text ?? "");
-    else if (b.type === "image" && images) parts.push(images.add(imageOf(b.source, `${where}.${j}`)));
+    if (b.type === "text") parts.push({ text: b.text ?? "", image: false });
+    else if (b.type === "image" && images)
+      parts.push({ text: images.add(imageOf(b.source, `${where}.${j}`)), image: true });
     else if (MEDIA.has(b.type)) unsupported(b.type, `${where}.${j}`);
   });
-  return parts.join("\n");
+  return joinParts(parts, "\n");
 }
 
 function argumentsOf(input: unknown): string {
@@ -110,7 +111,7 @@ export function templateMessages(body: Pick<MessagesRequest, "system" | "message
       return;
     }
     // a user turn: tool results first (each its own tool message), then its text and images
-    const texts: string[] = [];
+    const texts: { text: string; image: boolean }[] = [];
     const images = new ImageList();
     m.content.forEach((b: Block, j) => {
       if (b.type === "tool_result") {
@@ -121,11 +122,11 @@ export function templateMessages(body: Pick<MessagesRequest, "system" | "message
         out.push(
           shown.attach({ role: "tool", tool_call_id: b.tool_use_id, content: b.is_error ? `Error: ${text}` : text }),
         );
-      } else if (b.type === "text") texts.push(b.text ?? "");
-      else if (b.type === "image") texts.push(images.add(imageOf(b.source, `${where}.${j}`)));
+      } else if (b.type === "text") texts.push({ text: b.text ?? "", image: false });
+      else if (b.type === "image") texts.push({ text: images.add(imageOf(b.source, `${where}.${j}`)), image: true });
       else if (MEDIA.has(b.type)) unsupported(b.type, `${where}.${j}`);
     });
-    if (texts.length) out.push(images.attach({ role: "user", content: texts.join("\n") }));
+    if (texts.length) out.push(images.attach({ role: "user", content: joinParts(texts, "\n") }));
   });
   return out;
 }

@@ -58,6 +58,20 @@ export class ImageList {
   }
 }
 
+/**
+ * A message's parts as one text: text parts joined by `sep`, each image's
+ * marker put between its neighbours as it is (llama-server writes them so).
+ */
+export function joinParts(parts: { text: string; image: boolean }[], sep: string): string {
+  let out = "";
+  parts.forEach((p, i) => {
+    const prev = parts[i - 1];
+    if (prev && !prev.image && !p.image) out += sep;
+    out += p.text;
+  });
+  return out;
+}
+
 /** Every image of a conversation, in message order (the order of the markers the template renders). */
 export function imagesOf(messages: readonly TemplateMessage[]): ImageInput[] {
   return messages.flatMap((m) => m.images ?? []);

@@ -49,11 +49,11 @@ export function keepAliveMs(v: string | number | null | undefined): number | nul
   return Math.round(ms);
 }
 
-/** A message's text with its images (base64, Ollama's form) as markers before it, as Ollama places them. */
+/** A message's text with its images (base64, Ollama's form) as markers before it. */
 function withImages(m: TemplateMessage, images: string[] | null | undefined, where: string): TemplateMessage {
   if (!images?.length) return m;
   const list = new ImageList();
-  const markers = images.map((data, k) => `${list.add(imageFromBase64(data, `${where}.${k}`))}\n`).join("");
+  const markers = images.map((data, k) => list.add(imageFromBase64(data, `${where}.${k}`))).join("");
   return list.attach({ ...m, content: markers + (typeof m.content === "string" ? m.content : "") });
 }
 

@@ -2,7 +2,7 @@
 // (responses.ts goes the other way); chat completions go through the chat
 // request every dialect shares (chat/request.ts). No I/O here.
 
-import { ImageList, imageFromUrl } from "../chat/images";
+import { ImageList, imageFromUrl, joinParts } from "../chat/images";
 import {
   type ChatSpec,
   type ChatTool,
@@ -99,17 +99,17 @@ function partImageUrl(part: NonNullable<ChatMessage["content"]>[number]): string
 function messageText(content: ChatMessage["content"], i: number, images: ImageList): string {
   if (content === null || content === undefined) return "";
   if (typeof content === "string") return content;
-  const texts: string[] = [];
+  const texts: { text: string; image: boolean }[] = [];
   content.forEach((part, j) => {
     const param = `messages[${i}].content[${j}]`;
     if (part.type === "text" || part.type === "input_text" || part.type === "refusal") {
-      texts.push(part.text ?? (part as { refusal?: string }).refusal ?? "");
+      texts.push({ text: part.text ?? (part as { refusal?: string }).refusal ?? "", image: false });
       return;
     }
     if (part.type === "image_url" || part.type === "input_image") {
       const url = partImageUrl(part);
       if (url === undefined) throw invalid(`${param} has no image_url.url`, `${param}.image_url`);
-      texts.push(images.add(imageFromUrl(url, `${param}.image_url`)));
+      texts.push({ text: images.add(imageFromUrl(url, `${param}.image_url`)), image: true });
       return;
     }
     const what = UNSUPPORTED_PART[part.type];
@@ -120,7 +120,7 @@ function messageText(content: ChatMessage["content"], i: number, images: ImageLi
       `${param}.type`,
     );
   });
-  return texts.join("\n");
+  return joinParts(texts, "\n");
 }
 
 /** OpenAI messages -> what the model's chat template renders. */
