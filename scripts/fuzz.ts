@@ -2,7 +2,8 @@
 // bun run fuzz [-- --seed N --requests N --seconds S --url URL]: a seeded run of
 // hostile requests against a server (one it spawns on the tiny model, or --url):
 // malformed JSON, wrong types, huge and deeply nested values, schema bombs, bad
-// headers, odd paths, methods and content types, mutations of valid requests.
+// headers, odd paths, methods and content types, mutations of valid requests,
+// hostile audio and images.
 // It fails on any answer >= 500 other than 501/503, any dropped connection or
 // hang, any 4xx that is not an OpenAI error object, and a server that is not
 // healthy afterwards. The same seed sends the same requests.
@@ -367,8 +368,13 @@ function request(r: Rng, model: string): Spec {
       body = crypto.getRandomValues(new Uint8Array(r.int(4096)));
       break;
     case 10: {
-      if (r.int(2) === 0) {
+      const which = r.int(3);
+      if (which === 0) {
         ({ path, body } = audioForm(r, headers));
+        break;
+      }
+      if (which === 1) {
+        ({ path, body } = imageChat(r, headers, model));
         break;
       }
       // multipart uploads, some well formed, some not
@@ -501,7 +507,7 @@ if (import.meta.main) {
     },
   });
   const { startServerProcess } = await import("../test/server-process");
-  const { ensureTinyModel, ensureWhisperModel } = await import("../src/models/synthetic");
+  const { ensureTinyModel, ensureVisionModel, ensureWhisperModel } = await import("../src/models/synthetic");
   const { buildNative } = await import("../native/build");
   let url = values.url as string | undefined;
   let stop: (() => Promise<number>) | null = null;
@@ -512,9 +518,13 @@ if (import.meta.main) {
     // its uploads go to a throw-away data directory
     const dataDir = mkdtempSync(join(tmpdir(), "llmatic-fuzz-"));
     const whisper = await ensureWhisperModel();
-    const s = await startServerProcess(["-m", model, "-m", whisper, "-c", "2048", "-np", "4", "--data-dir", dataDir], {
-      cwd: join(import.meta.dir, ".."),
-    });
+    const vision = (await ensureVisionModel()).model;
+    const s = await startServerProcess(
+      ["-m", model, "-m", whisper, "-m", vision, "-c", "2048", "-np", "4", "--data-dir", dataDir],
+      {
+        cwd: join(import.meta.dir, ".."),
+      },
+    );
     url = s.url;
     stop = s.stop;
     output = s.output;
@@ -529,6 +539,112 @@ if (import.meta.main) {
   const code = stop ? await stop() : 0;
   if (code !== 0) console.log(`the server exited with ${code}:\n${output().slice(-3000)}`);
   process.exit(rep.failures.length === 0 && code === 0 ? 0 : 1);
+}
+
+/** A PNG's signature and header claiming w x h, then `rest` (corrupt, short or random pixel data). */
+function pngHead(w: number, h: number, rest: Uint8Array): Buffer {
+  const ihdr = Buffer.alloc(25);
+  ihdr.writeUInt32BE(13, 0);
+  ihdr.write("IHDR", 4);
+  ihdr.writeUInt32BE(w >>> 0, 8);
+  ihdr.writeUInt32BE(h >>> 0, 12);
+  ihdr[16] = 8;
+  ihdr[17] = 2;
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), ihdr, rest]);
+}
+
+/** A chat with an image in some dialect: real, corrupt, huge by its header, not an image, not base64, a URL. */
+function imageChat(r: Rng, headers: Record<string, string>, model: string): { path: string; body: string } {
+  headers["content-type"] = "application/json";
+  const noise = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+  const bytes = r.pick([
+    // a valid 1x1 PNG
+    Buffer.from(
+      "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGMQaPgAAAIkAYFvkeRkAAAAAElFTkSuQmCC",
+      "base64",
+    ),
+    pngHead(r.pick([1, 64, 100_000, 0xffffffff]), r.pick([1, 64, 100_000, 0]), noise(r.int(512))),
+    Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0]), noise(r.int(2048))]),
+    Buffer.concat([Buffer.from("GIF89a"), noise(r.int(256))]),
+    Buffer.concat([Buffer.from("BM"), noise(r.int(256))]),
+    Buffer.from(noise(r.int(1024))),
+    Buffer.alloc(0),
+  ]);
+  const b64 = r.int(6) === 0 ? "not*base64!" : bytes.toString("base64");
+  const uri = r.pick([
+    `data:image/png;base64,${b64}`,
+    `data:text/html;base64,${b64}`,
+    "data:image/png",
+    "http://127.0.0.1:9/x.png",
+    "ftp://x",
+    "",
+  ]);
+  const m = r.pick([model, "llmatic-tiny-vision"]);
+  const text = r.pick(["What is this?", "<__media__>", ""]);
+  const path = r.pick(["/v1/chat/completions", "/v1/responses", "/v1/messages", "/api/chat", "/api/generate"]);
+  const bodies: Record<string, unknown> = {
+    "/v1/chat/completions": {
+      model: m,
+      max_tokens: 2,
+      messages: [
+        {
+          role: "user",
+          content: [
+            { type: "image_url", image_url: { url: uri } },
+            { type: "text", text },
+          ],
+        },
+      ],
+    },
+    "/v1/responses": {
+      model: m,
+      max_output_tokens: 2,
+      input: [
+        {
+          role: "user",
+          content: [
+            { type: "input_image", image_url: uri },
+            { type: "input_text", text },
+          ],
+        },
+      ],
+    },
+    "/v1/messages": {
+      model: m,
+      max_tokens: 2,
+      messages: [
+        {
+          role: "user",
+          content: [
+            {
+              type: "image",
+              source: r.pick([
+                { type: "base64", media_type: "image/png", data: b64 },
+                { type: "url", url: uri },
+                { type: "file" },
+              ]),
+            },
+            { type: "text", text },
+          ],
+        },
+      ],
+    },
+    "/api/chat": {
+      model: m,
+      stream: false,
+      options: { num_predict: 2 },
+      messages: [{ role: "user", content: text, images: [b64] }],
+    },
+    "/api/generate": {
+      model: m,
+      stream: false,
+      options: { num_predict: 2 },
+      prompt: text,
+      images: [b64],
+      raw: r.chance(0.2),
+    },
+  };
+  return { path, body: JSON.stringify(bodies[path]) };
 }
 
 /** A speech form, well formed or not, with audio that is real, truncated, or not audio at all. */

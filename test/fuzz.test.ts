@@ -3,7 +3,7 @@
 // every 4xx an OpenAI error object, and the server healthy afterwards.
 import { expect, test } from "bun:test";
 import { fuzz } from "../scripts/fuzz";
-import { ensureWhisperModel, TINY_MODEL_PATH } from "../src/models/synthetic";
+import { ensureVisionModel, ensureWhisperModel, TINY_MODEL_PATH } from "../src/models/synthetic";
 import { startServerProcess } from "./server-process";
 
 test("a seeded run of 300 hostile requests", async () => {
@@ -12,6 +12,8 @@ test("a seeded run of 300 hostile requests", async () => {
     TINY_MODEL_PATH,
     "-m",
     await ensureWhisperModel(),
+    "-m",
+    (await ensureVisionModel()).model,
     "-c",
     "2048",
     "-np",
