@@ -221,6 +221,50 @@ describe("vision", () => {
     expect(count.input_tokens).toBe(anthropic.usage.input_tokens + (anthropic.usage.cache_read_input_tokens ?? 0));
   });
 
+  test("a Responses conversation keeps its images for the next turn; /api/generate takes images too", async () => {
+    const first = await client.responses.create({
+      model: VISION,
+      max_output_tokens: 2,
+      input: [
+        {
+          role: "user",
+          content: [
+            { type: "input_image", image_url: dataUri(gradient, "image/png"), detail: "auto" },
+            { type: "input_text", text: "What is this?" },
+          ],
+        },
+      ],
+    });
+    const next = await client.responses.create({
+      model: VISION,
+      max_output_tokens: 2,
+      previous_response_id: first.id,
+      input: "And now?",
+    });
+    // the stored turn's image is in the prompt again (and in the cache)
+    expect(next.usage?.input_tokens ?? 0).toBeGreaterThan((first.usage?.input_tokens ?? 0) + 2);
+    expect(next.usage?.input_tokens_details?.cached_tokens ?? 0).toBeGreaterThan(TINY_PROJECTOR_IMAGE_TOKENS);
+    const gen = (await (
+      await fetch(`${server.url}/api/generate`, {
+        method: "POST",
+        body: JSON.stringify({
+          model: VISION,
+          stream: false,
+          prompt: "What is this?",
+          images: [gradient.toString("base64")],
+          options: { num_predict: 1 },
+        }),
+      })
+    ).json()) as { prompt_eval_count: number };
+    const plain = (await (
+      await fetch(`${server.url}/api/generate`, {
+        method: "POST",
+        body: JSON.stringify({ model: VISION, stream: false, prompt: "What is this?", options: { num_predict: 1 } }),
+      })
+    ).json()) as { prompt_eval_count: number };
+    expect(gen.prompt_eval_count - plain.prompt_eval_count).toBe(TINY_PROJECTOR_IMAGE_TOKENS);
+  });
+
   test("a stream with an image runs like any other", async () => {
     const stream = await client.chat.completions.create({
       model: VISION,
