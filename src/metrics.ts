@@ -99,6 +99,12 @@ export class Metrics {
       stats.map((s) => `llmatic_slots_busy{model="${s.id}"} ${s.stats?.slotsBusy ?? 0}`),
     );
     metric(
+      "llmatic_prompt_tokens_copied_total",
+      "counter",
+      "Prompt tokens whose KV was copied from another slot that held the same prefix, instead of computed",
+      stats.map((s) => `llmatic_prompt_tokens_copied_total{model="${s.id}"} ${s.stats?.prefixCopied ?? 0}`),
+    );
+    metric(
       "llmatic_slots_total",
       "gauge",
       "Slots of a loaded model",

@@ -123,6 +123,9 @@ export interface SchedulerOptions {
   vision?: Vision | null;
 }
 
+/** A prefix shorter than this is recomputed rather than copied from another slot. */
+const MIN_BORROW = 32;
+
 /** Prompt tokens per step when every prompt position needs its logits (their buffer is n_vocab floats each). */
 const LOGPROB_PREFILL_CHUNK = 64;
 
@@ -164,6 +167,8 @@ export class Scheduler {
   private readonly embeds: EmbedJob[] = [];
   private readonly eog: Set<number>;
   private clock = 0;
+  /** prompt tokens copied from another slot's KV (borrowPrefix) */
+  private borrowed = 0;
 
   constructor(
     private readonly model: Model,
@@ -191,6 +196,7 @@ export class Scheduler {
       slotsBusy: this.slots.filter((s) => s.busy).length,
       slotsTotal: this.slots.length,
       queued: this.queue.length + this.embeds.length,
+      prefixCopied: this.borrowed,
     };
   }
 
@@ -316,6 +322,9 @@ export class Scheduler {
       // keep at least one prompt token to decode: its logits start generation;
       // prompt logprobs need every position's logits, so nothing is reused then
       // (positions before promptLogprobsFrom - 1 need no logits: their cache can be reused)
+      // a longer prefix in another slot (one busy generating, or a free one kept for its own
+      // next request) is copied over instead of computed again
+      best = this.borrowPrefix(primary, best, job.prompt);
       const keep = truncate(
         primary,
         Math.min(best, job.prompt.length - 1, job.promptLogprobs ? Math.max(0, this.logitsFrom(job)) : best),
@@ -342,6 +351,45 @@ export class Scheduler {
       this.active.push(job);
       job.emit({ type: "start", promptTokens: job.prompt.length, cachedTokens: keep, prompt: job.promptText });
     }
+  }
+
+  /**
+   * When another slot holds a longer prefix of `prompt` than `slot` does (by at
+   * least MIN_BORROW tokens), copies that prefix's KV into `slot` (llama.cpp
+   * copies the cells between the sequences' streams at its next decode) and
+   * returns its length; else returns `own`. The other slot keeps its cells and
+   * goes on.
+   */
+  private borrowPrefix(slot: Slot, own: number, prompt: Int32Array): number {
+    let donor: Slot | null = null;
+    let best = own + MIN_BORROW - 1;
+    for (const s of this.slots) {
+      if (s === slot || s.tokens.length <= best) continue;
+      const lcp = commonPrefix(s.tokens, prompt);
+      if (lcp > best) {
+        best = lcp;
+        donor = s;
+      }
+    }
+    if (!donor) return own;
+    const n = truncate({ ...donor, tokens: donor.tokens.slice(0, best) }, best);
+    if (n <= own) return own;
+    const images = donor.images.filter((im) => im.start + im.nTokens <= n);
+    const lag = images.reduce((a, im) => a + im.nTokens - im.nPos, 0);
+    this.ctx.seqRemove(slot.seq, -1, -1);
+    // between two slots' streams llama.cpp copies whole sequences only: all of it, then the tail goes
+    this.ctx.seqCopy(donor.seq, slot.seq, -1, -1);
+    if (!this.ctx.seqRemove(slot.seq, n - lag, -1)) {
+      // a memory that cannot drop a tail (recurrent state): nothing is borrowed
+      this.ctx.seqRemove(slot.seq, -1, -1);
+      truncate(slot, 0);
+      return 0;
+    }
+    slot.tokens = donor.tokens.slice(0, n);
+    slot.images = images;
+    slot.lag = lag;
+    this.borrowed += n;
+    return n;
   }
 
   /** One decode step (and at most one embedding input). Returns false when there was nothing to do. */

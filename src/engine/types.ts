@@ -230,6 +230,8 @@ export interface EngineStats {
   slotsBusy: number;
   slotsTotal: number;
   queued: number;
+  /** prompt tokens whose KV was copied from another slot instead of computed (since start) */
+  prefixCopied?: number;
 }
 
 // ---- engine protocol ----------------------------------------------------------

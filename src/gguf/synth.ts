@@ -17,8 +17,16 @@ export interface ModelShape {
   /** type of the other 2-D weights */
   weightType: GgmlType.F32 | GgmlType.F16 | GgmlType.Q8_0;
   seed: number;
-  /** "qwen2" (default), "qwen3" (adds the per-head Q/K norms) or "llama" (no attention biases) */
-  arch?: "qwen2" | "qwen3" | "llama";
+  /**
+   * "qwen2" (default), "qwen3" (adds the per-head Q/K norms), "llama" (no attention
+   * biases) or "qwen2vl" (Qwen2-VL's text model: qwen2's tensors, M-RoPE)
+   */
+  arch?: "qwen2" | "qwen3" | "llama" | "qwen2vl";
+  /**
+   * qwen2vl only: M-RoPE's [time, height, width, extra] rotary pairs, summing to
+   * head_dim / 2 (default qwen2vlRopeSections(head_dim)).
+   */
+  ropeSections?: [number, number, number, number];
   /**
    * A reranker as llama.cpp's converter writes Qwen3-Reranker: rank pooling, a
    * two-row classification head (labels "yes", "no") and a "rerank" prompt template.
@@ -141,6 +149,18 @@ export const R1_TOKENIZER: TokenizerVariant = {
   bos: 151646,
   addBos: true,
 };
+
+/**
+ * Qwen2-VL's split of head_dim / 2 rotary pairs among time, height and width
+ * ([16, 24, 24] of 64: a quarter, then halves of the rest), padded with a zero
+ * "extra" section as the converter pads mrope_section: [2, 3, 3, 0] for head_dim 16.
+ */
+export function qwen2vlRopeSections(headDim: number): [number, number, number, number] {
+  const pairs = headDim / 2;
+  const t = Math.floor(pairs / 4);
+  const h = Math.floor((pairs - t) / 2);
+  return [t, h, pairs - t - h, 0];
+}
 
 // ---- random numbers ---------------------------------------------------------
 
@@ -315,6 +335,16 @@ function metadataFor(
   if (a === "llama") {
     m.set("llama.rope.freq_base", f32v(500000));
     m.set("llama.rope.dimension_count", u32v(s.nEmbd / s.nHead));
+  }
+  if (a === "qwen2vl") {
+    // llama.cpp's qwen2vl loader requires it (an INT32 array of 4, as the converter
+    // writes mrope_section); ggml_rope_multi rotates n_rot = head_dim dims, the
+    // sections splitting their head_dim / 2 pairs
+    const headDim = s.nEmbd / s.nHead;
+    const sections = s.ropeSections ?? qwen2vlRopeSections(headDim);
+    if (sections.reduce((x, y) => x + y, 0) !== headDim / 2)
+      throw new Error(`rope sections ${sections} must sum to head_dim / 2 = ${headDim / 2}`);
+    m.set("qwen2vl.rope.dimension_sections", { type: ValueType.ARRAY, arrayType: ValueType.INT32, value: sections });
   }
   if (s.rankHead) {
     m.set(`${a}.pooling_type`, u32v(4));

@@ -124,6 +124,30 @@ export async function ensureVisionModel(): Promise<{ model: string; projector: s
   return { model, projector };
 }
 
+/**
+ * A Qwen2-VL-style vision model of the tiny shape, for M-RoPE's image path: the
+ * tiny chat model as llama.cpp arch "qwen2vl" (qwen2's tensors, rope sections
+ * [2, 3, 3, 0]) and a tiny "qwen2vl_merger" projector (random weights), side by
+ * side in models/vision-mrope/. Images take a dynamic number of tokens (9 for
+ * 64 x 64 px, 12 for 40 x 30: see qwen2vlImageTokens) and max(nx, ny) positions.
+ * For tests.
+ */
+export const VISION_MROPE_DIR = join(MODELS_DIR, "vision-mrope");
+
+export async function ensureQwenVisionModel(): Promise<{ model: string; projector: string }> {
+  const model = join(VISION_MROPE_DIR, "llmatic-tiny-qwen2vl.gguf");
+  const projector = join(VISION_MROPE_DIR, "mmproj-llmatic-tiny-qwen2vl.gguf");
+  mkdirSync(VISION_MROPE_DIR, { recursive: true });
+  if (!existsSync(model)) {
+    await synthesize({ ...TINY_SHAPE, name: "llmatic-tiny-qwen2vl (random weights)", arch: "qwen2vl" }, model);
+  }
+  if (!existsSync(projector)) {
+    const { TINY_QWEN2VL_PROJECTOR_SHAPE, writeSyntheticQwen2vlProjector } = await import("../vision/mmproj-synth");
+    writeSyntheticQwen2vlProjector(TINY_QWEN2VL_PROJECTOR_SHAPE, projector);
+  }
+  return { model, projector };
+}
+
 export async function ensureTinyModel(log: (s: string) => void = () => {}): Promise<string> {
   const path = demoModelPath();
   if (!existsSync(path)) {

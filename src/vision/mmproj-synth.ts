@@ -197,3 +197,186 @@ export function writeSyntheticProjector(shape: ProjectorShape, outPath: string):
   writeGguf(partial, metadataFor(shape), tensorsFor(shape));
   renameSync(partial, outPath);
 }
+
+// ---- Qwen2-VL ("qwen2vl_merger") ---------------------------------------------
+//
+// A tiny Qwen2-VL vision tower as conversion/qwenvl.py (Qwen2VLVisionModel) writes
+// it, checked against clip.cpp's load_hparams/load_tensors and models/qwen2vl.cpp:
+// two patch convolutions (the checkpoint's Conv3D over 2 frames, split: a still
+// image goes through both), pre-norm ViT blocks with LayerNorm and 2-D M-RoPE (no
+// position embeddings, no class token, no patch bias: the graph asserts the last
+// two are absent), then merger.ln_q as v.post_ln and the merger MLP (mm.0, GELU,
+// mm.2) over each 2 x 2 block of patches. With a text model whose rope type is
+// M-RoPE (arch qwen2vl), mtmd_decode_use_mrope is true and an image of nx x ny
+// tokens takes max(nx, ny) positions. mtmd wraps it in <|vision_start|> ...
+// <|vision_end|> (both in the Qwen2.5 vocabulary as control tokens).
+
+export interface Qwen2vlProjectorShape {
+  name: string;
+  /** required by load_hparams, unused for this projector (dynamic sizes; the warmup is 46 x 46 tokens) */
+  imageSize: number;
+  /** a token is a 2 x 2 block of patches, so images are resized to multiples of 2 * patchSize */
+  patchSize: number;
+  /** the ViT's width (a multiple of 4 * nHead: M-RoPE needs head_dim % 4 == 0), heads, FFN width, blocks */
+  nEmbd: number;
+  nHead: number;
+  nFf: number;
+  nLayer: number;
+  /** the merger's output width: must equal the text model's n_embd (mtmd checks it) */
+  nEmbdText: number;
+  seed: number;
+}
+
+/**
+ * About 240 KB. Real Qwen2-VL's patch of 14 px: a token covers 28 x 28 px. clip.cpp
+ * fixes the token range for qwen2vl_merger at 8..4096 (set_limit_image_tokens;
+ * the GGUF's min/max pixel keys are not read for it; llama.cpp's --image-min-tokens
+ * and --image-max-tokens override it), and mtmd's smart resize
+ * rounds each side to a multiple of 28, then scales up to at least 8 tokens: a
+ * 64 x 64 image gives 3 x 3 = 9 tokens (n_pos 3), a 40 x 30 one 4 x 3 = 12 (n_pos
+ * 4), llama.cpp's test-1.jpeg (640 x 488) 23 x 17 = 391 (n_pos 23). Two blocks,
+ * both run (no penultimate-layer cut as in llava). nFf must differ from nEmbd,
+ * or load_tensors takes ffn_up/ffn_down for the legacy swapped names and swaps them.
+ */
+export const TINY_QWEN2VL_PROJECTOR_SHAPE: Qwen2vlProjectorShape = {
+  name: "llmatic-tiny-qwen2vl-mmproj (random weights)",
+  imageSize: 560,
+  patchSize: 14,
+  nEmbd: 32,
+  nHead: 2,
+  nFf: 64,
+  nLayer: 2,
+  nEmbdText: 64,
+  seed: 1357,
+};
+
+/**
+ * Tokens (nx, ny) and M-RoPE positions an image of w x h px becomes with `shape`:
+ * mtmd's dyn-size preprocessing (calc_size_preserved_ratio with clip.cpp's limits
+ * of 8 to 4096 tokens for Qwen2-VL), for tests to check counts against.
+ */
+export function qwen2vlImageTokens(
+  w: number,
+  h: number,
+  shape: Qwen2vlProjectorShape = TINY_QWEN2VL_PROJECTOR_SHAPE,
+): { nx: number; ny: number; nTokens: number; nPos: number } {
+  const align = shape.patchSize * 2;
+  const minPixels = 8 * align * align;
+  const maxPixels = 4096 * align * align;
+  // C's std::round rounds halves away from zero (Math.round rounds them up: the same for x > 0)
+  const round = (x: number) => Math.round(x / align) * align;
+  const ceil = (x: number) => Math.ceil(x / align) * align;
+  const floor = (x: number) => Math.floor(x / align) * align;
+  let wb = Math.max(align, round(w));
+  let hb = Math.max(align, round(h));
+  if (wb * hb > maxPixels) {
+    const beta = Math.sqrt((h * w) / maxPixels);
+    hb = Math.max(align, floor(h / beta));
+    wb = Math.max(align, floor(w / beta));
+  } else if (wb * hb < minPixels) {
+    const beta = Math.sqrt(minPixels / (h * w));
+    hb = ceil(h * beta);
+    wb = ceil(w * beta);
+  }
+  const nx = wb / align;
+  const ny = hb / align;
+  return { nx, ny, nTokens: nx * ny, nPos: Math.max(nx, ny) };
+}
+
+/** Dims are ggml's order (ne[0] first: a weight is [n_in, n_out]). */
+function qwen2vlTensorsFor(s: Qwen2vlProjectorShape): TensorSpec[] {
+  let seed = s.seed;
+  const w = (name: string, dims: number[], type = GgmlType.F32, std = 0.02): TensorSpec => ({
+    name,
+    dims,
+    type,
+    fill: filler(type, std, 0, seed++),
+  });
+  const c = (name: string, n: number, value: number): TensorSpec => ({
+    name,
+    dims: [n],
+    type: GgmlType.F32,
+    fill: filler(GgmlType.F32, null, value, 0),
+  });
+  const e = s.nEmbd;
+  const merged = 4 * e; // a 2 x 2 block of patches, concatenated
+  const out: TensorSpec[] = [
+    // the two temporal halves of the Conv3D kernel, [KW, KH, C, n_embd], F16 as the
+    // converter writes 4-D tensors; both are required by the graph (no bias allowed)
+    w("v.patch_embd.weight", [s.patchSize, s.patchSize, 3, e], GgmlType.F16),
+    w("v.patch_embd.weight.1", [s.patchSize, s.patchSize, 3, e], GgmlType.F16),
+  ];
+  for (let i = 0; i < s.nLayer; i++) {
+    const p = `v.blk.${i}`;
+    out.push(
+      c(`${p}.ln1.weight`, e, 1),
+      c(`${p}.ln1.bias`, e, 0),
+      // the checkpoint's fused qkv, split by the converter; the graph adds each bias
+      // unconditionally, so they are required
+      w(`${p}.attn_q.weight`, [e, e]),
+      c(`${p}.attn_q.bias`, e, 0),
+      w(`${p}.attn_k.weight`, [e, e]),
+      c(`${p}.attn_k.bias`, e, 0),
+      w(`${p}.attn_v.weight`, [e, e]),
+      c(`${p}.attn_v.bias`, e, 0),
+      w(`${p}.attn_out.weight`, [e, e]),
+      c(`${p}.attn_out.bias`, e, 0),
+      c(`${p}.ln2.weight`, e, 1),
+      c(`${p}.ln2.bias`, e, 0),
+      // mlp.fc1 / mlp.fc2; no gate (Qwen2-VL's ViT MLP is fc1, quick GELU, fc2)
+      w(`${p}.ffn_up.weight`, [e, s.nFf]),
+      c(`${p}.ffn_up.bias`, s.nFf, 0),
+      w(`${p}.ffn_down.weight`, [s.nFf, e]),
+      c(`${p}.ffn_down.bias`, e, 0),
+    );
+  }
+  // merger.ln_q (optional in clip.cpp, present in every real file), then
+  // merger.mlp.0 (4e -> 4e), GELU, merger.mlp.2 (4e -> text n_embd); the four
+  // mm tensors are required, and clip_n_mmproj_embd is mm.2.bias's length
+  out.push(
+    c("v.post_ln.weight", e, 1),
+    c("v.post_ln.bias", e, 0),
+    w("mm.0.weight", [merged, merged]),
+    c("mm.0.bias", merged, 0),
+    w("mm.2.weight", [merged, s.nEmbdText]),
+    c("mm.2.bias", s.nEmbdText, 0),
+  );
+  return out;
+}
+
+/**
+ * The converter's keys for Qwen2-VL (u32 integers, f32 eps, as clip.cpp reads them).
+ * No n_wa_pattern (only qwen2.5vl_merger requires it: window attention) and no
+ * use_gelu/use_silu: the ViT's FFN uses quick GELU, as Qwen2-VL's does; the merger
+ * always uses GELU. projection_dim is required but unused by this graph.
+ */
+function qwen2vlMetadataFor(s: Qwen2vlProjectorShape): Map<string, MetaEntry> {
+  const m = new Map<string, MetaEntry>();
+  m.set("general.architecture", str("clip"));
+  m.set("general.name", str(s.name));
+  m.set("general.file_type", u32v(1));
+  m.set("clip.has_vision_encoder", boolv(true));
+  m.set("clip.projector_type", str("qwen2vl_merger"));
+  m.set("clip.vision.image_size", u32v(s.imageSize));
+  m.set("clip.vision.patch_size", u32v(s.patchSize));
+  m.set("clip.vision.embedding_length", u32v(s.nEmbd));
+  m.set("clip.vision.feed_forward_length", u32v(s.nFf));
+  m.set("clip.vision.projection_dim", u32v(s.nEmbdText));
+  m.set("clip.vision.attention.head_count", u32v(s.nHead));
+  m.set("clip.vision.attention.layer_norm_epsilon", f32v(1e-6));
+  m.set("clip.vision.block_count", u32v(s.nLayer));
+  // Qwen2-VL's preprocessor_config.json carries CLIP's (OpenAI) mean and std
+  m.set("clip.vision.image_mean", f32a(CLIP_MEAN));
+  m.set("clip.vision.image_std", f32a(CLIP_STD));
+  return m;
+}
+
+/** Writes the Qwen2-VL projector to outPath (via outPath.partial, then a rename). */
+export function writeSyntheticQwen2vlProjector(shape: Qwen2vlProjectorShape, outPath: string): void {
+  if (shape.nEmbd % (4 * shape.nHead) !== 0)
+    throw new Error("mmproj-synth: nEmbd must be a multiple of 4 * nHead (M-RoPE's head_dim % 4)");
+  if (shape.nFf === shape.nEmbd) throw new Error("mmproj-synth: nFf must differ from nEmbd");
+  const partial = `${outPath}.partial`;
+  writeGguf(partial, qwen2vlMetadataFor(shape), qwen2vlTensorsFor(shape));
+  renameSync(partial, outPath);
+}

@@ -1,0 +1,50 @@
+// One prompt cache for all slots: a request whose prefix another slot holds
+// (one busy generating) gets that KV copied instead of computing it, and its
+// answer is the one it gets cold.
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import type { LlamaEngine } from "../src/engine/client";
+import { collect, startTiny, textRequest } from "./helpers";
+
+setDefaultTimeout(120_000);
+
+let engine: LlamaEngine;
+let cold: LlamaEngine;
+// batch-invariant numerics (no repacking): a copied prefix must give bit-identical logits
+const config = { parallel: 2, nCtx: 4096, repack: false };
+const system = `You are a careful assistant. ${"Answer in full sentences and cite the rules you follow. ".repeat(40)}`;
+const greedy = { temperature: 0 };
+
+beforeAll(async () => {
+  [engine, cold] = await Promise.all([startTiny(config), startTiny(config)]);
+});
+
+afterAll(async () => {
+  await Promise.all([engine?.close(), cold?.close()]);
+});
+
+test("a prefix a busy slot holds is copied, not recomputed, and gives the same answer", async () => {
+  const systemTokens = (await engine.tokenize(system)).length;
+  expect(systemTokens).toBeGreaterThan(400);
+  // A generates for a while in one slot
+  const a = engine.generate(
+    textRequest(`${system}\nQuestion: what is red?`, { maxTokens: 200, ignoreEos: true, sampling: greedy }),
+  );
+  const first = await a.next();
+  expect(first.value).toMatchObject({ type: "start", cachedTokens: 0 });
+  for (let i = 0; i < 3; i++) expect((await a.next()).value?.type).toBe("text");
+  // B shares A's system prompt and arrives while A is busy: the other slot is empty
+  const bReq = textRequest(`${system}\nQuestion: what is blue?`, { maxTokens: 24, sampling: greedy });
+  const b = await collect(engine, bReq);
+  const start = b.events[0] as { type: string; cachedTokens: number };
+  expect(start.type).toBe("start");
+  expect(start.cachedTokens).toBeGreaterThanOrEqual(systemTokens - 1);
+  expect(engine.stats().prefixCopied ?? 0).toBeGreaterThanOrEqual(systemTokens - 1);
+  // the same request on an engine that computes everything
+  const c = await collect(cold, bReq);
+  expect((c.events[0] as { cachedTokens: number }).cachedTokens).toBe(0);
+  expect(b.texts[0]?.join("")).toBe(c.texts[0]?.join(""));
+  // A went on untouched
+  let n = 3;
+  for await (const e of a) if (e.type === "text") n++;
+  expect(n).toBeGreaterThan(150);
+});
