@@ -5,6 +5,7 @@
 import {
   ensureBenchModel,
   ensureRerankerModel,
+  ensureQwenVisionModel,
   ensureTinyModel,
   ensureVisionModel,
   ensureWhisperModel,
@@ -17,5 +18,8 @@ console.log(await ensureWhisperModel());
 const vision = await ensureVisionModel();
 console.log(vision.model);
 console.log(vision.projector);
+const mrope = await ensureQwenVisionModel();
+console.log(mrope.model);
+console.log(mrope.projector);
 if (process.argv.includes("--bench")) console.log(await ensureBenchModel(log));
 if (process.argv.includes("--bench-1b")) console.log(await ensureBenchModel(log, "bench-1b"));
