@@ -58,8 +58,8 @@ let serial = 0;
 function systemPrompt(n: number): string {
   const tag = `${Date.now()}-${serial++}`;
   const words: string[] = [`Session ${tag}. You are a support assistant. Follow these rules.`];
-  // about 10 tokens per rule
-  for (let i = 0; i < n / 10; i++) words.push(`Rule ${i}: answer item ${(i * 7919) % 1000} politely.`);
+  // about 13 tokens per rule (Qwen2's and Llama 3's tokenizers)
+  for (let i = 0; i < n / 13; i++) words.push(`Rule ${i}: answer item ${(i * 7919) % 1000} politely.`);
   return words.join("\n");
 }
 
