@@ -4,8 +4,8 @@
 // and --bench-1b the bench models too.
 import {
   ensureBenchModel,
-  ensureRerankerModel,
   ensureQwenVisionModel,
+  ensureRerankerModel,
   ensureTinyModel,
   ensureVisionModel,
   ensureWhisperModel,
