@@ -68,6 +68,8 @@ export interface ServerConfig {
   /** fine-tunes: the longest example, in tokens */
   finetuneMaxTokens: number;
   chatTemplateFile: string | null;
+  /** speculative decoding: n-gram draft tokens per step (0 = off) */
+  draftMax: number;
   /** the projector for the model (null: a mmproj-*.gguf beside it, if any) */
   mmproj: string | null;
   /** images given as http(s) URLs are fetched */
@@ -335,6 +337,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: null,
     arg: "FILE",
     help: "jinja template replacing the models' own",
+  },
+  {
+    key: "draftMax",
+    flag: "draft-max",
+    kind: "int",
+    min: 0,
+    max: 32,
+    default: 8,
+    arg: "N",
+    help: "speculative decoding without a draft model: up to N tokens that followed the text's last few tokens earlier in it are checked in the same batch, and kept while the model picks them (greedy output is unchanged); it backs off when they are not kept. 0 turns it off; a request's speculative: false does for that request",
   },
   {
     key: "mmproj",
@@ -758,6 +770,7 @@ function build(values: Map<string, unknown>): ServerConfig {
     finetuneMaxTokens: get("finetuneMaxTokens"),
     chatTemplateFile: get("chatTemplateFile"),
     mmproj: get("mmproj"),
+    draftMax: get("draftMax"),
     allowImageUrls: get("allowImageUrls"),
     maxImageBytes: get<number>("maxImageMb") * MB,
     deterministic: get("deterministic"),

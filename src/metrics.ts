@@ -105,6 +105,18 @@ export class Metrics {
       stats.map((s) => `llmatic_prompt_tokens_copied_total{model="${s.id}"} ${s.stats?.prefixCopied ?? 0}`),
     );
     metric(
+      "llmatic_draft_tokens_total",
+      "counter",
+      "Speculative decoding: n-gram draft tokens decoded beside the sampled ones",
+      stats.map((s) => `llmatic_draft_tokens_total{model="${s.id}"} ${s.stats?.draftProposed ?? 0}`),
+    );
+    metric(
+      "llmatic_draft_accepted_total",
+      "counter",
+      "Speculative decoding: draft tokens the model picked (kept, each saving a decode step)",
+      stats.map((s) => `llmatic_draft_accepted_total{model="${s.id}"} ${s.stats?.draftAccepted ?? 0}`),
+    );
+    metric(
       "llmatic_slots_total",
       "gauge",
       "Slots of a loaded model",

@@ -108,6 +108,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
           nBatch: config.batchSize,
           nGpuLayers: config.nGpuLayers,
           chatTemplate,
+          draftMax: config.draftMax,
           mmprojPath: isWhisperFile(path) ? undefined : (config.mmproj ?? projectorBeside(path) ?? undefined),
         },
         {

@@ -193,6 +193,7 @@ export function messagesSpec(body: MessagesRequest | CountTokensRequest, default
     stop: (b.stop_sequences ?? []).filter((s) => s.length > 0),
     logprobs: null,
     ignoreEos: b.ignore_eos ?? false,
+    speculative: b.speculative ?? undefined,
     reasoning: reasoningOf(body),
     templateKwargs: body.chat_template_kwargs ?? undefined,
   };

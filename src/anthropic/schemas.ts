@@ -86,6 +86,7 @@ export const MessagesRequest = t.Object(
     top_k: opt(t.Integer({ minimum: 0, maximum: LIMITS.topK })),
     stream: opt(t.Boolean()),
     ignore_eos: opt(t.Boolean()),
+    speculative: opt(t.Boolean()),
   },
   { description: "POST /v1/messages" },
 );

@@ -132,6 +132,8 @@ export interface ChatSpec {
   /** top alternatives per generated token; null: no logprobs */
   logprobs: number | null;
   ignoreEos?: boolean;
+  /** false: no speculative decoding for this request */
+  speculative?: boolean;
   reasoning?: Reasoning;
   /** the client's own chat_template_kwargs */
   templateKwargs?: Record<string, unknown>;
@@ -266,6 +268,7 @@ export function chatRequest(
     sampling: samplingFrom(spec.sampling, defaults, info),
     stop: spec.stop,
     ignoreEos: spec.ignoreEos ?? false,
+    speculative: spec.speculative,
     parse: tools.length > 0 && choice !== "none" ? "tools" : spec.jsonSchema !== undefined ? "content" : undefined,
     logprobs: spec.logprobs,
     reasoningBudget: thinkingOff || reasoningBudget < 0 ? null : reasoningBudget,

@@ -186,6 +186,7 @@ export function runEngine(
       queueSize: cfg.queueSize,
       embed: embedOne,
       vision,
+      maxDraft: cfg.draftMax ?? 0,
     });
     if (!cfg.noWarmup) warmup(model, ctx);
     const info: ModelInfo = {

@@ -10,6 +10,7 @@ import type { Context } from "../ffi/context";
 import type { Model } from "../ffi/model";
 import type { Sampler } from "../ffi/sampler";
 import type { Vision } from "../ffi/vision";
+import { DraftPolicy, ngramDraft } from "./draft";
 import type { MediaSpan, Prepared } from "./prepare";
 import { TextAssembler } from "./text";
 import type {
@@ -58,6 +59,11 @@ interface Choice {
   pending: number;
   /** batch index whose logits this choice samples next, -1 if none */
   outIdx: number;
+  /** this step's draft (decoded after the pending token) and the batch index of each draft token */
+  draft: number[];
+  draftIdx: number[];
+  /** how long its drafts are */
+  policy: DraftPolicy;
   done: boolean;
   /** logprobs of tokens whose text has not been sent yet */
   pendingLogprobs: TokenLogprob[];
@@ -121,7 +127,12 @@ export interface SchedulerOptions {
   embed?: (tokens: Int32Array) => Float32Array;
   /** the projector, when prompts may hold images */
   vision?: Vision | null;
+  /** speculative decoding: at most this many n-gram draft tokens per sequence and step (0 or unset: off) */
+  maxDraft?: number;
 }
+
+/** Sequences generating at once up to which they draft (speculative decoding). */
+const SPECULATE_UP_TO = 2;
 
 /** A prefix shorter than this is recomputed rather than copied from another slot. */
 const MIN_BORROW = 32;
@@ -169,6 +180,9 @@ export class Scheduler {
   private clock = 0;
   /** prompt tokens copied from another slot's KV (borrowPrefix) */
   private borrowed = 0;
+  /** draft tokens decoded, and kept */
+  private drafted = 0;
+  private kept = 0;
 
   constructor(
     private readonly model: Model,
@@ -197,6 +211,8 @@ export class Scheduler {
       slotsTotal: this.slots.length,
       queued: this.queue.length + this.embeds.length,
       prefixCopied: this.borrowed,
+      draftProposed: this.drafted,
+      draftAccepted: this.kept,
     };
   }
 
@@ -246,6 +262,9 @@ export class Scheduler {
         generated: 0,
         pending: -1,
         outIdx: -1,
+        draft: [],
+        draftIdx: [],
+        policy: new DraftPolicy(this.opts.maxDraft ?? 0),
         done: false,
         pendingLogprobs: [],
         logprobSum: 0,
@@ -407,7 +426,13 @@ export class Scheduler {
     const withBatch = !interactive || this.batchBudgetMs > 0;
     const included = (job: Job) => withBatch || !isBatch(job);
     let mixed = false;
-    // 1. one token for every generating sequence
+    // 1. one token for every generating sequence, and its draft when it speculates
+    let generating = 0;
+    for (const job of this.active) {
+      if (job.state === "generate" && included(job)) for (const c of job.choices) if (!c.done) generating++;
+    }
+    // drafts pay while the batch is narrow; beside several sequences they would only widen it
+    const speculate = (this.opts.maxDraft ?? 0) > 0 && generating <= SPECULATE_UP_TO;
     for (const job of this.active) {
       if (job.state !== "generate" || !included(job)) continue;
       if (isBatch(job)) mixed = true;
@@ -415,6 +440,7 @@ export class Scheduler {
         if (c.done) continue;
         c.outIdx = batch.add(c.pending, nextPos(c.slot), c.slot.seq, true);
         c.slot.tokens.push(c.pending);
+        if (speculate && job.req.speculative !== false) this.addDraft(job, c, generating);
       }
     }
     // 2. prompt chunks with what is left of the batch; while others are generating,
@@ -489,7 +515,7 @@ export class Scheduler {
       try {
         for (const c of job.choices) {
           if (c.done || c.outIdx < 0) continue;
-          this.sampleChoice(job, c);
+          this.sampleWithDraft(job, c);
         }
       } catch (e) {
         // one request's failure (a parser, a sampler) ends that request only
@@ -528,6 +554,57 @@ export class Scheduler {
         image = job.media[job.nextMedia];
       }
     }
+  }
+
+  /**
+   * Puts up to the policy's length of n-gram draft after the choice's pending
+   * token: tokens that followed the sequence's last few tokens earlier in it.
+   * Never more than the slot, the request's tokens left, or the batch can take.
+   */
+  private addDraft(job: Job, c: Choice, generating: number): void {
+    const slot = c.slot;
+    const left = job.req.maxTokens === null ? Number.POSITIVE_INFINITY : job.req.maxTokens - c.generated - 1;
+    const room = Math.min(this.opts.nCtxSlot, job.req.contextLimit ?? Infinity) - slot.tokens.length - 2;
+    const k = Math.min(c.policy.next(), left, room, this.batch.room - generating);
+    if (k <= 0) return;
+    const draft = ngramDraft(slot.tokens, k);
+    const pos = nextPos(slot);
+    for (let i = 0; i < draft.length; i++) {
+      c.draftIdx.push(this.batch.add(draft[i] as number, pos + i, slot.seq, true));
+    }
+    c.draft = draft;
+  }
+
+  /**
+   * Samples the choice's next token; while it is the draft's next token, that
+   * token's KV is already in and the logits after it give the token after
+   * that. The draft's tokens the model did not pick leave the slot's KV. With
+   * greedy sampling the text is the one plain decoding gives; with sampling,
+   * every token is still drawn from the model's distribution after the tokens
+   * before it.
+   */
+  private sampleWithDraft(job: Job, c: Choice): void {
+    const draft = c.draft;
+    const idx = c.draftIdx;
+    c.draft = [];
+    c.draftIdx = [];
+    if (draft.length === 0) {
+      this.sampleChoice(job, c);
+      return;
+    }
+    let kept = 0;
+    for (;;) {
+      this.sampleChoice(job, c);
+      if (c.done || job.failed || kept === draft.length || c.pending !== draft[kept]) break;
+      // the model picked the draft's token: it is decoded already
+      c.slot.tokens.push(draft[kept] as number);
+      c.outIdx = idx[kept] as number;
+      kept++;
+    }
+    if (kept < draft.length && !job.failed) this.ctx.seqRemove(c.slot.seq, nextPos(c.slot), -1);
+    c.policy.record(draft.length, kept);
+    this.drafted += draft.length;
+    this.kept += kept;
   }
 
   /** Books a step's time against batch work's budget (only while interactive work runs). */

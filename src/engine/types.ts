@@ -39,6 +39,8 @@ export interface EngineConfig {
   mmprojPath?: string;
   /** an image with more pixels is refused (default 50 million) */
   maxImagePixels?: number;
+  /** speculative decoding: at most this many n-gram draft tokens per step and sequence (0: off) */
+  draftMax?: number;
   /** skip the warm-up decode (tests of load errors) */
   noWarmup?: boolean;
 }
@@ -115,6 +117,8 @@ export interface GenerateRequest {
   stop: string[];
   /** never end on an end-of-generation token (benchmarks) */
   ignoreEos?: boolean;
+  /** false: decode one token per step (no n-gram drafts), whatever the engine's --draft-max */
+  speculative?: boolean;
   /**
    * chat: parse the output with the template's parser: "content" strips what the
    * format wraps around the answer (e.g. code fences around JSON), "tools" also
@@ -232,6 +236,9 @@ export interface EngineStats {
   queued: number;
   /** prompt tokens whose KV was copied from another slot instead of computed (since start) */
   prefixCopied?: number;
+  /** speculative decoding since start: draft tokens decoded, and those kept */
+  draftProposed?: number;
+  draftAccepted?: number;
 }
 
 // ---- engine protocol ----------------------------------------------------------

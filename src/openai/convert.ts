@@ -73,6 +73,7 @@ export function completionPlan(body: CompletionRequest, defaults: SamplingDefaul
       sampling,
       stop: stopList(body.stop),
       ignoreEos: body.ignore_eos ?? false,
+      speculative: body.speculative ?? undefined,
       logprobs,
       promptLogprobs: echo && logprobs !== null ? logprobs : null,
       scoreChoices: bestOf > n,
@@ -247,6 +248,7 @@ export function chatSpec(
     stop: stopList(body.stop),
     logprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
     ignoreEos: body.ignore_eos ?? false,
+    speculative: body.speculative ?? undefined,
     reasoning: {
       effort: effortOf(b.reasoning_effort ?? b.reasoning?.effort),
       budget: b.reasoning_budget ?? b.thinking_budget_tokens ?? null,

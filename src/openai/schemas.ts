@@ -38,6 +38,8 @@ const sampling = {
   repeat_penalty: opt(t.Number({ minimum: 0 })),
   repeat_last_n: opt(t.Integer({ minimum: -1, maximum: 1 << 24 })),
   ignore_eos: opt(t.Boolean()),
+  // llmatic: false turns speculative (n-gram) decoding off for this request
+  speculative: opt(t.Boolean()),
 };
 
 export const CompletionRequest = t.Object(

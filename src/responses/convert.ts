@@ -220,6 +220,7 @@ export function responseSpec(
     stop: [],
     logprobs: null,
     ignoreEos: body.ignore_eos ?? false,
+    speculative: body.speculative ?? undefined,
     reasoning: { effort: effortOf(body.reasoning?.effort), budget: body.reasoning_budget ?? null },
     templateKwargs: body.chat_template_kwargs ?? undefined,
   };

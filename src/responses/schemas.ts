@@ -91,6 +91,7 @@ export const ResponseCreateRequest = t.Object(
     chat_template_kwargs: opt(t.Record(t.String(), t.Unknown())),
     reasoning_budget: opt(t.Integer({ minimum: -1 })),
     ignore_eos: opt(t.Boolean()),
+    speculative: opt(t.Boolean()),
   },
   { description: "POST /v1/responses" },
 );
