@@ -4,6 +4,7 @@
 // checks. Precedence: flags > environment > config file (JSON; node-llmatic's
 // llmatic.config.json keys are understood) > defaults.
 import { existsSync, readFileSync, statSync } from "node:fs";
+import { freemem } from "node:os";
 import { basename, dirname, isAbsolute, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Value } from "@sinclair/typebox/value";
@@ -70,6 +71,8 @@ export interface ServerConfig {
   chatTemplateFile: string | null;
   /** speculative decoding: n-gram draft tokens per step (0 = off) */
   draftMax: number;
+  /** host memory per model for evicted prefixes, bytes */
+  cacheRamBytes: number;
   /** the projector for the model (null: a mmproj-*.gguf beside it, if any) */
   mmproj: string | null;
   /** images given as http(s) URLs are fetched */
@@ -347,6 +350,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 8,
     arg: "N",
     help: "speculative decoding without a draft model: up to N tokens that followed the text's last few tokens earlier in it are checked in the same batch, and kept while the model picks them (greedy output is unchanged); it backs off when they are not kept. 0 turns it off; a request's speculative: false does for that request",
+  },
+  {
+    key: "cacheRam",
+    flag: "cache-ram",
+    kind: "int",
+    min: -1,
+    max: 1 << 20,
+    default: -1,
+    arg: "MB",
+    help: "host memory per model for prompt prefixes evicted from the slots: a later request that starts the same gets them back instead of computing them (-1: a quarter of the free memory at start, at most 4096; 0: off)",
   },
   {
     key: "mmproj",
@@ -771,6 +784,7 @@ function build(values: Map<string, unknown>): ServerConfig {
     chatTemplateFile: get("chatTemplateFile"),
     mmproj: get("mmproj"),
     draftMax: get("draftMax"),
+    cacheRamBytes: cacheRamBytes(get<number>("cacheRam")),
     allowImageUrls: get("allowImageUrls"),
     maxImageBytes: get<number>("maxImageMb") * MB,
     deterministic: get("deterministic"),
@@ -841,6 +855,12 @@ export function modelIdOf(path: string): string {
  * Expands directories into their model files (sorted): .gguf files and
  * whisper.cpp's ggml-*.bin speech models; keeps files, rejects what does not exist.
  */
+/** --cache-ram in bytes: -1 is a quarter of the free memory, at most 4096 MB. */
+function cacheRamBytes(mb: number): number {
+  if (mb >= 0) return mb * MB;
+  return Math.min(4096 * MB, Math.floor(freemem() / 4));
+}
+
 export function expandModelPaths(paths: string[]): string[] {
   const out: string[] = [];
   for (const p of paths) {

@@ -105,6 +105,12 @@ export class Metrics {
       stats.map((s) => `llmatic_prompt_tokens_copied_total{model="${s.id}"} ${s.stats?.prefixCopied ?? 0}`),
     );
     metric(
+      "llmatic_prompt_tokens_restored_total",
+      "counter",
+      "Prompt tokens loaded back from the host-memory cache of evicted prefixes (--cache-ram), instead of computed",
+      stats.map((s) => `llmatic_prompt_tokens_restored_total{model="${s.id}"} ${s.stats?.prefixRestored ?? 0}`),
+    );
+    metric(
       "llmatic_draft_tokens_total",
       "counter",
       "Speculative decoding: n-gram draft tokens decoded beside the sampled ones",

@@ -109,6 +109,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
           nGpuLayers: config.nGpuLayers,
           chatTemplate,
           draftMax: config.draftMax,
+          cacheRamBytes: config.cacheRamBytes,
           mmprojPath: isWhisperFile(path) ? undefined : (config.mmproj ?? projectorBeside(path) ?? undefined),
         },
         {

@@ -9,17 +9,23 @@ setDefaultTimeout(120_000);
 
 let engine: LlamaEngine;
 let cold: LlamaEngine;
+let one: LlamaEngine;
 // batch-invariant numerics (no repacking): a copied prefix must give bit-identical logits
 const config = { parallel: 2, nCtx: 4096, repack: false };
 const system = `You are a careful assistant. ${"Answer in full sentences and cite the rules you follow. ".repeat(40)}`;
 const greedy = { temperature: 0 };
 
 beforeAll(async () => {
-  [engine, cold] = await Promise.all([startTiny(config), startTiny(config)]);
+  [engine, cold, one] = await Promise.all([
+    startTiny(config),
+    startTiny(config),
+    // one slot, and host memory for what it held before
+    startTiny({ ...config, parallel: 1, nCtx: 2048, cacheRamBytes: 64 * 1024 * 1024 }),
+  ]);
 });
 
 afterAll(async () => {
-  await Promise.all([engine?.close(), cold?.close()]);
+  await Promise.all([engine?.close(), cold?.close(), one?.close()]);
 });
 
 test("a prefix a busy slot holds is copied, not recomputed, and gives the same answer", async () => {
@@ -47,4 +53,23 @@ test("a prefix a busy slot holds is copied, not recomputed, and gives the same a
   let n = 3;
   for await (const e of a) if (e.type === "text") n++;
   expect(n).toBeGreaterThan(150);
+});
+
+test("a prefix evicted from the only slot comes back from host memory (--cache-ram)", async () => {
+  const systemTokens = (await one.tokenize(system)).length;
+  const first = await collect(
+    one,
+    textRequest(`${system}\nQuestion: what is red?`, { maxTokens: 4, sampling: greedy }),
+  );
+  expect(first.error).toBeNull();
+  // another conversation takes the slot: what it held goes to host memory
+  await collect(one, textRequest("Something else entirely, and short.", { maxTokens: 4, sampling: greedy }));
+  expect(one.stats().hostCacheBytes ?? 0).toBeGreaterThan(0);
+  const req = textRequest(`${system}\nQuestion: what is green?`, { maxTokens: 24, sampling: greedy });
+  const back = await collect(one, req);
+  expect((back.events[0] as { cachedTokens: number }).cachedTokens).toBeGreaterThanOrEqual(systemTokens - 1);
+  expect(one.stats().prefixRestored ?? 0).toBeGreaterThanOrEqual(systemTokens - 1);
+  // the answer the other engine gives (which computed this prefix itself)
+  const c = await collect(cold, req);
+  expect(back.texts[0]?.join("")).toBe(c.texts[0]?.join(""));
 });

@@ -187,6 +187,7 @@ export function runEngine(
       embed: embedOne,
       vision,
       maxDraft: cfg.draftMax ?? 0,
+      cacheBytes: cfg.cacheRamBytes ?? 0,
     });
     if (!cfg.noWarmup) warmup(model, ctx);
     const info: ModelInfo = {

@@ -11,6 +11,7 @@ import type { Model } from "../ffi/model";
 import type { Sampler } from "../ffi/sampler";
 import type { Vision } from "../ffi/vision";
 import { DraftPolicy, ngramDraft } from "./draft";
+import { PrefixStore, type SavedPrefix } from "./prefix-store";
 import type { MediaSpan, Prepared } from "./prepare";
 import { TextAssembler } from "./text";
 import type {
@@ -129,6 +130,8 @@ export interface SchedulerOptions {
   vision?: Vision | null;
   /** speculative decoding: at most this many n-gram draft tokens per sequence and step (0 or unset: off) */
   maxDraft?: number;
+  /** host memory for prefixes evicted from the slots (bytes; 0 or unset: none) */
+  cacheBytes?: number;
 }
 
 /** Sequences generating at once up to which they draft (speculative decoding). */
@@ -136,6 +139,8 @@ const SPECULATE_UP_TO = 2;
 
 /** A prefix shorter than this is recomputed rather than copied from another slot. */
 const MIN_BORROW = 32;
+/** A slot's cache this long or longer goes to host memory before the slot is reused. */
+const MIN_SAVE = 256;
 
 /** Prompt tokens per step when every prompt position needs its logits (their buffer is n_vocab floats each). */
 const LOGPROB_PREFILL_CHUNK = 64;
@@ -183,6 +188,8 @@ export class Scheduler {
   /** draft tokens decoded, and kept */
   private drafted = 0;
   private kept = 0;
+  /** prefixes evicted from the slots (--cache-ram) */
+  private readonly store: PrefixStore | null;
 
   constructor(
     private readonly model: Model,
@@ -198,6 +205,7 @@ export class Scheduler {
       lastUsed: 0,
     }));
     this.batch = new Batch(opts.nBatch);
+    this.store = opts.cacheBytes ? new PrefixStore(opts.cacheBytes) : null;
     this.eog = new Set(model.eogTokens());
   }
 
@@ -211,6 +219,8 @@ export class Scheduler {
       slotsTotal: this.slots.length,
       queued: this.queue.length + this.embeds.length,
       prefixCopied: this.borrowed,
+      prefixRestored: this.store?.restored ?? 0,
+      hostCacheBytes: this.store?.bytes ?? 0,
       draftProposed: this.drafted,
       draftAccepted: this.kept,
     };
@@ -342,8 +352,8 @@ export class Scheduler {
       // prompt logprobs need every position's logits, so nothing is reused then
       // (positions before promptLogprobsFrom - 1 need no logits: their cache can be reused)
       // a longer prefix in another slot (one busy generating, or a free one kept for its own
-      // next request) is copied over instead of computed again
-      best = this.borrowPrefix(primary, best, job.prompt);
+      // next request) or in host memory is copied over instead of computed again
+      best = this.reusePrefix(primary, best, job.prompt);
       const keep = truncate(
         primary,
         Math.min(best, job.prompt.length - 1, job.promptLogprobs ? Math.max(0, this.logitsFrom(job)) : best),
@@ -373,24 +383,59 @@ export class Scheduler {
   }
 
   /**
-   * When another slot holds a longer prefix of `prompt` than `slot` does (by at
-   * least MIN_BORROW tokens), copies that prefix's KV into `slot` (llama.cpp
-   * copies the cells between the sequences' streams at its next decode) and
-   * returns its length; else returns `own`. The other slot keeps its cells and
-   * goes on.
+   * The longest prefix of `prompt` this engine holds, put into `slot` (which
+   * holds `own` tokens of it): its own cache, another slot's (copied), or one
+   * saved in host memory (loaded), whichever is longest by MIN_BORROW tokens.
+   * What the slot held beyond what the request keeps goes to host memory
+   * first, when it is long enough to be worth it. Returns the length.
    */
-  private borrowPrefix(slot: Slot, own: number, prompt: Int32Array): number {
+  private reusePrefix(slot: Slot, own: number, prompt: Int32Array): number {
     let donor: Slot | null = null;
-    let best = own + MIN_BORROW - 1;
+    let fromSlot = own + MIN_BORROW - 1;
     for (const s of this.slots) {
-      if (s === slot || s.tokens.length <= best) continue;
+      if (s === slot || s.tokens.length <= fromSlot) continue;
       const lcp = commonPrefix(s.tokens, prompt);
-      if (lcp > best) {
-        best = lcp;
+      if (lcp > fromSlot) {
+        fromSlot = lcp;
         donor = s;
       }
     }
+    const saved = this.store?.best(prompt) ?? null;
+    const useSaved = saved !== null && saved.n >= Math.max(own, donor ? fromSlot : 0) + MIN_BORROW;
+    const keeps = useSaved || donor ? 0 : Math.min(own, prompt.length - 1);
+    if (this.store && slot.tokens.length - keeps >= MIN_SAVE && !this.store.holds(slot.tokens)) {
+      const data = this.ctx.saveSequence(slot.seq);
+      if (data) this.store.add({ tokens: slot.tokens.slice(), images: slot.images.slice(), lag: slot.lag, data });
+    }
+    if (useSaved) return this.restore(slot, saved.entry, saved.n);
     if (!donor) return own;
+    return this.borrowFrom(donor, slot, fromSlot, own);
+  }
+
+  /** Loads a prefix saved in host memory into `slot`; `n` of its tokens are the prompt's. */
+  private restore(slot: Slot, e: SavedPrefix, n: number): number {
+    this.ctx.seqRemove(slot.seq, -1, -1);
+    if (!this.ctx.loadSequence(slot.seq, e.data)) {
+      this.ctx.seqRemove(slot.seq, -1, -1);
+      truncate(slot, 0);
+      return 0;
+    }
+    (this.store as PrefixStore).touch(e);
+    slot.tokens = e.tokens.slice();
+    slot.images = e.images.slice();
+    slot.lag = e.lag;
+    const kept = truncate(slot, n);
+    this.ctx.seqRemove(slot.seq, nextPos(slot), -1);
+    (this.store as PrefixStore).restored += kept;
+    return kept;
+  }
+
+  /**
+   * Copies `best` tokens of another slot's prefix into `slot` (llama.cpp
+   * copies the cells between the sequences' streams at its next decode). The
+   * other slot keeps its cells and goes on.
+   */
+  private borrowFrom(donor: Slot, slot: Slot, best: number, own: number): number {
     const n = truncate({ ...donor, tokens: donor.tokens.slice(0, best) }, best);
     if (n <= own) return own;
     const images = donor.images.filter((im) => im.start + im.nTokens <= n);

@@ -41,6 +41,8 @@ export interface EngineConfig {
   maxImagePixels?: number;
   /** speculative decoding: at most this many n-gram draft tokens per step and sequence (0: off) */
   draftMax?: number;
+  /** host memory for prefixes evicted from the slots, in bytes (0: none) */
+  cacheRamBytes?: number;
   /** skip the warm-up decode (tests of load errors) */
   noWarmup?: boolean;
 }
@@ -236,6 +238,9 @@ export interface EngineStats {
   queued: number;
   /** prompt tokens whose KV was copied from another slot instead of computed (since start) */
   prefixCopied?: number;
+  /** prompt tokens loaded back from the host-memory prefix cache, and the bytes it holds */
+  prefixRestored?: number;
+  hostCacheBytes?: number;
   /** speculative decoding since start: draft tokens decoded, and those kept */
   draftProposed?: number;
   draftAccepted?: number;

@@ -112,6 +112,20 @@ export class Context extends NativeObject {
     lib().llama_memory_seq_cp(this.memory, src, dst, p0, p1);
   }
 
+  /** A sequence's KV (and its positions) as bytes, for a host-memory cache; null when it cannot be saved. */
+  saveSequence(seq: number): Uint8Array | null {
+    const size = Number(lib().llama_state_seq_get_size(this.handle, seq));
+    if (size <= 0) return null;
+    const out = new Uint8Array(size);
+    const n = Number(lib().llama_state_seq_get_data(this.handle, ptr(out), BigInt(size), seq));
+    return n > 0 ? out.subarray(0, n) : null;
+  }
+
+  /** Puts bytes saveSequence made back into (an empty) sequence `seq`; false when they do not fit. */
+  loadSequence(seq: number, data: Uint8Array): boolean {
+    return Number(lib().llama_state_seq_set_data(this.handle, ptr(data), BigInt(data.length), seq)) > 0;
+  }
+
   clearMemory(): void {
     lib().llama_memory_clear(this.memory, true);
   }

@@ -109,6 +109,9 @@ export const symbols = {
   llama_memory_clear: { args: [ptr, bool], returns: none },
   llama_memory_seq_rm: { args: [ptr, i32, i32, i32], returns: bool },
   llama_memory_seq_cp: { args: [ptr, i32, i32, i32, i32], returns: none },
+  llama_state_seq_get_size: { args: [ptr, i32], returns: u64 },
+  llama_state_seq_get_data: { args: [ptr, ptr, u64, i32], returns: u64 },
+  llama_state_seq_set_data: { args: [ptr, ptr, u64, i32], returns: u64 },
   llama_get_embeddings_seq: { args: [ptr, i32], returns: ptr },
   // ---- llama.h: vocab
   llama_vocab_n_tokens: { args: [ptr], returns: i32 },
