@@ -613,6 +613,9 @@ export class Scheduler {
     const k = Math.min(c.policy.next(), left, room, this.batch.room - generating);
     if (k <= 0) return;
     const draft = ngramDraft(slot.tokens, k);
+    // an image's pseudo-tokens are no vocabulary's: a draft stops before one
+    const image = draft.findIndex((t) => t < 0);
+    if (image >= 0) draft.length = image;
     const pos = nextPos(slot);
     for (let i = 0; i < draft.length; i++) {
       c.draftIdx.push(this.batch.add(draft[i] as number, pos + i, slot.seq, true));
