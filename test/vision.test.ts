@@ -302,6 +302,10 @@ describe("vision", () => {
     const noProjector = await errorOf(chat([imagePart(dataUri(jpeg)), text("x")], TEXT));
     expect(noProjector.status).toBe(400);
     expect(noProjector.message).toContain("needs a vision model");
+    // a prompt with an image that does not fit the slot is refused (its image is read, never encoded)
+    const long = await errorOf(chat([imagePart(dataUri(jpeg)), text("word ".repeat(3000))]));
+    expect(long.status).toBe(400);
+    expect(long.message).toContain("context window");
     const marker = await errorOf(chat([imagePart(dataUri(jpeg)), text("a <__media__> b")]));
     expect(marker.message).toContain("stands for an image");
     // Anthropic's and Ollama's shapes

@@ -8,7 +8,7 @@ import { DomainError } from "../errors";
 import { ChatParser, type ChatTemplates, type TemplateInput, type TemplateOutput } from "../ffi/chat";
 import type { Model } from "../ffi/model";
 import { Sampler, type SamplingParams } from "../ffi/sampler";
-import { ImagePart, type Vision } from "../ffi/vision";
+import { ImagePart, type ImagePiece, type ImageTokens, type Vision } from "../ffi/vision";
 import { type GenerateRequest, type ImageInput, MEDIA_MARKER, type RenderedPrompt } from "./types";
 
 /**
@@ -298,6 +298,7 @@ function tokenizeWithImages(
   images: readonly ImageInput[],
   vp: VisionPrep | null,
   encode: boolean,
+  fits: (tokens: number) => boolean,
 ): { tokens: Int32Array; text: string; media: MediaSpan[] } {
   const pieces = text.split(MEDIA_MARKER);
   if (pieces.length - 1 !== images.length) {
@@ -318,6 +319,10 @@ function tokenizeWithImages(
   }
   const parts: Int32Array[] = [];
   const media: MediaSpan[] = [];
+  /** images read, to encode once the whole prompt is known to fit */
+  const reads: ImageTokens[] = [];
+  const toEncode: { read: ImageTokens; piece: Extract<ImagePiece, { kind: "image" }>; key: string; start: number }[] =
+    [];
   let shown = "";
   let length = 0;
   const push = (t: Int32Array) => {
@@ -336,7 +341,8 @@ function tokenizeWithImages(
       const bytes = Buffer.from(img.data, "base64");
       const hash = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
       shown += MEDIA_MARKER;
-      using read = vp.vision.read(bytes, vp.maxPixels, i);
+      const read = vp.vision.read(bytes, vp.maxPixels, i);
+      reads.push(read);
       for (const p of read.pieces()) {
         if (p.kind === "text") {
           push(p.tokens);
@@ -344,18 +350,25 @@ function tokenizeWithImages(
         }
         const key = `${hash}:${p.index}`;
         push(new Int32Array(p.nTokens).fill(pseudoToken(key)));
-        if (!encode) continue;
-        let embd = vp.cache.get(key);
-        if (!embd) {
-          embd = vp.vision.encode(read, p);
-          vp.cache.set(key, embd);
-        }
-        media.push({ start: length - p.nTokens, nTokens: p.nTokens, nPos: p.nPos, embd, part: read.take(p.index) });
+        toEncode.push({ read, piece: p, key, start: length - p.nTokens });
       }
     });
+    // the vision tower runs only for a prompt that fits (one that does not is refused after this)
+    if (encode && fits(length)) {
+      for (const { read, piece, key, start } of toEncode) {
+        let embd = vp.cache.get(key);
+        if (!embd) {
+          embd = vp.vision.encode(read, piece);
+          vp.cache.set(key, embd);
+        }
+        media.push({ start, nTokens: piece.nTokens, nPos: piece.nPos, embd, part: read.take(piece.index) });
+      }
+    }
   } catch (e) {
     for (const m of media) m.part.dispose();
     throw e;
+  } finally {
+    for (const r of reads) r.dispose();
   }
   return { tokens: concat(parts), text: shown, media };
 }
@@ -448,7 +461,9 @@ function promptOf(
   const template = templates.apply(guardChat(p.chat, ph));
   const images = p.chat.messages.flatMap((m) => m.images ?? []);
   if (images.length) {
-    const { tokens, text, media } = tokenizeWithImages(model, template.prompt, ph, images, vision, encode);
+    // the checks prepared() makes: a prompt that fails them is refused without running the vision tower
+    const fits = (n: number) => n < nCtxSlot && (req.contextLimit === undefined || n < req.contextLimit);
+    const { tokens, text, media } = tokenizeWithImages(model, template.prompt, ph, images, vision, encode, fits);
     return { prompt: tokens, template, text, media };
   }
   const { tokens, text } = tokenizeGuarded(model, template.prompt, ph);
