@@ -1,10 +1,11 @@
 // Pure translations of Anthropic Messages requests into the chat request every
 // dialect shares (chat/request.ts): system and content blocks -> template
 // messages, tools with input_schema, tool_choice (auto/any/tool/none and
-// disable_parallel_tool_use), thinking -> the reasoning controls. Unknown block
-// types are dropped, not refused; what cannot be served (images) is a 400 that
-// says so. The billing line Claude Code puts in the system prompt is
-// normalised by chatRequest, as for every dialect.
+// disable_parallel_tool_use), thinking -> the reasoning controls; image blocks
+// become the media marker and the message's images. Unknown block types are
+// dropped, not refused; what cannot be served (documents, images in assistant
+// turns) is a 400 that says so. The billing line Claude Code puts in the system
+// prompt is normalised by chatRequest, as for every dialect.
 
 import { ImageList, imageFromBase64, imageFromUrl, joinParts } from "../chat/images";
 import type { ChatSpec, ChatTool, ParamNames, Reasoning, ToolChoice } from "../chat/request";

@@ -1,6 +1,7 @@
 // Ollama's native API requests as llmatic accepts them (TypeBox, declared once).
 // Lenient like Ollama: unknown fields and options are ignored; what llmatic
-// cannot do (images until a vision model is served) is a 400 that says so.
+// cannot do (a custom template, images for a model without a projector) is a
+// 400 that says so.
 import { type Static, type TSchema, t } from "elysia";
 import { LIMITS } from "../openai/limits";
 
