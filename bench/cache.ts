@@ -13,7 +13,16 @@
 import { join } from "node:path";
 import { toolPath } from "../native/build";
 import { modelIdOf } from "../src/config";
-import { benchModel, defaultThreads, opt, percentile, say } from "./common";
+import {
+  type BenchServer,
+  benchModel,
+  defaultThreads,
+  opt,
+  percentile,
+  say,
+  startBenchServer,
+  stopBenchServers,
+} from "./common";
 
 const threads = opt("--threads", defaultThreads());
 const reps = opt("--reps", 3);
@@ -22,36 +31,6 @@ const ROOT = join(import.meta.dir, "..");
 const model = await benchModel();
 const ctxPerSlot = systemTokens + 1024;
 const same = ["-m", model, "-c", String(2 * ctxPerSlot), "-t", String(threads), "-np", "2"];
-
-async function freePort(): Promise<number> {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = s.port;
-  s.stop(true);
-  return p;
-}
-
-interface Server {
-  name: string;
-  url: string;
-  proc: ReturnType<typeof Bun.spawn>;
-}
-
-async function start(name: string, cmd: string[]): Promise<Server> {
-  const port = await freePort();
-  const proc = Bun.spawn([...cmd, "--port", String(port), "--host", "127.0.0.1"], {
-    stdout: "ignore",
-    stderr: "ignore",
-    env: { ...process.env, LLMATIC_LOG_LEVEL: "warn" },
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}`);
-    if ((await fetch(`${url}/health`).catch(() => null))?.status === 200) break;
-    if (i > 600) throw new Error(`${name} did not become healthy`);
-    await Bun.sleep(100);
-  }
-  return { name, url, proc };
-}
 
 /** A system prompt of about `n` tokens that no other prompt of this run shares (its words are numbered). */
 let serial = 0;
@@ -75,7 +54,7 @@ const body = (system: string, question: string, extra: Record<string, unknown>) 
   });
 
 /** A one-token request: its wall time is the prefill (what the cache saves) and one token. */
-async function ttft(s: Server, system: string, question: string): Promise<{ ms: number; prompt: number }> {
+async function ttft(s: BenchServer, system: string, question: string): Promise<{ ms: number; prompt: number }> {
   const t0 = performance.now();
   const r = await fetch(`${s.url}/v1/chat/completions`, {
     method: "POST",
@@ -88,7 +67,7 @@ async function ttft(s: Server, system: string, question: string): Promise<{ ms: 
 }
 
 /** Starts a long generation on `system` and returns once its first token came (its slot is busy generating). */
-async function busy(s: Server, system: string): Promise<AbortController> {
+async function busy(s: BenchServer, system: string): Promise<AbortController> {
   const ac = new AbortController();
   const r = await fetch(`${s.url}/v1/chat/completions`, {
     method: "POST",
@@ -114,8 +93,8 @@ async function busy(s: Server, system: string): Promise<AbortController> {
 }
 
 const servers = [
-  await start("llmatic", [process.execPath, join(ROOT, "src", "main.ts"), ...same]),
-  await start("llama-server", [toolPath("llama-server"), ...same, "--no-webui"]),
+  await startBenchServer("llmatic", [process.execPath, join(ROOT, "src", "main.ts"), ...same]),
+  await startBenchServer("llama-server", [toolPath("llama-server"), ...same, "--no-webui"]),
 ];
 try {
   say(`${model}: system prompts of ~${systemTokens} tokens, 2 slots, ${threads} threads, ${reps} reps`);
@@ -156,6 +135,5 @@ try {
     `shared-prefix TTFT llmatic / llama-server: ${vs.toFixed(3)} (target <= 1.0) ${vs <= 1 ? "OK" : "ABOVE TARGET"}`,
   );
 } finally {
-  for (const s of servers) s.proc.kill();
-  await Promise.all(servers.map((s) => s.proc.exited));
+  await stopBenchServers(servers);
 }

@@ -67,3 +67,41 @@ export function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
 }
+
+/** A free loopback port (for a server a benchmark starts). */
+export async function freePort(): Promise<number> {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const p = s.port;
+  s.stop(true);
+  return p;
+}
+
+export interface BenchServer {
+  name: string;
+  url: string;
+  proc: ReturnType<typeof Bun.spawn>;
+}
+
+/** Starts `cmd --port P --host 127.0.0.1` (llmatic or llama-server) and waits until its /health answers 200. */
+export async function startBenchServer(name: string, cmd: string[]): Promise<BenchServer> {
+  const port = await freePort();
+  const proc = Bun.spawn([...cmd, "--port", String(port), "--host", "127.0.0.1"], {
+    stdout: "ignore",
+    stderr: "ignore",
+    env: { ...process.env, LLMATIC_LOG_LEVEL: "warn" },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}`);
+    if ((await fetch(`${url}/health`).catch(() => null))?.status === 200) break;
+    if (i > 600) throw new Error(`${name} did not become healthy`);
+    await Bun.sleep(100);
+  }
+  return { name, url, proc };
+}
+
+/** Stops servers a benchmark started and waits for them. */
+export async function stopBenchServers(servers: BenchServer[]): Promise<void> {
+  for (const s of servers) s.proc.kill();
+  await Promise.all(servers.map((s) => s.proc.exited));
+}

@@ -34,7 +34,7 @@ import { Vision } from "../src/ffi/vision";
 import { ensureVisionModel, ensureWhisperModel } from "../src/models/synthetic";
 import { png } from "../test/png";
 import { startServerProcess } from "../test/server-process";
-import { defaultThreads, opt, percentile, say } from "./common";
+import { defaultThreads, opt, percentile, say, startBenchServer, stopBenchServers } from "./common";
 
 const threads = opt("--threads", defaultThreads());
 const reps = opt("--reps", 9);
@@ -108,33 +108,19 @@ async function images(): Promise<void> {
   // TTFT with one image, llmatic against llama-server
   const same = ["-c", "2048", "-np", "1"];
   const ours = await startServerProcess(["-m", vModel, "--mmproj", projector, "--threads", String(threads), ...same]);
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const theirs = Bun.spawn(
-    [
-      toolPath("llama-server"),
-      "-m",
-      vModel,
-      "--mmproj",
-      projector,
-      "-t",
-      String(threads),
-      ...same,
-      "--port",
-      String(port),
-      "--host",
-      "127.0.0.1",
-      "--no-webui",
-    ],
-    { stdout: "ignore", stderr: "ignore" },
-  );
-  const theirsUrl = `http://127.0.0.1:${port}`;
+  const theirs = await startBenchServer("llama-server", [
+    toolPath("llama-server"),
+    "-m",
+    vModel,
+    "--mmproj",
+    projector,
+    "-t",
+    String(threads),
+    ...same,
+    "--no-webui",
+  ]);
+  const theirsUrl = theirs.url;
   try {
-    for (let i = 0; ; i++) {
-      if (theirs.exitCode !== null) throw new Error(`llama-server exited with ${theirs.exitCode}`);
-      if ((await fetch(`${theirsUrl}/health`).catch(() => null))?.status === 200) break;
-      if (i > 300) throw new Error("llama-server did not become healthy");
-      await Bun.sleep(100);
-    }
     let n = 0;
     const once = async (url: string): Promise<{ ms: number; prompt: number }> => {
       const img = png(320, 240, (x, y) => [(x + n * 7) & 255, (y * 3 + n) & 255, (x ^ y ^ n) & 255]);
@@ -181,8 +167,7 @@ async function images(): Promise<void> {
     );
   } finally {
     await ours.stop();
-    theirs.kill();
-    await theirs.exited;
+    await stopBenchServers([theirs]);
   }
 }
 

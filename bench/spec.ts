@@ -18,7 +18,16 @@
 import { join } from "node:path";
 import { toolPath } from "../native/build";
 import { modelIdOf } from "../src/config";
-import { benchModel, defaultThreads, opt, percentile, say } from "./common";
+import {
+  type BenchServer,
+  benchModel,
+  defaultThreads,
+  opt,
+  percentile,
+  say,
+  startBenchServer,
+  stopBenchServers,
+} from "./common";
 
 const threads = opt("--threads", defaultThreads());
 const reps = opt("--reps", 5);
@@ -27,43 +36,13 @@ const ROOT = join(import.meta.dir, "..");
 const model = await benchModel();
 const same = ["-m", model, "-c", "4096", "-t", String(threads), "-np", "1"];
 
-async function freePort(): Promise<number> {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = s.port;
-  s.stop(true);
-  return p;
-}
-
-interface Server {
-  name: string;
-  url: string;
-  proc: ReturnType<typeof Bun.spawn>;
-}
-
-async function start(name: string, cmd: string[]): Promise<Server> {
-  const port = await freePort();
-  const proc = Bun.spawn([...cmd, "--port", String(port), "--host", "127.0.0.1"], {
-    stdout: "ignore",
-    stderr: "ignore",
-    env: { ...process.env, LLMATIC_LOG_LEVEL: "warn" },
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}`);
-    if ((await fetch(`${url}/health`).catch(() => null))?.status === 200) break;
-    if (i > 600) throw new Error(`${name} did not become healthy`);
-    await Bun.sleep(100);
-  }
-  return { name, url, proc };
-}
-
 const WORKLOADS = {
   repeating: { temperature: 0 },
   sampled: { temperature: 1.0, top_k: 8, top_p: 1, min_p: 0 },
 } as const;
 
 /** Generation tokens/s after the first token of one streamed request. */
-async function run(s: Server, sampling: object, seed: number): Promise<number> {
+async function run(s: BenchServer, sampling: object, seed: number): Promise<number> {
   const r = await fetch(`${s.url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -108,7 +87,7 @@ async function run(s: Server, sampling: object, seed: number): Promise<number> {
   return (n - 1) / ((last - first) / 1000);
 }
 
-async function drafts(s: Server): Promise<{ proposed: number; kept: number }> {
+async function drafts(s: BenchServer): Promise<{ proposed: number; kept: number }> {
   const text = await (await fetch(`${s.url}/metrics`)).text();
   const num = (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)`, "m").exec(text)?.[1] ?? 0);
   return { proposed: num("llmatic_draft_tokens_total"), kept: num("llmatic_draft_accepted_total") };
@@ -116,11 +95,17 @@ async function drafts(s: Server): Promise<{ proposed: number; kept: number }> {
 
 const main = join(ROOT, "src", "main.ts");
 const servers = [
-  await start("llmatic spec", [process.execPath, main, ...same, "--draft-max", String(opt("--draft-max", 8))]),
-  await start("llmatic plain", [process.execPath, main, ...same, "--draft-max", "0"]),
-  await start("llama-server", [toolPath("llama-server"), ...same, "--no-webui"]),
+  await startBenchServer("llmatic spec", [
+    process.execPath,
+    main,
+    ...same,
+    "--draft-max",
+    String(opt("--draft-max", 8)),
+  ]),
+  await startBenchServer("llmatic plain", [process.execPath, main, ...same, "--draft-max", "0"]),
+  await startBenchServer("llama-server", [toolPath("llama-server"), ...same, "--no-webui"]),
 ];
-const [specS, plainS, theirs] = servers as [Server, Server, Server];
+const [specS, plainS, theirs] = servers as [BenchServer, BenchServer, BenchServer];
 try {
   say(`${model}: ${tokens} tokens a request, ${threads} threads, ${reps} reps, one request at a time`);
   for (const s of servers) await run(s, WORKLOADS.repeating, 1);
@@ -134,7 +119,7 @@ try {
     const proposed = d1.proposed - d0.proposed;
     const kept = d1.kept - d0.kept;
     const acceptance = proposed ? kept / proposed : 0;
-    const med = (s: Server) => percentile(got.get(s.name) as number[], 50);
+    const med = (s: BenchServer) => percentile(got.get(s.name) as number[], 50);
     const ratio = med(specS) / med(plainS);
     for (const s of servers) {
       say(`${name}: ${s.name} ${(got.get(s.name) as number[]).map((x) => x.toFixed(1)).join(" ")} t/s`);
@@ -145,6 +130,5 @@ try {
     );
   }
 } finally {
-  for (const s of servers) s.proc.kill();
-  await Promise.all(servers.map((s) => s.proc.exited));
+  await stopBenchServers(servers);
 }

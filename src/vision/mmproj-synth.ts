@@ -82,20 +82,62 @@ function filler(type: GgmlType, std: number | null, constant: number, seed: numb
 }
 
 /** Dims are ggml's order (ne[0] first: a weight is [n_in, n_out]). */
-function tensorsFor(s: ProjectorShape): TensorSpec[] {
-  let seed = s.seed;
-  const w = (name: string, dims: number[], type = GgmlType.F32, std = 0.02): TensorSpec => ({
+type Weight = (name: string, dims: number[], type?: GgmlType, std?: number) => TensorSpec;
+type Constant = (name: string, n: number, value: number) => TensorSpec;
+
+/** Random weights (each tensor its own seed, in order) and constant vectors. */
+function makers(first: number): { w: Weight; c: Constant } {
+  let seed = first;
+  const w: Weight = (name, dims, type = GgmlType.F32, std = 0.02) => ({
     name,
     dims,
     type,
     fill: filler(type, std, 0, seed++),
   });
-  const c = (name: string, n: number, value: number): TensorSpec => ({
+  const c: Constant = (name, n, value) => ({
     name,
     dims: [n],
     type: GgmlType.F32,
     fill: filler(GgmlType.F32, null, value, 0),
   });
+  return { w, c };
+}
+
+/**
+ * The ViT blocks both projectors share, as clip.cpp loads them: pre-norm
+ * LayerNorms with biases, separate q/k/v with biases (attn_qkv is the fused
+ * alternative; the graphs add each bias unconditionally, and attn_out.weight is
+ * the one per-layer tensor load_tensors requires besides ffn_up/ffn_down), and
+ * an MLP of up, quick GELU, down with the correct names (no ffn_gate).
+ */
+function vitBlocks(nLayer: number, e: number, nFf: number, w: Weight, c: Constant): TensorSpec[] {
+  const out: TensorSpec[] = [];
+  for (let i = 0; i < nLayer; i++) {
+    const p = `v.blk.${i}`;
+    out.push(
+      c(`${p}.ln1.weight`, e, 1),
+      c(`${p}.ln1.bias`, e, 0),
+      w(`${p}.attn_q.weight`, [e, e]),
+      c(`${p}.attn_q.bias`, e, 0),
+      w(`${p}.attn_k.weight`, [e, e]),
+      c(`${p}.attn_k.bias`, e, 0),
+      w(`${p}.attn_v.weight`, [e, e]),
+      c(`${p}.attn_v.bias`, e, 0),
+      w(`${p}.attn_out.weight`, [e, e]),
+      c(`${p}.attn_out.bias`, e, 0),
+      c(`${p}.ln2.weight`, e, 1),
+      c(`${p}.ln2.bias`, e, 0),
+      w(`${p}.ffn_up.weight`, [e, nFf]),
+      c(`${p}.ffn_up.bias`, nFf, 0),
+      w(`${p}.ffn_down.weight`, [nFf, e]),
+      c(`${p}.ffn_down.bias`, e, 0),
+    );
+  }
+  return out;
+}
+
+function tensorsFor(s: ProjectorShape): TensorSpec[] {
+  const { w, c } = makers(s.seed);
   const e = s.nEmbd;
   const nPatches = (s.imageSize / s.patchSize) ** 2;
   const out: TensorSpec[] = [
@@ -113,30 +155,7 @@ function tensorsFor(s: ProjectorShape): TensorSpec[] {
     c("v.pre_ln.weight", e, 1),
     c("v.pre_ln.bias", e, 0),
   ];
-  for (let i = 0; i < s.nLayer; i++) {
-    const p = `v.blk.${i}`;
-    out.push(
-      c(`${p}.ln1.weight`, e, 1),
-      c(`${p}.ln1.bias`, e, 0),
-      // separate q/k/v (attn_qkv is the fused alternative); attn_out.weight is the one
-      // per-layer tensor load_tensors requires besides ffn_up/ffn_down
-      w(`${p}.attn_q.weight`, [e, e]),
-      c(`${p}.attn_q.bias`, e, 0),
-      w(`${p}.attn_k.weight`, [e, e]),
-      c(`${p}.attn_k.bias`, e, 0),
-      w(`${p}.attn_v.weight`, [e, e]),
-      c(`${p}.attn_v.bias`, e, 0),
-      w(`${p}.attn_out.weight`, [e, e]),
-      c(`${p}.attn_out.bias`, e, 0),
-      c(`${p}.ln2.weight`, e, 1),
-      c(`${p}.ln2.bias`, e, 0),
-      // the correct names (up: n_embd -> n_ff); no ffn_gate, so build_ffn is up, act, down
-      w(`${p}.ffn_up.weight`, [e, s.nFf]),
-      c(`${p}.ffn_up.bias`, s.nFf, 0),
-      w(`${p}.ffn_down.weight`, [s.nFf, e]),
-      c(`${p}.ffn_down.bias`, e, 0),
-    );
-  }
+  out.push(...vitBlocks(s.nLayer, e, s.nFf, w, c));
   // the "mlp" projector: mm.0, GELU, mm.2 (every add is unconditional: the biases are
   // required although loaded as optional); clip_n_mmproj_embd is mm.2.weight's ne[1]
   out.push(
@@ -285,19 +304,7 @@ export function qwen2vlImageTokens(
 
 /** Dims are ggml's order (ne[0] first: a weight is [n_in, n_out]). */
 function qwen2vlTensorsFor(s: Qwen2vlProjectorShape): TensorSpec[] {
-  let seed = s.seed;
-  const w = (name: string, dims: number[], type = GgmlType.F32, std = 0.02): TensorSpec => ({
-    name,
-    dims,
-    type,
-    fill: filler(type, std, 0, seed++),
-  });
-  const c = (name: string, n: number, value: number): TensorSpec => ({
-    name,
-    dims: [n],
-    type: GgmlType.F32,
-    fill: filler(GgmlType.F32, null, value, 0),
-  });
+  const { w, c } = makers(s.seed);
   const e = s.nEmbd;
   const merged = 4 * e; // a 2 x 2 block of patches, concatenated
   const out: TensorSpec[] = [
@@ -306,30 +313,7 @@ function qwen2vlTensorsFor(s: Qwen2vlProjectorShape): TensorSpec[] {
     w("v.patch_embd.weight", [s.patchSize, s.patchSize, 3, e], GgmlType.F16),
     w("v.patch_embd.weight.1", [s.patchSize, s.patchSize, 3, e], GgmlType.F16),
   ];
-  for (let i = 0; i < s.nLayer; i++) {
-    const p = `v.blk.${i}`;
-    out.push(
-      c(`${p}.ln1.weight`, e, 1),
-      c(`${p}.ln1.bias`, e, 0),
-      // the checkpoint's fused qkv, split by the converter; the graph adds each bias
-      // unconditionally, so they are required
-      w(`${p}.attn_q.weight`, [e, e]),
-      c(`${p}.attn_q.bias`, e, 0),
-      w(`${p}.attn_k.weight`, [e, e]),
-      c(`${p}.attn_k.bias`, e, 0),
-      w(`${p}.attn_v.weight`, [e, e]),
-      c(`${p}.attn_v.bias`, e, 0),
-      w(`${p}.attn_out.weight`, [e, e]),
-      c(`${p}.attn_out.bias`, e, 0),
-      c(`${p}.ln2.weight`, e, 1),
-      c(`${p}.ln2.bias`, e, 0),
-      // mlp.fc1 / mlp.fc2; no gate (Qwen2-VL's ViT MLP is fc1, quick GELU, fc2)
-      w(`${p}.ffn_up.weight`, [e, s.nFf]),
-      c(`${p}.ffn_up.bias`, s.nFf, 0),
-      w(`${p}.ffn_down.weight`, [s.nFf, e]),
-      c(`${p}.ffn_down.bias`, e, 0),
-    );
-  }
+  out.push(...vitBlocks(s.nLayer, e, s.nFf, w, c));
   // merger.ln_q (optional in clip.cpp, present in every real file), then
   // merger.mlp.0 (4e -> 4e), GELU, merger.mlp.2 (4e -> text n_embd); the four
   // mm tensors are required, and clip_n_mmproj_embd is mm.2.bias's length
