@@ -180,6 +180,32 @@ const f32a = (value: number[]): MetaEntry => ({ type: ValueType.ARRAY, arrayType
  * feed_forward_length, block_count, projection_dim, attention.layer_norm_epsilon,
  * image_size, patch_size}; image_mean/image_std are "optional" but must have 3 values.
  */
+/** The vision tower's keys clip.cpp's load_hparams requires (in one order: the files stay byte-identical). */
+function setVisionTower(
+  m: Map<string, MetaEntry>,
+  s: {
+    imageSize: number;
+    patchSize: number;
+    nEmbd: number;
+    nFf: number;
+    nEmbdText: number;
+    nHead: number;
+    nLayer: number;
+  },
+  eps: number,
+): void {
+  m.set("clip.vision.image_size", u32v(s.imageSize));
+  m.set("clip.vision.patch_size", u32v(s.patchSize));
+  m.set("clip.vision.embedding_length", u32v(s.nEmbd));
+  m.set("clip.vision.feed_forward_length", u32v(s.nFf));
+  m.set("clip.vision.projection_dim", u32v(s.nEmbdText));
+  m.set("clip.vision.attention.head_count", u32v(s.nHead));
+  m.set("clip.vision.attention.layer_norm_epsilon", f32v(eps));
+  m.set("clip.vision.block_count", u32v(s.nLayer));
+  m.set("clip.vision.image_mean", f32a(CLIP_MEAN));
+  m.set("clip.vision.image_std", f32a(CLIP_STD));
+}
+
 function metadataFor(s: ProjectorShape): Map<string, MetaEntry> {
   const m = new Map<string, MetaEntry>();
   m.set("general.architecture", str("clip"));
@@ -191,17 +217,8 @@ function metadataFor(s: ProjectorShape): Map<string, MetaEntry> {
   m.set("clip.has_text_encoder", boolv(false)); // converter's; clip.cpp ignores it
   m.set("clip.has_llava_projector", boolv(true)); // ditto (clip.cpp derives it from the type)
   m.set("clip.projector_type", str("mlp"));
-  m.set("clip.vision.image_size", u32v(s.imageSize));
-  m.set("clip.vision.patch_size", u32v(s.patchSize));
-  m.set("clip.vision.embedding_length", u32v(s.nEmbd));
-  m.set("clip.vision.feed_forward_length", u32v(s.nFf));
-  // CLIP's visual_projection width; required but unused by the "mlp" graph
-  m.set("clip.vision.projection_dim", u32v(s.nEmbdText));
-  m.set("clip.vision.attention.head_count", u32v(s.nHead));
-  m.set("clip.vision.attention.layer_norm_epsilon", f32v(1e-5));
-  m.set("clip.vision.block_count", u32v(s.nLayer));
-  m.set("clip.vision.image_mean", f32a(CLIP_MEAN));
-  m.set("clip.vision.image_std", f32a(CLIP_STD));
+  // projection_dim: CLIP's visual_projection width; required but unused by the "mlp" graph
+  setVisionTower(m, s, 1e-5);
   // false: the ViT's FFN uses quick GELU, as CLIP ViT-L does (the projector always uses GELU)
   m.set("clip.use_gelu", boolv(false));
   return m;
@@ -341,17 +358,8 @@ function qwen2vlMetadataFor(s: Qwen2vlProjectorShape): Map<string, MetaEntry> {
   m.set("general.file_type", u32v(1));
   m.set("clip.has_vision_encoder", boolv(true));
   m.set("clip.projector_type", str("qwen2vl_merger"));
-  m.set("clip.vision.image_size", u32v(s.imageSize));
-  m.set("clip.vision.patch_size", u32v(s.patchSize));
-  m.set("clip.vision.embedding_length", u32v(s.nEmbd));
-  m.set("clip.vision.feed_forward_length", u32v(s.nFf));
-  m.set("clip.vision.projection_dim", u32v(s.nEmbdText));
-  m.set("clip.vision.attention.head_count", u32v(s.nHead));
-  m.set("clip.vision.attention.layer_norm_epsilon", f32v(1e-6));
-  m.set("clip.vision.block_count", u32v(s.nLayer));
   // Qwen2-VL's preprocessor_config.json carries CLIP's (OpenAI) mean and std
-  m.set("clip.vision.image_mean", f32a(CLIP_MEAN));
-  m.set("clip.vision.image_std", f32a(CLIP_STD));
+  setVisionTower(m, s, 1e-6);
   return m;
 }
 
