@@ -110,17 +110,25 @@ export async function ensureWhisperModel(): Promise<string> {
  */
 export const VISION_DIR = join(MODELS_DIR, "vision");
 
-export async function ensureVisionModel(): Promise<{ model: string; projector: string }> {
-  const model = join(VISION_DIR, "llmatic-tiny-vision.gguf");
-  const projector = join(VISION_DIR, "mmproj-llmatic-tiny-vision.gguf");
-  mkdirSync(VISION_DIR, { recursive: true });
-  if (!existsSync(model)) {
-    await synthesize({ ...TINY_SHAPE, name: "llmatic-tiny-vision (random weights)" }, model);
-  }
-  if (!existsSync(projector)) {
+export function ensureVisionModel(): Promise<{ model: string; projector: string }> {
+  return ensureModelWithProjector(VISION_DIR, "llmatic-tiny-vision", TINY_SHAPE, async (path) => {
     const { TINY_PROJECTOR_SHAPE, writeSyntheticProjector } = await import("../vision/mmproj-synth");
-    writeSyntheticProjector(TINY_PROJECTOR_SHAPE, projector);
-  }
+    writeSyntheticProjector(TINY_PROJECTOR_SHAPE, path);
+  });
+}
+
+/** `name`.gguf (of `shape`) and mmproj-`name`.gguf (what `writeProjector` writes) side by side in `dir`. */
+async function ensureModelWithProjector(
+  dir: string,
+  name: string,
+  shape: ModelShape,
+  writeProjector: (path: string) => Promise<void>,
+): Promise<{ model: string; projector: string }> {
+  const model = join(dir, `${name}.gguf`);
+  const projector = join(dir, `mmproj-${name}.gguf`);
+  mkdirSync(dir, { recursive: true });
+  if (!existsSync(model)) await synthesize({ ...shape, name: `${name} (random weights)` }, model);
+  if (!existsSync(projector)) await writeProjector(projector);
   return { model, projector };
 }
 
@@ -134,18 +142,16 @@ export async function ensureVisionModel(): Promise<{ model: string; projector: s
  */
 export const VISION_MROPE_DIR = join(MODELS_DIR, "vision-mrope");
 
-export async function ensureQwenVisionModel(): Promise<{ model: string; projector: string }> {
-  const model = join(VISION_MROPE_DIR, "llmatic-tiny-qwen2vl.gguf");
-  const projector = join(VISION_MROPE_DIR, "mmproj-llmatic-tiny-qwen2vl.gguf");
-  mkdirSync(VISION_MROPE_DIR, { recursive: true });
-  if (!existsSync(model)) {
-    await synthesize({ ...TINY_SHAPE, name: "llmatic-tiny-qwen2vl (random weights)", arch: "qwen2vl" }, model);
-  }
-  if (!existsSync(projector)) {
-    const { TINY_QWEN2VL_PROJECTOR_SHAPE, writeSyntheticQwen2vlProjector } = await import("../vision/mmproj-synth");
-    writeSyntheticQwen2vlProjector(TINY_QWEN2VL_PROJECTOR_SHAPE, projector);
-  }
-  return { model, projector };
+export function ensureQwenVisionModel(): Promise<{ model: string; projector: string }> {
+  return ensureModelWithProjector(
+    VISION_MROPE_DIR,
+    "llmatic-tiny-qwen2vl",
+    { ...TINY_SHAPE, arch: "qwen2vl" },
+    async (path) => {
+      const { TINY_QWEN2VL_PROJECTOR_SHAPE, writeSyntheticQwen2vlProjector } = await import("../vision/mmproj-synth");
+      writeSyntheticQwen2vlProjector(TINY_QWEN2VL_PROJECTOR_SHAPE, path);
+    },
+  );
 }
 
 export async function ensureTinyModel(log: (s: string) => void = () => {}): Promise<string> {

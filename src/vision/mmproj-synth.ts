@@ -10,9 +10,10 @@ import { renameSync } from "node:fs";
 import { GgmlType, type MetaEntry, type TensorSpec, ValueType, writeGguf } from "../gguf/gguf";
 import { rng, toHalf } from "../gguf/synth";
 
-export interface ProjectorShape {
+/** What both projectors' vision towers (a ViT) are made of. */
+interface VisionTower {
   name: string;
-  /** the square side every image is resized to (mtmd's fixed-size preprocessor for "mlp") */
+  /** the square side images are resized to (required by load_hparams even where sizes are dynamic) */
   imageSize: number;
   patchSize: number;
   /** the ViT's width, heads, FFN width and blocks */
@@ -20,11 +21,15 @@ export interface ProjectorShape {
   nHead: number;
   nFf: number;
   nLayer: number;
-  /** the projector's hidden width (mm.0's output) */
-  nMmHidden: number;
   /** the projector's output width: must equal the text model's n_embd (mtmd checks it) */
   nEmbdText: number;
   seed: number;
+}
+
+/** LLaVA's "mlp": every image is resized to imageSize (mtmd's fixed-size preprocessor). */
+export interface ProjectorShape extends VisionTower {
+  /** the projector's hidden width (mm.0's output) */
+  nMmHidden: number;
 }
 
 /**
@@ -181,19 +186,7 @@ const f32a = (value: number[]): MetaEntry => ({ type: ValueType.ARRAY, arrayType
  * image_size, patch_size}; image_mean/image_std are "optional" but must have 3 values.
  */
 /** The vision tower's keys clip.cpp's load_hparams requires (in one order: the files stay byte-identical). */
-function setVisionTower(
-  m: Map<string, MetaEntry>,
-  s: {
-    imageSize: number;
-    patchSize: number;
-    nEmbd: number;
-    nFf: number;
-    nEmbdText: number;
-    nHead: number;
-    nLayer: number;
-  },
-  eps: number,
-): void {
+function setVisionTower(m: Map<string, MetaEntry>, s: VisionTower, eps: number): void {
   m.set("clip.vision.image_size", u32v(s.imageSize));
   m.set("clip.vision.patch_size", u32v(s.patchSize));
   m.set("clip.vision.embedding_length", u32v(s.nEmbd));
@@ -247,21 +240,13 @@ export function writeSyntheticProjector(shape: ProjectorShape, outPath: string):
 // tokens takes max(nx, ny) positions. mtmd wraps it in <|vision_start|> ...
 // <|vision_end|> (both in the Qwen2.5 vocabulary as control tokens).
 
-export interface Qwen2vlProjectorShape {
-  name: string;
-  /** required by load_hparams, unused for this projector (dynamic sizes; the warmup is 46 x 46 tokens) */
-  imageSize: number;
-  /** a token is a 2 x 2 block of patches, so images are resized to multiples of 2 * patchSize */
-  patchSize: number;
-  /** the ViT's width (a multiple of 4 * nHead: M-RoPE needs head_dim % 4 == 0), heads, FFN width, blocks */
-  nEmbd: number;
-  nHead: number;
-  nFf: number;
-  nLayer: number;
-  /** the merger's output width: must equal the text model's n_embd (mtmd checks it) */
-  nEmbdText: number;
-  seed: number;
-}
+/**
+ * Qwen2-VL's merger: images keep their size (rounded to multiples of 2 *
+ * patchSize: a token is a 2 x 2 block of patches); nEmbd must be a multiple of
+ * 4 * nHead (M-RoPE needs head_dim % 4 == 0). imageSize is unused (the warmup
+ * is 46 x 46 tokens).
+ */
+export type Qwen2vlProjectorShape = VisionTower;
 
 /**
  * About 240 KB. Real Qwen2-VL's patch of 14 px: a token covers 28 x 28 px. clip.cpp
