@@ -2,9 +2,8 @@
 // prompt, as llama.cpp converts Qwen3-Reranker) ranks with its head: the same
 // scores, pair for pair, as llama.cpp's own llama-server --rerank on the same file.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { toolPath } from "../native/build";
 import { ensureRerankerModel } from "../src/models/synthetic";
-import { type ServerProcess, startServerProcess } from "./server-process";
+import { type ServerProcess, startLlamaServer, startServerProcess } from "./server-process";
 
 setDefaultTimeout(60_000);
 
@@ -24,24 +23,10 @@ const post = async (url: string, path: string, body: unknown) => {
 beforeAll(async () => {
   const path = await ensureRerankerModel();
   ours = await startServerProcess(["-m", path, "--parallel", "1", "-c", "2048"]);
-  const free = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
-  const port = free.port;
-  free.stop(true);
-  theirs = Bun.spawn(
-    [toolPath("llama-server"), "-m", path, "--rerank", "-c", "2048", "-t", "2", "--host", "127.0.0.1"],
-    { stdout: "ignore", stderr: "ignore", env: { ...process.env, LLAMA_ARG_PORT: String(port) } },
-  );
-  theirsUrl = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const ok = await fetch(`${theirsUrl}/health`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) break;
-    if (Date.now() > deadline || theirs.exitCode !== null) throw new Error("llama-server did not start");
-    await Bun.sleep(100);
-  }
+  ({ url: theirsUrl, proc: theirs } = await startLlamaServer(
+    ["-m", path, "--rerank", "-c", "2048", "-t", "2"],
+    30_000,
+  ));
 });
 
 afterAll(async () => {

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll } from "bun:test";
 import { join } from "node:path";
 import OpenAI from "openai";
+import { toolPath } from "../native/build";
 
 export interface ServerProcess {
   url: string;
@@ -14,6 +15,34 @@ export interface ServerProcess {
 }
 
 const ROOT = join(import.meta.dir, "..");
+
+/** llama.cpp's own llama-server (built from the same source) on a free loopback port, once /health answers. */
+export async function startLlamaServer(
+  args: string[],
+  timeoutMs = 60_000,
+): Promise<{ url: string; proc: ReturnType<typeof Bun.spawn> }> {
+  const free = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+  const port = free.port;
+  free.stop(true);
+  const proc = Bun.spawn([toolPath("llama-server"), ...args, "--host", "127.0.0.1", "--port", String(port)], {
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await fetch(`${url}/health`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return { url, proc };
+    if (Date.now() > deadline || proc.exitCode !== null) {
+      proc.kill();
+      throw new Error("llama-server did not start");
+    }
+    await Bun.sleep(100);
+  }
+}
 
 export async function startServerProcess(
   args: string[],

@@ -4,11 +4,10 @@
 // images, and after a cached image, against llama.cpp's own llama-server
 // --mmproj on the same files.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { toolPath } from "../native/build";
 import { ensureQwenVisionModel } from "../src/models/synthetic";
 import { qwen2vlImageTokens } from "../src/vision/mmproj-synth";
 import { png } from "./png";
-import { type ServerProcess, startServerProcess } from "./server-process";
+import { type ServerProcess, startLlamaServer, startServerProcess } from "./server-process";
 
 setDefaultTimeout(120_000);
 
@@ -22,41 +21,19 @@ const uri = (b: Buffer) => `data:image/png;base64,${b.toString("base64")}`;
 beforeAll(async () => {
   const { model, projector } = await ensureQwenVisionModel();
   ours = await startServerProcess(["-m", model, "--parallel", "2", "-c", "4096", "--threads", "2"]);
-  const free = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
-  const port = free.port;
-  free.stop(true);
-  theirs = Bun.spawn(
-    [
-      toolPath("llama-server"),
-      "-m",
-      model,
-      "--mmproj",
-      projector,
-      "-c",
-      "4096",
-      "-np",
-      "2",
-      "-t",
-      "2",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--no-webui",
-    ],
-    { stdout: "ignore", stderr: "ignore" },
-  );
-  theirsUrl = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const ok = await fetch(`${theirsUrl}/health`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) break;
-    if (Date.now() > deadline || theirs.exitCode !== null) throw new Error("llama-server did not start");
-    await Bun.sleep(100);
-  }
+  ({ url: theirsUrl, proc: theirs } = await startLlamaServer([
+    "-m",
+    model,
+    "--mmproj",
+    projector,
+    "-c",
+    "4096",
+    "-np",
+    "2",
+    "-t",
+    "2",
+    "--no-webui",
+  ]));
 });
 
 afterAll(async () => {
