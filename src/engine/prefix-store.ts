@@ -14,7 +14,6 @@ export interface SavedImage {
 export interface SavedPrefix {
   tokens: number[];
   images: SavedImage[];
-  lag: number;
   /** the sequence's state as llama_state_seq_get_data wrote it */
   data: Uint8Array;
 }

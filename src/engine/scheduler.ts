@@ -11,7 +11,7 @@ import type { Model } from "../ffi/model";
 import type { Sampler } from "../ffi/sampler";
 import type { Vision } from "../ffi/vision";
 import { DraftPolicy, ngramDraft } from "./draft";
-import { PrefixStore, type SavedPrefix } from "./prefix-store";
+import { PrefixStore, type SavedImage, type SavedPrefix } from "./prefix-store";
 import type { MediaSpan, Prepared } from "./prepare";
 import { TextAssembler } from "./text";
 import type {
@@ -30,22 +30,29 @@ interface Slot {
   /** tokens whose KV this sequence holds, in position order (an image's as its pseudo-tokens) */
   tokens: number[];
   /** the images among them (where they start, their tokens and positions) */
-  images: { start: number; nTokens: number; nPos: number }[];
-  /** tokens minus positions: what M-RoPE images took fewer positions than tokens (0 without them) */
-  lag: number;
+  images: SavedImage[];
   busy: boolean;
   lastUsed: number;
 }
 
-/** The position the slot's next token takes. */
-const nextPos = (s: Slot) => s.tokens.length - s.lag;
+/** The position the slot's next token takes: M-RoPE images take fewer positions than tokens. */
+function nextPos(s: Slot): number {
+  let lag = 0;
+  for (const im of s.images) lag += im.nTokens - im.nPos;
+  return s.tokens.length - lag;
+}
+
+/** `n`, or less where the n-th token is inside one of `images` (a prefix never holds half an image). */
+function imageSafe(images: readonly SavedImage[], n: number): number {
+  let k = n;
+  for (const im of images) if (im.start < k && k < im.start + im.nTokens) k = im.start;
+  return k;
+}
 
 /** Keeps the slot's first `keep` tokens (never half an image: it keeps less then); returns what it kept. */
 function truncate(s: Slot, keep: number): number {
-  let k = keep;
-  for (const im of s.images) if (im.start < k && k < im.start + im.nTokens) k = im.start;
+  const k = imageSafe(s.images, keep);
   s.images = s.images.filter((im) => im.start + im.nTokens <= k);
-  s.lag = s.images.reduce((a, im) => a + im.nTokens - im.nPos, 0);
   s.tokens.length = k;
   return k;
 }
@@ -200,7 +207,6 @@ export class Scheduler {
       seq,
       tokens: [],
       images: [],
-      lag: 0,
       busy: false,
       lastUsed: 0,
     }));
@@ -405,7 +411,7 @@ export class Scheduler {
     const keeps = useSaved || donor ? 0 : Math.min(own, prompt.length - 1);
     if (this.store && slot.tokens.length - keeps >= MIN_SAVE && !this.store.holds(slot.tokens)) {
       const data = this.ctx.saveSequence(slot.seq);
-      if (data) this.store.add({ tokens: slot.tokens.slice(), images: slot.images.slice(), lag: slot.lag, data });
+      if (data) this.store.add({ tokens: slot.tokens.slice(), images: slot.images.slice(), data });
     }
     if (useSaved) return this.restore(slot, saved.entry, saved.n);
     if (!donor) return own;
@@ -415,45 +421,42 @@ export class Scheduler {
   /** Loads a prefix saved in host memory into `slot`; `n` of its tokens are the prompt's. */
   private restore(slot: Slot, e: SavedPrefix, n: number): number {
     this.ctx.seqRemove(slot.seq, -1, -1);
-    if (!this.ctx.loadSequence(slot.seq, e.data)) {
-      this.ctx.seqRemove(slot.seq, -1, -1);
-      truncate(slot, 0);
-      return 0;
-    }
+    if (!this.ctx.loadSequence(slot.seq, e.data)) return this.forget(slot);
     (this.store as PrefixStore).touch(e);
-    slot.tokens = e.tokens.slice();
-    slot.images = e.images.slice();
-    slot.lag = e.lag;
-    const kept = truncate(slot, n);
-    this.ctx.seqRemove(slot.seq, nextPos(slot), -1);
+    const kept = this.keepPrefix(slot, e, n);
     (this.store as PrefixStore).restored += kept;
     return kept;
   }
 
   /**
-   * Copies `best` tokens of another slot's prefix into `slot` (llama.cpp
-   * copies the cells between the sequences' streams at its next decode). The
-   * other slot keeps its cells and goes on.
+   * Copies `n` tokens of another slot's prefix into `slot` (llama.cpp copies the
+   * cells between the sequences' streams at its next decode). The other slot
+   * keeps its cells and goes on.
    */
-  private borrowFrom(donor: Slot, slot: Slot, best: number, own: number): number {
-    const n = truncate({ ...donor, tokens: donor.tokens.slice(0, best) }, best);
-    if (n <= own) return own;
-    const images = donor.images.filter((im) => im.start + im.nTokens <= n);
-    const lag = images.reduce((a, im) => a + im.nTokens - im.nPos, 0);
+  private borrowFrom(donor: Slot, slot: Slot, n: number, own: number): number {
+    if (imageSafe(donor.images, n) <= own) return own;
     this.ctx.seqRemove(slot.seq, -1, -1);
     // between two slots' streams llama.cpp copies whole sequences only: all of it, then the tail goes
     this.ctx.seqCopy(donor.seq, slot.seq, -1, -1);
-    if (!this.ctx.seqRemove(slot.seq, n - lag, -1)) {
-      // a memory that cannot drop a tail (recurrent state): nothing is borrowed
-      this.ctx.seqRemove(slot.seq, -1, -1);
-      truncate(slot, 0);
-      return 0;
-    }
-    slot.tokens = donor.tokens.slice(0, n);
-    slot.images = images;
-    slot.lag = lag;
-    this.borrowed += n;
-    return n;
+    const kept = this.keepPrefix(slot, donor, n);
+    this.borrowed += kept;
+    return kept;
+  }
+
+  /** `slot`'s KV is now a whole sequence holding `from`'s tokens: keeps the first `n` of them. */
+  private keepPrefix(slot: Slot, from: { tokens: number[]; images: SavedImage[] }, n: number): number {
+    slot.tokens = from.tokens.slice();
+    slot.images = from.images.slice();
+    const kept = truncate(slot, n);
+    // a memory that cannot drop a tail (recurrent state) keeps nothing
+    return this.ctx.seqRemove(slot.seq, nextPos(slot), -1) ? kept : this.forget(slot);
+  }
+
+  /** Empties `slot` (its KV and what it records); returns 0, the tokens it now holds. */
+  private forget(slot: Slot): number {
+    this.ctx.seqRemove(slot.seq, -1, -1);
+    truncate(slot, 0);
+    return 0;
   }
 
   /** One decode step (and at most one embedding input). Returns false when there was nothing to do. */
@@ -549,7 +552,6 @@ export class Scheduler {
           this.ctx.seqCopy(primary.seq, c.slot.seq, -1, -1);
           c.slot.tokens = primary.tokens.slice();
           c.slot.images = primary.images.slice();
-          c.slot.lag = primary.lag;
         }
         for (const c of job.choices) c.outIdx = job.promptOutIdx;
         job.state = "generate";
@@ -593,7 +595,6 @@ export class Scheduler {
         }
         for (let i = 0; i < image.nTokens; i++) slot.tokens.push(job.prompt[image.start + i] as number);
         slot.images.push({ start: image.start, nTokens: image.nTokens, nPos: image.nPos });
-        slot.lag += image.nTokens - image.nPos;
         job.prefillPos += image.nTokens;
         job.nextMedia++;
         image = job.media[job.nextMedia];
@@ -869,9 +870,7 @@ export class Scheduler {
     if (!job.failed) job.emit({ type: "error", code, message, param: null });
     job.failed = true;
     for (const c of job.choices) {
-      if (!c.slot) continue;
-      this.ctx.seqRemove(c.slot.seq, -1, -1);
-      truncate(c.slot, 0);
+      if (c.slot) this.forget(c.slot);
     }
     this.finishJob(job, "stop");
   }
