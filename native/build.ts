@@ -62,6 +62,7 @@ const SHIM_SOURCES = [
   "src/chat.cpp",
   "src/sampler.cpp",
   "src/qgemm.cpp",
+  "src/qgemm_k.cpp",
   "src/train.cpp",
   "src/audio.cpp",
   "src/vision.cpp",

@@ -413,7 +413,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 1 << 20,
     default: 16,
     arg: "N",
-    help: "decode batches of 2..N tokens multiply Q8_0/Q5_0 weights with llmatic's AVX512-VNNI kernel where the CPU has one (0 = off)",
+    help: "decode batches of up to N tokens use llmatic's small-batch kernels: Q4_K/Q6_K weights (1..N tokens, AVX2 or AVX512-VNNI; a Q4_K_M model then loads without ggml's repacking) and Q8_0/Q5_0 weights (2..N tokens, AVX512-VNNI only). 0 = off (ggml's kernels, repacking as usual)",
   },
   {
     key: "isolation",

@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define LLMATIC_ABI_VERSION 8
+#define LLMATIC_ABI_VERSION 9
 
 // The largest grammar (GBNF text) built from a request's schema or tools.
 #define LLMATIC_MAX_GRAMMAR_BYTES (2u * 1024u * 1024u)
@@ -56,8 +56,14 @@ uint32_t llmatic_sgemm_declined(void);
 // tokens took 64 ms with tinyBLAS and 34 ms with it (Qwen2-0.5B shape, 2
 // threads). 0 turns it off. Returns the previous value (-1: not linked in).
 int32_t llmatic_set_qgemm_max_batch(int32_t max_batch);
-// Products computed by that kernel so far (wraps around).
+// Products computed by that kernel so far (wraps around). The same switch and
+// counter cover the K-quant kernels (Q4_K/Q6_K weights, 1..max_batch columns,
+// AVX2 or AVX512-VNNI, see qgemm_k.cpp).
 uint32_t llmatic_qgemm_calls(void);
+// ggml's own dequantization of n values (a whole number of blocks) of `type`
+// into floats: the reference the kernels' tests compare with. Returns false
+// for a type ggml cannot dequantize or an n that is not whole blocks.
+bool llmatic_dequantize(int32_t type, const void * src, float * dst, int64_t n);
 
 // ---- model ----------------------------------------------------------------
 // progress (may be NULL) receives 0..1 while loading; loading aborts when

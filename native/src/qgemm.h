@@ -19,6 +19,18 @@ bool llmatic_qgemm_supported(void);
 bool llmatic_qgemm(int ith, int nth, int64_t m, int64_t n, int64_t k, const void * A, int64_t lda, const void * B,
                    int64_t ldb, void * C, int64_t ldc, int atype, int btype, int ctype);
 
+// K-quant weights (Q4_K, Q6_K) x Q8_K activations, the same contract as
+// llmatic_qgemm (see qgemm_k.cpp). Variants, as bits:
+#define LLMATIC_QGEMM_K_AVX2        1
+#define LLMATIC_QGEMM_K_AVX512_VNNI 2
+// the variants this CPU runs
+int  llmatic_qgemm_k_variants(void);
+// use only this variant (0: the best the CPU runs); returns the one set before,
+// or -1 (and changes nothing) for a variant this CPU does not run. For tests.
+int  llmatic_qgemm_k_force(int variant);
+bool llmatic_qgemm_k(int ith, int nth, int64_t m, int64_t n, int64_t k, const void * A, int64_t lda, const void * B,
+                     int64_t ldb, void * C, int64_t ldc, int atype, int btype, int ctype);
+
 #ifdef __cplusplus
 }
 #endif

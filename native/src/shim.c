@@ -112,8 +112,9 @@ bool __wrap_llamafile_sgemm(const struct ggml_compute_params * params, int64_t m
                             const void * a, int64_t lda, const void * b, int64_t ldb, void * c, int64_t ldc,
                             int atype, int btype, int ctype) {
     const struct compute_params_head * head = (const struct compute_params_head *) params;
-    if (n >= 2 && n <= __atomic_load_n(&qgemm_max_batch, __ATOMIC_RELAXED) &&
-        llmatic_qgemm(head->ith, head->nth, m, n, k, a, lda, b, ldb, c, ldc, atype, btype, ctype)) {
+    if (n >= 1 && n <= __atomic_load_n(&qgemm_max_batch, __ATOMIC_RELAXED) &&
+        (llmatic_qgemm_k(head->ith, head->nth, m, n, k, a, lda, b, ldb, c, ldc, atype, btype, ctype) ||
+         (n >= 2 && llmatic_qgemm(head->ith, head->nth, m, n, k, a, lda, b, ldb, c, ldc, atype, btype, ctype)))) {
         if (head->ith == 0) __atomic_add_fetch(&qgemm_calls, 1, __ATOMIC_RELAXED);
         return true;
     }
@@ -151,6 +152,14 @@ int32_t llmatic_set_sgemm_min_batch(int32_t min_batch) {
 
 uint32_t llmatic_sgemm_declined(void) { return 0; }
 #endif
+
+bool llmatic_dequantize(int32_t type, const void * src, float * dst, int64_t n) {
+    if (type < 0 || type >= GGML_TYPE_COUNT || n < 0) return false;
+    const struct ggml_type_traits * t = ggml_get_type_traits((enum ggml_type) type);
+    if (!t->to_float || t->blck_size <= 0 || n % t->blck_size != 0) return false;
+    t->to_float(src, dst, n);
+    return true;
+}
 
 int32_t llmatic_thread_nice(int32_t nice) {
 #if defined(__linux__)

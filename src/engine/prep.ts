@@ -8,9 +8,10 @@ declare const self: Worker;
 
 import { DomainError } from "../errors";
 import { ChatTemplates } from "../ffi/chat";
-import { drainNativeLogs, lib, setLibraryPath } from "../ffi/library";
+import { drainNativeLogs, LogLevel, lib, setLibraryPath } from "../ffi/library";
 import { Model } from "../ffi/model";
 import { Vision } from "../ffi/vision";
+import { chooseKernels } from "./kernels";
 import type { FromPrep, ToPrep } from "./prep-protocol";
 import {
   countPrompt,
@@ -53,10 +54,17 @@ self.onmessage = (ev: MessageEvent<ToPrep>) => {
         if (cfg.libPath) setLibraryPath(cfg.libPath);
         if (cfg.niceness) lib().llmatic_thread_nice(cfg.niceness);
         try {
+          const kernels = chooseKernels(cfg.modelPath, cfg.repack ?? true, cfg.qgemmMaxBatch);
+          post({
+            type: "logs",
+            lines: [
+              { level: LogLevel.INFO, text: `weight repacking ${kernels.repack ? "on" : "off"}: ${kernels.reason}` },
+            ],
+          });
           model = Model.load(cfg.modelPath, {
             nGpuLayers: cfg.nGpuLayers ?? 0,
             useMmap: cfg.useMmap ?? true,
-            repack: cfg.repack ?? true,
+            repack: kernels.repack,
             progress: new Float32Array(m.progress),
             onLog: (lines) => post({ type: "logs", lines }),
           });

@@ -16,9 +16,13 @@ export const symbols = {
   llmatic_sgemm_declined: { args: [], returns: u32 },
   llmatic_set_qgemm_max_batch: { args: [i32], returns: i32 },
   llmatic_qgemm_calls: { args: [], returns: u32 },
+  llmatic_dequantize: { args: [i32, ptr, ptr, i64], returns: bool },
   // ---- qgemm.h
   llmatic_qgemm_supported: { args: [], returns: bool },
   llmatic_qgemm: { args: [i32, i32, i64, i64, i64, ptr, i64, ptr, i64, ptr, i64, i32, i32, i32], returns: bool },
+  llmatic_qgemm_k_variants: { args: [], returns: i32 },
+  llmatic_qgemm_k_force: { args: [i32], returns: i32 },
+  llmatic_qgemm_k: { args: [i32, i32, i64, i64, i64, ptr, i64, ptr, i64, ptr, i64, i32, i32, i32], returns: bool },
   // ---- llmatic.h: model, context
   llmatic_model_load: { args: [cstring, i32, bool, bool, bool, ptr, ptr], returns: ptr },
   llmatic_context_new: { args: [ptr, u32, u32, u32, u32, i32, i32, bool, i32, i32, bool], returns: ptr },

@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { embedded, extractOnce } from "../embedded";
+import { GgmlType } from "../gguf/gguf";
 import {
   BENCH_1B_SHAPE,
   BENCH_SHAPE,
@@ -182,12 +183,41 @@ export async function ensureBenchModel(
   which: keyof typeof BENCH_MODELS = "bench",
 ): Promise<string> {
   const { path, shape, variant } = BENCH_MODELS[which];
+  return ensureQ4KMModel(path, shape, variant, which, log);
+}
+
+/**
+ * A 256-wide tiny model quantized to Q4_K_M (its matrices Q4_K and Q6_K), for
+ * the tests of the K-quant kernels' wiring; about 30 MB, a few seconds to make.
+ */
+export const TINY_K_MODEL_PATH = join(MODELS_DIR, "llmatic-tiny-q4_k_m.gguf");
+export function ensureTinyKQuantModel(log: (s: string) => void = () => {}): Promise<string> {
+  const shape: ModelShape = {
+    ...TINY_SHAPE,
+    name: "llmatic-tiny-k (random weights)",
+    nEmbd: 256,
+    nFf: 512,
+    embdType: GgmlType.F16,
+    weightType: GgmlType.F16,
+  };
+  return ensureQ4KMModel(TINY_K_MODEL_PATH, shape, undefined, "tiny Q4_K_M", log);
+}
+
+/** writes `shape` as F16, then quantizes it to Q4_K_M with the llama-quantize built from the pinned source */
+async function ensureQ4KMModel(
+  path: string,
+  shape: ModelShape,
+  variant: Parameters<typeof synthesize>[2],
+  label: string,
+  log: (s: string) => void,
+): Promise<string> {
   if (existsSync(path)) return path;
   const { buildNative, toolPath } = await import("../../native/build");
   await buildNative({ quiet: true });
+  mkdirSync(dirname(path), { recursive: true });
   const f16 = path.replace(/\.gguf$/, ".f16.gguf");
   if (!existsSync(f16)) {
-    log(`generating the F16 ${which} model (${shape.name}) at ${f16}`);
+    log(`generating the F16 ${label} model (${shape.name}) at ${f16}`);
     await synthesize(shape, f16, variant);
   }
   log("quantizing it to Q4_K_M with llama-quantize");
@@ -196,6 +226,6 @@ export async function ensureBenchModel(
   if (p.exitCode !== 0) throw new Error(`llama-quantize failed:\n${p.stderr.toString().slice(-2000)}`);
   renameSync(tmp, path);
   rmSync(f16, { force: true });
-  log(`${which} model ready: ${path} (${(statSync(path).size / 1e6).toFixed(0)} MB)`);
+  log(`${label} model ready: ${path} (${(statSync(path).size / 1e6).toFixed(0)} MB)`);
   return path;
 }

@@ -1,0 +1,476 @@
+// qgemm_k.cpp: small-batch products of K-quant weights (Q4_K, Q6_K) with Q8_K
+// activations, the bulk of a Q4_K_M file's matrices.
+//
+// ggml computes such a product one weight row by one activation column at a time
+// (vec_dot_q4_K_q8_K, or the repacked 8-row kernels), so a decode step of n
+// tokens unpacks every weight block n times: for n = 2..16 the products are
+// compute-bound long before the weights' bytes are. These kernels unpack a weight
+// block (nibbles, 6-bit scales and mins) once and multiply it with every column
+// of the batch while it is in registers:
+//   A: m rows of k Q4_K / Q6_K blocks (256 weights each), row stride lda blocks
+//   B: n columns of k Q8_K blocks (ggml's quantized activations), stride ldb
+//   C: n columns of m floats, column stride ldc
+// Block formats are GGUF's (ggml-common.h); the static_asserts pin their sizes.
+// Integer sums are exact, so a result differs from ggml's only in the order
+// its float partial sums are added.
+//
+// Variants: AVX2 (with FMA and F16C) and AVX512-VNNI, each compiled with its own
+// target attribute and entered only after the CPU check in cpu_variants(), so
+// the library itself needs no more than x86-64. The AVX512 variant also has to
+// agree with the AVX2 one on a small product first (avx512_agrees).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "qgemm.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#    include <immintrin.h>
+#    define LLMATIC_QGEMM_K_X86 1
+#endif
+
+namespace {
+
+constexpr int QK_K = 256;
+
+#pragma pack(push, 1)
+struct block_q4_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t  scales[12];
+    uint8_t  qs[QK_K / 2];
+};
+
+struct block_q6_K {
+    uint8_t  ql[QK_K / 2];
+    uint8_t  qh[QK_K / 4];
+    int8_t   scales[QK_K / 16];
+    uint16_t d;
+};
+
+struct block_q8_K {
+    float   d;
+    int8_t  qs[QK_K];
+    int16_t bsums[QK_K / 16];
+};
+#pragma pack(pop)
+static_assert(sizeof(block_q4_K) == 144, "Q4_K block");
+static_assert(sizeof(block_q6_K) == 210, "Q6_K block");
+static_assert(sizeof(block_q8_K) == 292, "Q8_K block");
+
+constexpr int GGML_TYPE_Q4_K = 12;
+constexpr int GGML_TYPE_Q6_K = 14;
+constexpr int GGML_TYPE_Q8_K = 15;
+constexpr int GGML_TYPE_F32  = 0;
+
+// Q4_K's 12 scale bytes -> 8 six-bit scales (bytes 0..7) and 8 mins (bytes 8..15)
+inline void q4k_scales_mins(const uint8_t * s, uint32_t out[4]) {
+    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    std::memcpy(out, s, 12);
+    out[3]              = ((out[2] >> 4) & kmask2) | (((out[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = out[1] & kmask1;
+    out[1]              = (out[2] & kmask2) | (((out[0] >> 6) & kmask3) << 4);
+    out[2]              = uaux;
+    out[0] &= kmask1;
+}
+
+}  // namespace
+
+#ifdef LLMATIC_QGEMM_K_X86
+
+#    define K_AVX2   __attribute__((target("avx2,fma,f16c")))
+#    define K_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")))
+
+namespace {
+
+// ---- AVX2 --------------------------------------------------------------------
+
+
+// one weight row x NC columns (c0..c0+NC) of B
+// Each row function multiplies one weight row's blocks l0..l1 with NC columns
+// (c0..c0+NC) of B and adds into `state` (NC x 8 float lanes). A tile's integer
+// sums live in registers for one block; the float sums go through `state` (in
+// L1) once per block, which leaves the registers to the columns.
+template <int NC>
+K_AVX2 void q4k_row_avx2(const block_q4_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0,
+                         float * state) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int l = l0; l < l1; l++) {
+        const block_q4_K & b = x[l];
+        uint32_t           sm[4];
+        q4k_scales_mins(b.scales, sm);
+        const uint8_t * sc = (const uint8_t *) sm;
+        __m256i         acc[NC];
+        for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q  = _mm256_loadu_si256((const __m256i *) (b.qs + 32 * j));
+            const __m256i lo = _mm256_and_si256(q, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i s0 = _mm256_set1_epi16(sc[2 * j]);
+            const __m256i s1 = _mm256_set1_epi16(sc[2 * j + 1]);
+            for (int c = 0; c < NC; c++) {
+                const int8_t * y  = B[(int64_t) (c0 + c) * ldb + l].qs + 64 * j;
+                const __m256i  p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) y)), s0);
+                const __m256i  p1 =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (y + 32))), s1);
+                acc[c] = _mm256_add_epi32(acc[c], _mm256_add_epi32(p0, p1));
+            }
+        }
+        const float   d      = _cvtsh_ss(b.d);
+        const float   dmin   = _cvtsh_ss(b.dmin);
+        const __m128i mins8  = _mm_set_epi32(0, 0, (int) sm[3], (int) sm[2]);
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8));
+        for (int c = 0; c < NC; c++) {
+            const block_q8_K & yb = B[(int64_t) (c0 + c) * ldb + l];
+            const __m256i      mb = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *) yb.bsums));
+            __m256             f  = _mm256_loadu_ps(state + 8 * c);
+            f = _mm256_fmadd_ps(_mm256_set1_ps(d * yb.d), _mm256_cvtepi32_ps(acc[c]), f);
+            f = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * yb.d), _mm256_cvtepi32_ps(mb), f);
+            _mm256_storeu_ps(state + 8 * c, f);
+        }
+    }
+}
+
+template <int NC>
+K_AVX2 void q6k_row_avx2(const block_q6_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0,
+                         float * state) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m3 = _mm256_set1_epi8(0x03);
+    for (int l = l0; l < l1; l++) {
+        const block_q6_K & b = x[l];
+        __m256i            acc[NC];
+        for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t * ql  = b.ql + 64 * h;
+            const int8_t *  sc  = b.scales + 8 * h;
+            const __m256i   qlA = _mm256_loadu_si256((const __m256i *) ql);
+            const __m256i   qlB = _mm256_loadu_si256((const __m256i *) (ql + 32));
+            const __m256i   qh  = _mm256_loadu_si256((const __m256i *) (b.qh + 32 * h));
+            for (int t = 0; t < 4; t++) {
+                // six-bit weights + 32 (0..63) for activations 32t..32t+31 of this half: low
+                // nibbles of ql[0..31] (t 0) or ql[32..63] (t 1), high nibbles (t 2, 3), and
+                // two bits of qh at 2t
+                const __m256i lq = (t & 1) ? qlB : qlA;
+                const __m256i lo = _mm256_and_si256(t < 2 ? lq : _mm256_srli_epi16(lq, 4), m4);
+                const __m256i hb = _mm256_and_si256(t == 0 ? qh : _mm256_srli_epi16(qh, 2 * t), m3);
+                const __m256i w  = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 4));
+                // 16 weights per scale: the low half of the vector has scale 2t, the high half 2t+1
+                const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * t + 1]), _mm_set1_epi16(sc[2 * t]));
+                for (int c = 0; c < NC; c++) {
+                    const int8_t * y = B[(int64_t) (c0 + c) * ldb + l].qs + 128 * h + 32 * t;
+                    const __m256i  p =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *) y)), s);
+                    acc[c] = _mm256_add_epi32(acc[c], p);
+                }
+            }
+        }
+        const float   d        = _cvtsh_ss(b.d);
+        const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) b.scales));
+        for (int c = 0; c < NC; c++) {
+            const block_q8_K & yb = B[(int64_t) (c0 + c) * ldb + l];
+            // the +32 on every weight: 32 * scale * (sum of the 16 activations)
+            const __m256i mb = _mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *) yb.bsums));
+            __m256        f  = _mm256_loadu_ps(state + 8 * c);
+            f                = _mm256_fmadd_ps(_mm256_set1_ps(d * yb.d), _mm256_cvtepi32_ps(acc[c]), f);
+            f                = _mm256_fmadd_ps(_mm256_set1_ps(-32.0f * d * yb.d), _mm256_cvtepi32_ps(mb), f);
+            _mm256_storeu_ps(state + 8 * c, f);
+        }
+    }
+}
+
+// ---- AVX512-VNNI -------------------------------------------------------------
+// The same scheme on 512-bit vectors: two of a block's 64-weight chunks per
+// vector, and vpdpwssd to apply the sub-block scales and accumulate in one step.
+
+K_AVX512 inline __m512i load2x256(const void * lo, const void * hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) lo)),
+                              _mm256_loadu_si256((const __m256i *) hi), 1);
+}
+
+template <int NC>
+K_AVX512 void q4k_row_avx512(const block_q4_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0, float * state) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512        fsum[NC];
+    for (int c = 0; c < NC; c++) fsum[c] = _mm512_loadu_ps(state + 16 * c);
+    for (int l = l0; l < l1; l++) {
+        const block_q4_K & b = x[l];
+        uint32_t           sm[4];
+        q4k_scales_mins(b.scales, sm);
+        const uint8_t * sc     = (const uint8_t *) sm;
+        const __m128i   mins8  = _mm_set_epi32(0, 0, (int) sm[3], (int) sm[2]);
+        const __m256i   mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8));
+        __m512i         acc[NC];
+        for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_si512();
+        for (int j = 0; j < 4; j += 2) {
+            // chunks j and j+1: low nibbles are sub-blocks 2j and 2j+2, high ones 2j+1 and 2j+3
+            const __m512i q  = _mm512_loadu_si512((const void *) (b.qs + 32 * j));
+            const __m512i lo = _mm512_and_si512(q, m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            const __m512i s0 = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * j]), _mm256_set1_epi16(sc[2 * j + 2]), 1);
+            const __m512i s1 =
+                _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * j + 1]), _mm256_set1_epi16(sc[2 * j + 3]), 1);
+            for (int c = 0; c < NC; c++) {
+                const int8_t * y  = B[(int64_t) (c0 + c) * ldb + l].qs + 64 * j;
+                const __m512i  y0 = load2x256(y, y + 64);
+                const __m512i  y1 = load2x256(y + 32, y + 96);
+                acc[c]            = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(lo, y0), s0);
+                acc[c]            = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(hi, y1), s1);
+            }
+        }
+        const float d    = _cvtsh_ss(b.d);
+        const float dmin = _cvtsh_ss(b.dmin);
+        for (int c = 0; c < NC; c++) {
+            const block_q8_K & yb = B[(int64_t) (c0 + c) * ldb + l];
+            fsum[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * yb.d), _mm512_cvtepi32_ps(acc[c]), fsum[c]);
+            const __m256i mb = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *) yb.bsums));
+            fsum[c]          = _mm512_fmadd_ps(_mm512_set1_ps(-dmin * yb.d),
+                                               _mm512_zextps256_ps512(_mm256_cvtepi32_ps(mb)), fsum[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) _mm512_storeu_ps(state + 16 * c, fsum[c]);
+}
+
+template <int NC>
+K_AVX512 void q6k_row_avx512(const block_q6_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0, float * state) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m3 = _mm512_set1_epi8(0x03);
+    // bytes 0 x8, 1 x8 | 2 x8, 3 x8 (and 4..7 for B) of the half's 8 scales
+    const __m256i pick_a = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i pick_b = _mm256_add_epi8(pick_a, _mm256_set1_epi8(4));
+    __m512        fsum[NC];
+    for (int c = 0; c < NC; c++) fsum[c] = _mm512_loadu_ps(state + 16 * c);
+    for (int l = l0; l < l1; l++) {
+        const block_q6_K & b = x[l];
+        __m512i            acc[NC];
+        for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t * ql = b.ql + 64 * h;
+            const int8_t *  sc = b.scales + 8 * h;
+            // vector A holds activations 0..31 | 32..63 of this half, vector B 64..95 | 96..127
+            const __m512i   qlAB = _mm512_loadu_si512((const void *) ql);  // ql[0..31] | ql[32..63]
+            const __m256i   qh8  = _mm256_loadu_si256((const __m256i *) (b.qh + 32 * h));
+            // high bits: qh >> 0 | qh >> 2 for vector A, >> 4 | >> 6 for B
+            const __m512i hA = _mm512_inserti64x4(_mm512_castsi256_si512(qh8), _mm256_srli_epi16(qh8, 2), 1);
+            const __m512i hB = _mm512_srli_epi16(hA, 4);
+            const __m512i wA = _mm512_or_si512(_mm512_and_si512(qlAB, m4),
+                                               _mm512_slli_epi16(_mm512_and_si512(hA, m3), 4));
+            const __m512i wB = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(qlAB, 4), m4),
+                                               _mm512_slli_epi16(_mm512_and_si512(hB, m3), 4));
+            // one scale per 16 weights: A has sub-blocks 0,1 | 2,3 of this half, B 4,5 | 6,7
+            const __m256i s8 = _mm256_broadcastsi128_si256(_mm_loadl_epi64((const __m128i *) sc));
+            const __m512i s0 = _mm512_cvtepi8_epi16(_mm256_shuffle_epi8(s8, pick_a));
+            const __m512i s1 = _mm512_cvtepi8_epi16(_mm256_shuffle_epi8(s8, pick_b));
+            for (int c = 0; c < NC; c++) {
+                const int8_t * y = B[(int64_t) (c0 + c) * ldb + l].qs + 128 * h;
+                acc[c] = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(wA, _mm512_loadu_si512((const void *) y)), s0);
+                acc[c] =
+                    _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(wB, _mm512_loadu_si512((const void *) (y + 64))), s1);
+            }
+        }
+        const float   d        = _cvtsh_ss(b.d);
+        const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) b.scales));
+        for (int c = 0; c < NC; c++) {
+            const block_q8_K & yb = B[(int64_t) (c0 + c) * ldb + l];
+            fsum[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * yb.d), _mm512_cvtepi32_ps(acc[c]), fsum[c]);
+            const __m256i mb = _mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *) yb.bsums));
+            fsum[c]          = _mm512_fmadd_ps(_mm512_set1_ps(-32.0f * d * yb.d),
+                                               _mm512_zextps256_ps512(_mm256_cvtepi32_ps(mb)), fsum[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) _mm512_storeu_ps(state + 16 * c, fsum[c]);
+}
+
+}  // namespace
+#endif
+
+#ifdef LLMATIC_QGEMM_K_X86
+namespace {
+
+// Rows in groups of 8 and each row's blocks in chunks, so the chunk of B that
+// a group multiplies (n columns x kb blocks, at most about 19 KB) stays in L1
+// while the group's rows pass over it; columns in tiles of up to 8 per pass
+// over a row (a tile's integer sums stay in registers). The float partial sums
+// (W lanes per row and column) wait in `state` between chunks.
+template <typename BA, template <int> class Row>
+void run_rows(int ith, int nth, int64_t m, int64_t n, int nb, const BA * A, int64_t lda, const block_q8_K * B,
+              int64_t ldb, float * C, int64_t ldc) {
+    constexpr int             W  = Row<1>::W;
+    constexpr int64_t         RB = 8;
+    const int                 kb = (int) (n >= 32 ? 2 : 64 / n);
+    thread_local std::vector<float> state;
+    state.resize((size_t) (RB * n * W));
+    const int64_t r0 = m * ith / nth;
+    const int64_t r1 = m * (ith + 1) / nth;
+    for (int64_t g = r0; g < r1; g += RB) {
+        const int64_t rows = std::min(RB, r1 - g);
+        std::fill(state.begin(), state.end(), 0.0f);
+        for (int l0 = 0; l0 < nb; l0 += kb) {
+            const int l1 = std::min(nb, l0 + kb);
+            for (int64_t r = 0; r < rows; r++) {
+                const BA * x  = A + (g + r) * lda;
+                float *    st = state.data() + r * n * W;
+                int64_t    c0 = 0;
+                for (; c0 + 8 <= n; c0 += 8) Row<8>::run(x, l0, l1, B, ldb, (int) c0, st + c0 * W);
+                switch (n - c0) {
+                    case 7: Row<7>::run(x, l0, l1, B, ldb, (int) c0, st + c0 * W); break;
+                    case 6: Row<6>::run(x, l0, l1, B, ldb, (int) c0, st + c0 * W); break;
+                    case 5: Row<5>::run(x, l0, l1, B, ldb, (int) c0, st + c0 * W); break;
+                    case 4: Row<4>::run(x, l0, l1, B, ldb, (int) c0, st + c0 * W); break;
+                    case 3: Row<3>::run(x, l0, l1, B, ldb, (int) c0, st + c0 * W); break;
+                    case 2: Row<2>::run(x, l0, l1, B, ldb, (int) c0, st + c0 * W); break;
+                    case 1: Row<1>::run(x, l0, l1, B, ldb, (int) c0, st + c0 * W); break;
+                    default: break;
+                }
+            }
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t c = 0; c < n; c++) {
+                const float * v   = state.data() + (r * n + c) * W;
+                float         sum = 0.0f;
+                for (int i = 0; i < W; i++) sum += v[i];
+                C[c * ldc + g + r] = sum;
+            }
+        }
+    }
+}
+
+#    define LLMATIC_ROW(name, fn, BA, lanes)                                                                 \
+        template <int NC> struct name {                                                                        \
+            static constexpr int W = lanes;                                                                    \
+            static void run(const BA * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0,           \
+                            float * state) {                                                                   \
+                fn<NC>(x, l0, l1, B, ldb, c0, state);                                                          \
+            }                                                                                                  \
+        };
+LLMATIC_ROW(Q4KAvx2, q4k_row_avx2, block_q4_K, 8)
+LLMATIC_ROW(Q6KAvx2, q6k_row_avx2, block_q6_K, 8)
+LLMATIC_ROW(Q4KAvx512, q4k_row_avx512, block_q4_K, 16)
+LLMATIC_ROW(Q6KAvx512, q6k_row_avx512, block_q6_K, 16)
+#    undef LLMATIC_ROW
+
+// The AVX512 variant is used only if it computes what the AVX2 one does on a
+// small product of pseudo-random blocks (checked once, on CPUs that run both):
+// a wrong result there would otherwise be wrong text, with nothing to say why.
+bool avx512_agrees() {
+    constexpr int m = 8, n = 5, nb = 2;
+    uint32_t      seed = 12345;
+    auto          next = [&seed] {
+        seed = seed * 1103515245u + 12345u;
+        return (uint8_t) (seed >> 16);
+    };
+    std::vector<block_q8_K> B(n * nb);
+    for (auto & b : B) {
+        b.d = 0.01f;
+        for (int s = 0; s < 16; s++) {
+            int sum = 0;
+            for (int i = 0; i < 16; i++) sum += (b.qs[16 * s + i] = (int8_t) next());
+            b.bsums[s] = (int16_t) sum;
+        }
+    }
+    std::vector<block_q4_K> A4(m * nb);
+    std::vector<block_q6_K> A6(m * nb);
+    for (auto & b : A4) {
+        for (auto & c : b.scales) c = next();
+        for (auto & c : b.qs) c = next();
+        b.d = b.dmin = 0x1c00;  // 1/256
+    }
+    for (auto & b : A6) {
+        for (auto & c : b.ql) c = next();
+        for (auto & c : b.qh) c = next();
+        for (auto & c : b.scales) c = (int8_t) next();
+        b.d = 0x1c00;
+    }
+    float c2[m * n], c5[m * n];
+    auto  same = [&] {
+        for (int i = 0; i < m * n; i++) {
+            if (!(std::abs(c2[i] - c5[i]) <= 1e-4f * (1.0f + std::abs(c2[i])))) return false;
+        }
+        return true;
+    };
+    run_rows<block_q4_K, Q4KAvx2>(0, 1, m, n, nb, A4.data(), nb, B.data(), nb, c2, m);
+    run_rows<block_q4_K, Q4KAvx512>(0, 1, m, n, nb, A4.data(), nb, B.data(), nb, c5, m);
+    if (!same()) return false;
+    run_rows<block_q6_K, Q6KAvx2>(0, 1, m, n, nb, A6.data(), nb, B.data(), nb, c2, m);
+    run_rows<block_q6_K, Q6KAvx512>(0, 1, m, n, nb, A6.data(), nb, B.data(), nb, c5, m);
+    return same();
+}
+
+int cpu_variants() {
+    static const int v = [] {
+        int bits = 0;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+            bits |= LLMATIC_QGEMM_K_AVX2;
+            if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+                __builtin_cpu_supports("avx512dq") && avx512_agrees()) {
+                bits |= LLMATIC_QGEMM_K_AVX512_VNNI;
+            }
+        }
+        return bits;
+    }();
+    return v;
+}
+
+int forced_variant = 0;  // 0: the best this CPU runs
+
+}  // namespace
+
+int llmatic_qgemm_k_variants(void) {
+    return cpu_variants();
+}
+
+int llmatic_qgemm_k_force(int variant) {
+    const int before = __atomic_load_n(&forced_variant, __ATOMIC_RELAXED);
+    if (variant != 0 && (variant & cpu_variants()) != variant) return -1;
+    __atomic_store_n(&forced_variant, variant, __ATOMIC_RELAXED);
+    return before;
+}
+
+bool llmatic_qgemm_k(int ith, int nth, int64_t m, int64_t n, int64_t k, const void * A, int64_t lda, const void * B,
+                     int64_t ldb, void * C, int64_t ldc, int atype, int btype, int ctype) {
+    if (btype != GGML_TYPE_Q8_K || ctype != GGML_TYPE_F32) return false;
+    if (atype != GGML_TYPE_Q4_K && atype != GGML_TYPE_Q6_K) return false;
+    if (n < 1 || k <= 0 || m <= 0 || k > INT32_MAX) return false;
+    int variant = __atomic_load_n(&forced_variant, __ATOMIC_RELAXED);
+    if (variant == 0) {
+        const int have = cpu_variants();
+        variant        = (have & LLMATIC_QGEMM_K_AVX512_VNNI) ? LLMATIC_QGEMM_K_AVX512_VNNI :
+                         (have & LLMATIC_QGEMM_K_AVX2)        ? LLMATIC_QGEMM_K_AVX2 :
+                                                                0;
+    }
+    const auto * b  = (const block_q8_K *) B;
+    auto *       c  = (float *) C;
+    const int    nb = (int) k;
+    switch (variant) {
+        case LLMATIC_QGEMM_K_AVX512_VNNI:
+            if (atype == GGML_TYPE_Q4_K)
+                run_rows<block_q4_K, Q4KAvx512>(ith, nth, m, n, nb, (const block_q4_K *) A, lda, b, ldb, c, ldc);
+            else run_rows<block_q6_K, Q6KAvx512>(ith, nth, m, n, nb, (const block_q6_K *) A, lda, b, ldb, c, ldc);
+            return true;
+        case LLMATIC_QGEMM_K_AVX2:
+            if (atype == GGML_TYPE_Q4_K)
+                run_rows<block_q4_K, Q4KAvx2>(ith, nth, m, n, nb, (const block_q4_K *) A, lda, b, ldb, c, ldc);
+            else run_rows<block_q6_K, Q6KAvx2>(ith, nth, m, n, nb, (const block_q6_K *) A, lda, b, ldb, c, ldc);
+            return true;
+        default: return false;
+    }
+}
+
+#else
+
+int llmatic_qgemm_k_variants(void) {
+    return 0;
+}
+
+int llmatic_qgemm_k_force(int variant) {
+    return variant == 0 ? 0 : -1;
+}
+
+bool llmatic_qgemm_k(int, int, int64_t, int64_t, int64_t, const void *, int64_t, const void *, int64_t, void *, int64_t,
+                     int, int, int) {
+    return false;
+}
+
+#endif
