@@ -50,6 +50,17 @@ const NATIVE_DIR = import.meta.dir;
 export const LIB_DIR = join(NATIVE_DIR, "lib");
 export const BIN_DIR = join(NATIVE_DIR, "bin");
 export const LIB_PATH = join(LIB_DIR, "libllmatic.so");
+/**
+ * The portable executable's libraries (`bun run compile`, x86-64 Linux): the
+ * same library with ggml's CPU code built for each x86-64 level, and the probe
+ * that tells which level a CPU runs (native/CMakeLists.txt).
+ */
+export const CPU_LEVELS = ["x86-64-v2", "x86-64-v3", "x86-64-v4"] as const;
+export type CpuLevel = (typeof CPU_LEVELS)[number];
+export const CPU_LIB_DIR = join(LIB_DIR, "cpu");
+export const cpuLevelLibPath = (level: CpuLevel) => join(CPU_LIB_DIR, `libllmatic-${level}.so`);
+export const CPU_PROBE_PATH = join(CPU_LIB_DIR, "libllmatic-cpu.so");
+const cpuLevelsBuildable = () => process.platform === "linux" && process.arch === "x64";
 /** Files from the pinned source the compiled executable embeds (its demo model's tokenizer and template). */
 export const ASSETS = {
   vocab: { from: "models/ggml-vocab-qwen2.gguf", to: join(LIB_DIR, "ggml-vocab-qwen2.gguf") },
@@ -63,6 +74,7 @@ const SHIM_SOURCES = [
   "src/sampler.cpp",
   "src/qgemm.cpp",
   "src/qgemm_k.cpp",
+  "src/cpu-level.c",
   "src/train.cpp",
   "src/audio.cpp",
   "src/vision.cpp",
@@ -78,6 +90,8 @@ export interface BuildOptions {
   quiet?: boolean;
   /** extra -D flags, e.g. from $LLMATIC_CMAKE_ARGS */
   cmakeArgs?: string[];
+  /** also the CPU-level libraries and the probe (x86-64 Linux only) */
+  cpuLevels?: boolean;
 }
 
 class BuildError extends Error {}
@@ -321,7 +335,10 @@ function stampKey(revision: string, flags: string[]): string {
   return h.digest("hex");
 }
 
-function outputsPresent(): boolean {
+function outputsPresent(cpuLevels: boolean): boolean {
+  if (cpuLevels && !(existsSync(CPU_PROBE_PATH) && CPU_LEVELS.every((l) => existsSync(cpuLevelLibPath(l))))) {
+    return false;
+  }
   return (
     existsSync(LIB_PATH) &&
     TOOLS.every((t) => existsSync(join(BIN_DIR, t))) &&
@@ -387,13 +404,16 @@ export async function buildNative(opts: BuildOptions = {}): Promise<{ built: boo
   opts = { ...opts, cuda: opts.cuda ?? process.env.LLMATIC_CUDA === "1", cmakeArgs };
   const flags = cmakeFlags(opts);
   const stampFile = join(LIB_DIR, ".stamp");
+  const levels = (opts.cpuLevels ?? false) && cpuLevelsBuildable();
+  const levelStamp = join(CPU_LIB_DIR, ".stamp");
 
   // Fast path: same source revision, same flags, same shim sources, outputs present.
   const upToDate = (revision: string) =>
     !opts.force &&
-    outputsPresent() &&
+    outputsPresent(levels) &&
     existsSync(stampFile) &&
-    readFileSync(stampFile, "utf8").trim() === stampKey(revision, flags);
+    readFileSync(stampFile, "utf8").trim() === stampKey(revision, flags) &&
+    (!levels || (existsSync(levelStamp) && readFileSync(levelStamp, "utf8").trim() === stampKey(revision, flags)));
   const known = knownRevision();
   if (known && upToDate(known)) {
     log(opts, "native library is up to date");
@@ -440,8 +460,9 @@ export async function buildNative(opts: BuildOptions = {}): Promise<{ built: boo
       ]);
       const jobs = String(Math.max(1, navigator.hardwareConcurrency || 2));
       log(opts, `compiling llama.cpp + shim with ${jobs} jobs in ${buildDir} (first build takes several minutes)`);
+      const levelTargets = levels ? ["llmatic-cpu", ...CPU_LEVELS.map((l) => `llmatic-${l}`)] : [];
       await runWithProgress(
-        ["cmake", "--build", buildDir, "--parallel", jobs, "--target", "llmatic", ...TOOLS],
+        ["cmake", "--build", buildDir, "--parallel", jobs, "--target", "llmatic", ...TOOLS, ...levelTargets],
         buildDir,
         opts,
       );
@@ -452,6 +473,12 @@ export async function buildNative(opts: BuildOptions = {}): Promise<{ built: boo
       for (const a of Object.values(ASSETS)) installFile(join(source.dir, a.from), a.to);
       writeFileSync(join(LIB_DIR, "SOURCE"), `${source.revision}\n${source.dir}\n${flags.join(" ")}\n`);
       writeFileSync(stampFile, `${key}\n`);
+      if (levels) {
+        mkdirSync(CPU_LIB_DIR, { recursive: true });
+        installFile(join(buildDir, "libllmatic-cpu.so"), CPU_PROBE_PATH);
+        for (const l of CPU_LEVELS) installFile(join(buildDir, `libllmatic-${l}.so`), cpuLevelLibPath(l));
+        writeFileSync(levelStamp, `${key}\n`);
+      }
     },
     waiting,
   );
@@ -498,7 +525,7 @@ if (import.meta.main) {
   const args = new Set(process.argv.slice(2));
   if (args.has("--help")) {
     console.log(
-      "usage: bun native/build.ts [--cuda] [--force] [--quiet]\n" +
+      "usage: bun native/build.ts [--cuda] [--force] [--quiet] [--cpu-levels]\n" +
         "env: LLAMA_CPP_DIR (use this llama.cpp checkout), LLMATIC_CUDA=1, LLMATIC_CMAKE_ARGS, LLMATIC_CACHE",
     );
     process.exit(0);
@@ -508,6 +535,7 @@ if (import.meta.main) {
       cuda: args.has("--cuda") ? true : undefined,
       force: args.has("--force"),
       quiet: args.has("--quiet"),
+      cpuLevels: args.has("--cpu-levels"),
     });
   } catch (e) {
     if (e instanceof BuildError) {

@@ -1,13 +1,25 @@
 #!/usr/bin/env bun
 // bun run compile: dist/llmatic, one executable with the server (which is also
 // the engine process), the engine's threads (more entry points) and the native
-// library embedded.
-import { statSync } from "node:fs";
+// library embedded: one build of it per x86-64 level (v2, v3, v4), of which the
+// executable loads the best this CPU runs (src/bin.ts, src/cpu-level.ts). The
+// Bun runtime inside is Bun's baseline build (x86-64-v2, pinned in
+// package.json), so no part of the executable needs more than the CPU has.
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { buildNative } from "../native/build";
 
 const root = join(import.meta.dir, "..");
-await buildNative();
+if (process.platform !== "linux" || process.arch !== "x64") {
+  console.error("[compile] bun run compile builds the portable Linux x86-64 executable; this is not Linux x86-64");
+  process.exit(1);
+}
+const runtime = join(root, "node_modules", "@oven", "bun-linux-x64-baseline", "bin", "bun");
+if (!existsSync(runtime)) {
+  console.error(`[compile] ${runtime} is missing: run bun install (it is an optional dependency)`);
+  process.exit(1);
+}
+await buildNative({ cpuLevels: true });
 const outfile = join(root, "dist", "llmatic");
 const started = performance.now();
 const result = await Bun.build({
@@ -17,7 +29,7 @@ const result = await Bun.build({
     join(root, "src", "prep.ts"),
     join(root, "src", "train-worker.ts"),
   ],
-  compile: { outfile },
+  compile: { outfile, target: "bun-linux-x64-baseline", executablePath: runtime },
   minify: true,
 });
 if (!result.success) {

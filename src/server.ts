@@ -161,6 +161,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   if (!server) throw new Error("the HTTP server did not start");
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
   log.info(`llmatic listening on ${url} (models load now; /health says when they are ready)`);
+  // the compiled executable's choice of CPU code (src/bin.ts)
+  if (process.env.LLMATIC_CPU_CODE)
+    log.info(`native code: ggml's CPU kernels built for ${process.env.LLMATIC_CPU_CODE}`);
   if (config.apiKeys.length === 0 && !isLoopbackAddress(config.host)) {
     log.warn("!".repeat(78));
     log.warn(`llmatic listens on ${config.host}, reachable from other machines, and NO API KEY is set:`);

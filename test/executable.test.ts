@@ -17,6 +17,11 @@ import { TINY_MODEL_PATH } from "../src/models/synthetic";
 import { clientFor, type ServerProcess, startServerProcess } from "./server-process";
 
 const ROOT = join(import.meta.dir, "..");
+/** prints the x86-64 level native/lib/cpu/libllmatic-cpu.so reports for this CPU */
+const PROBE =
+  'import { probeLevel } from "' +
+  join(import.meta.dir, "..", "src", "cpu-level.ts") +
+  '"; console.log(probeLevel(process.argv[1]))';
 let dir: string;
 let exe: string;
 let env: Record<string, string>;
@@ -77,10 +82,14 @@ describe("dist/llmatic", () => {
       expect(await s1.stop()).toBe(0);
       starts.length = 0;
 
-      // under TMPDIR, and a second start reuses the same copy
+      // under TMPDIR: the CPU probe and the one library for this CPU's level; a
+      // second start reuses the same copies
       const first = libs();
-      expect(first).toHaveLength(1);
-      const file = join(dir, "tmp", String(first[0]));
+      expect(first).toHaveLength(2);
+      expect(first.filter((f) => /libllmatic-cpu-/.test(String(f)))).toHaveLength(1);
+      const levelLib = first.find((f) => /libllmatic-x86-64-v[234]-/.test(String(f)));
+      expect(levelLib).toBeDefined();
+      const file = join(dir, "tmp", String(levelLib));
       const mtime = statSync(file).mtimeMs;
       const s2 = await startServerProcess(["-m", join(dir, "tiny.gguf")], {
         cmd: [exe],
@@ -89,7 +98,7 @@ describe("dist/llmatic", () => {
         cleanEnv: true,
       });
       starts.push(s2);
-      expect(libs()).toEqual(first);
+      expect(libs().sort()).toEqual(first.sort());
       expect(statSync(file).mtimeMs).toBe(mtime);
       // the directory is private; the model's engine runs in its own process of the executable
       expect(statSync(join(file, "..")).mode & 0o777).toBe(0o700);
@@ -121,6 +130,107 @@ describe("dist/llmatic", () => {
       for (const s of starts) await s.stop();
     }
   }, 120_000);
+
+  test("it loads the library built for the best x86-64 level the CPU runs; LLMATIC_CPU_LEVEL picks a lower one, never a higher one", async () => {
+    const probe = Bun.spawnSync([
+      process.execPath,
+      "-e",
+      PROBE,
+      join(ROOT, "native", "lib", "cpu", "libllmatic-cpu.so"),
+    ]);
+    const level = Number(probe.stdout.toString().trim());
+    expect(level).toBeGreaterThanOrEqual(2);
+    const best = `x86-64-v${Math.min(level, 4)}`;
+    const s = await startServerProcess(["-m", join(dir, "tiny.gguf")], {
+      cmd: [exe],
+      cwd: dir,
+      env: clean(),
+      cleanEnv: true,
+    });
+    try {
+      expect(s.output()).toContain(`ggml's CPU kernels built for ${best}`);
+    } finally {
+      await s.stop();
+    }
+    const v2 = await startServerProcess(["-m", join(dir, "tiny.gguf")], {
+      cmd: [exe],
+      cwd: dir,
+      env: clean({ LLMATIC_CPU_LEVEL: "x86-64-v2" }),
+      cleanEnv: true,
+    });
+    try {
+      expect(v2.output()).toContain("ggml's CPU kernels built for x86-64-v2");
+      const r = await clientFor(v2).chat.completions.create({
+        model: "tiny",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 3,
+      });
+      expect(r.usage?.completion_tokens).toBe(3);
+    } finally {
+      await v2.stop();
+    }
+    if (level < 4) {
+      const p = Bun.spawnSync([exe, "--help"], {
+        cwd: dir,
+        env: clean({ LLMATIC_CPU_LEVEL: "x86-64-v4" }),
+        stderr: "pipe",
+      });
+      expect(p.exitCode).toBe(1);
+      expect(p.stderr.toString()).toContain("LLMATIC_CPU_LEVEL=x86-64-v4 needs AVX512");
+    }
+  }, 120_000);
+
+  // qemu-user runs the executable on an emulated CPU whose CPUID lacks AVX512 (Haswell)
+  // or AVX2 and AVX (Nehalem); the engine runs in the same process (--isolation thread),
+  // so all of it runs under the emulator. qemu 7.2's TCG executes AVX2 instructions
+  // even for a CPU model without them, so the test that the v2 build holds none is
+  // the disassembly check below, not a SIGILL.
+  for (const [cpu, level] of [
+    ["Nehalem", "x86-64-v2"],
+    ["Haswell", "x86-64-v3"],
+  ] as const) {
+    test(`under qemu-x86_64 -cpu ${cpu} (no ${cpu === "Nehalem" ? "AVX/AVX2" : "AVX512"}) it picks ${level} and answers a chat`, async () => {
+      const qemu = Bun.which("qemu-x86_64");
+      expect(qemu).toBeTruthy(); // .ci/run installs qemu-user
+      const s = await startServerProcess(["-m", join(dir, "tiny.gguf"), "--isolation", "thread", "--parallel", "1"], {
+        cmd: [qemu as string, "-cpu", cpu, exe],
+        cwd: dir,
+        env: clean(),
+        cleanEnv: true,
+        timeoutMs: 100_000,
+      });
+      try {
+        expect(s.output()).toContain(`ggml's CPU kernels built for ${level}`);
+        const r = await clientFor(s).chat.completions.create({
+          model: "tiny",
+          messages: [{ role: "user", content: `Hello from an emulated ${cpu}` }],
+          max_tokens: 4,
+        });
+        expect(r.usage?.completion_tokens).toBe(4);
+      } finally {
+        await s.stop();
+      }
+    }, 150_000);
+  }
+
+  test("the x86-64-v2 build's ggml kernels hold no AVX instruction; v3's use AVX2 registers, v4's are AVX512 builds", () => {
+    /** the disassembly of one function of a library */
+    const fn = (level: string, name: string): string => {
+      const lib = join(ROOT, "native", "lib", "cpu", `libllmatic-${level}.so`);
+      const p = Bun.spawnSync(["objdump", `--disassemble=${name}`, "--no-show-raw-insn", lib], { stdout: "pipe" });
+      expect(p.exitCode).toBe(0);
+      const text = p.stdout.toString();
+      const at = text.indexOf(`<${name}>:`);
+      expect(at).toBeGreaterThan(-1);
+      return text.slice(at);
+    };
+    for (const name of ["ggml_vec_dot_q4_K_q8_K", "ggml_vec_dot_q8_0_q8_0", "ggml_vec_dot_f16"]) {
+      expect(fn("x86-64-v2", name)).not.toMatch(/%[yz]mm/);
+      expect(fn("x86-64-v3", name)).toMatch(/%ymm/);
+      expect(fn("x86-64-v3", name)).not.toMatch(/%zmm/);
+    }
+    expect(fn("x86-64-v4", "ggml_vec_dot_f16")).toMatch(/%zmm/);
+  }, 60_000);
 
   test("with no model it makes the demo model from its embedded tokenizer, and says so", async () => {
     const s = await startServerProcess([], { cmd: [exe], cwd: dir, env: clean(), cleanEnv: true });
