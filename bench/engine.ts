@@ -1,5 +1,6 @@
 #!/usr/bin/env bun
-// bun run bench:engine [--threads N] [--rounds N] [--reps N] [--no-repack]
+// bun run bench:engine [--threads N] [--rounds N] [--reps N] [--no-repack] [--model M]
+//                      [--lib native/lib/cpu/libllmatic-x86-64-v3.so] [--qgemm-max-batch N]
 //
 // Prompt processing (512 tokens) and generation (128 tokens, end-of-generation
 // ignored) on the bench model (Qwen2-0.5B shape, Q4_K_M), for llmatic's engine
@@ -10,13 +11,18 @@ import { toolPath } from "../native/build";
 import { LlamaEngine } from "../src/engine/client";
 import type { GenerateRequest } from "../src/engine/types";
 import { DEFAULT_SAMPLING } from "../src/ffi/sampler";
-import { benchModel, defaultThreads, flag, opt, percentile, say } from "./common";
+import { benchModel, defaultThreads, flag, opt, optString, percentile, say } from "./common";
 
 const threads = opt("--threads", defaultThreads());
 const rounds = opt("--rounds", 3);
 const reps = opt("--reps", 3);
 // --no-repack: batch-invariant numerics (llmatic's --deterministic), to see what it costs
 const repack = !flag("--no-repack");
+// --lib: llmatic's engine on another build of the library, e.g. the portable
+// executable's build for one x86-64 level (bun run build:native -- --cpu-levels)
+const libPath = optString("--lib");
+// --qgemm-max-batch 0: ggml's kernels only (and its weight repacking), as llama-bench
+const qgemmMaxBatch = opt("--qgemm-max-batch", 16);
 const N_PROMPT = 512;
 const N_GEN = 128;
 
@@ -48,7 +54,10 @@ const engine = await LlamaEngine.start({
   nThreads: threads,
   parallel: 1,
   repack,
+  libPath,
+  qgemmMaxBatch,
 });
+if (libPath) say(`llmatic's engine runs on ${libPath}`);
 
 /** Random prompt tokens (llama-bench uses random tokens too); a fresh first token defeats the prompt cache. */
 function randomTokens(n: number, salt: number): number[] {

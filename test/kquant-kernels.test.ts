@@ -116,7 +116,8 @@ describe("K-quant small-batch kernels", () => {
       try {
         for (const type of [Q4_K, Q6_K]) {
           // odd rows over 3 threads, every column tile (1..4 and a remainder), 1 and 3 blocks per row
-          for (const n of [1, 2, 3, 4, 5, 7, 8, 16]) check(type, 37, n, 3, 3);
+          // (40: a prompt's product, in chunks of 32 columns)
+          for (const n of [1, 2, 3, 4, 5, 7, 8, 16, 40]) check(type, 37, n, 3, 3);
           check(type, 8, 4, 1, 1);
         }
       } finally {
@@ -141,7 +142,7 @@ describe("K-quant small-batch kernels", () => {
 });
 
 describe("K-quant kernels in a model's decode", () => {
-  test("a Q4_K_M model loads without repacking, decodes of 1, 3 and 8 sequences go through the kernels, and the logits match ggml's", async () => {
+  test("a Q4_K_M model loads without repacking, decodes of 3 and 8 sequences go through the kernels, and the logits match ggml's", async () => {
     const path = await ensureTinyKQuantModel();
     const l = lib();
     const have = l.llmatic_qgemm_k_variants();
@@ -178,8 +179,9 @@ describe("K-quant kernels in a model's decode", () => {
         const off = step(n);
         l.llmatic_set_qgemm_max_batch(16);
         expect(off.calls).toBe(0);
-        // every matrix of the model is Q4_K or Q6_K: each product of the step is one kernel call
-        if (have !== 0) expect(on.calls).toBeGreaterThanOrEqual(2 * 7 + 1);
+        // every matrix of the model is Q4_K or Q6_K: each product of the step is one kernel
+        // call, except for one token (one column: ggml's own dot products)
+        if (have !== 0 && n > 1) expect(on.calls).toBeGreaterThanOrEqual(2 * 7 + 1);
         else expect(on.calls).toBe(0);
         for (let i = 0; i < on.lps.length; i++)
           expect(Math.abs((on.lps[i] as number) - (off.lps[i] as number))).toBeLessThan(2e-3);

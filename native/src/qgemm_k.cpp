@@ -294,7 +294,7 @@ namespace {
 // over a row (a tile's integer sums stay in registers). The float partial sums
 // (W lanes per row and column) wait in `state` between chunks.
 template <typename BA, template <int> class Row>
-void run_rows(int ith, int nth, int64_t m, int64_t n, int nb, const BA * A, int64_t lda, const block_q8_K * B,
+void run_cols(int ith, int nth, int64_t m, int64_t n, int nb, const BA * A, int64_t lda, const block_q8_K * B,
               int64_t ldb, float * C, int64_t ldc) {
     constexpr int             W  = Row<1>::W;
     constexpr int64_t         RB = 8;
@@ -333,6 +333,17 @@ void run_rows(int ith, int nth, int64_t m, int64_t n, int nb, const BA * A, int6
                 C[c * ldc + g + r] = sum;
             }
         }
+    }
+}
+
+// A prompt's product (many columns) in chunks of 32 columns, each one a pass
+// over this thread's rows: what a chunk multiplies stays in L1 and L2.
+template <typename BA, template <int> class Row>
+void run_rows(int ith, int nth, int64_t m, int64_t n, int nb, const BA * A, int64_t lda, const block_q8_K * B,
+              int64_t ldb, float * C, int64_t ldc) {
+    constexpr int64_t CHUNK = 32;
+    for (int64_t c = 0; c < n; c += CHUNK) {
+        run_cols<BA, Row>(ith, nth, m, std::min(CHUNK, n - c), nb, A, lda, B + c * ldb, ldb, C + c * ldc, ldc);
     }
 }
 
@@ -433,6 +444,9 @@ bool llmatic_qgemm_k(int ith, int nth, int64_t m, int64_t n, int64_t k, const vo
     if (btype != GGML_TYPE_Q8_K || ctype != GGML_TYPE_F32) return false;
     if (atype != GGML_TYPE_Q4_K && atype != GGML_TYPE_Q6_K) return false;
     if (n < 1 || k <= 0 || m <= 0 || k > INT32_MAX) return false;
+    // one column: ggml's own dot products (memory-bound either way; they
+    // measured faster than this kernel's one-column tile)
+    if (n == 1 && __atomic_load_n(&forced_variant, __ATOMIC_RELAXED) == 0) return false;
     int variant = __atomic_load_n(&forced_variant, __ATOMIC_RELAXED);
     if (variant == 0) {
         const int have = cpu_variants();

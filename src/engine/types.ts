@@ -27,7 +27,7 @@ export interface EngineConfig {
   repack?: boolean;
   /** batches of fewer tokens skip llamafile's tinyBLAS on quantized weights (per engine process; -1: 8 with AVX512-VNNI, else 0) */
   sgemmMinBatch?: number;
-  /** batches of up to N tokens use llmatic's small-batch kernels (K-quants: AVX2/AVX512-VNNI; Q8_0/Q5_0: AVX512-VNNI); process-wide, default 16, 0 off */
+  /** llmatic's kernels: K-quants in every batch of 2+ tokens (AVX2/AVX512-VNNI), Q8_0/Q5_0 in batches of 2..N (AVX512-VNNI); process-wide, default 16, 0 off */
   qgemmMaxBatch?: number;
   kvUnified?: boolean;
   flashAttn?: "auto" | "on" | "off";
