@@ -357,7 +357,9 @@ async function concurrency(servers: Server[], rounds: number): Promise<void> {
       );
     }
     const ratio = ours.tps / theirs.tps;
-    const target = C >= 4 ? 1.15 : 0.97;
+    // issue 16's targets for the K-quant model (Llama-3.2-1B shape): 1.5x at 4 and 8 clients
+    const kquantModel = (optString("--model") ?? "bench") === "bench-1b";
+    const target = C >= 4 ? (kquantModel ? 1.5 : 1.15) : kquantModel ? 0.98 : 0.97;
     console.log(
       `     ratio          ${ratio.toFixed(3).padStart(13)}   ${(ours.p50 / theirs.p50).toFixed(3).padStart(9)}  ${(ours.p99 / theirs.p99).toFixed(3).padStart(9)}   (aggregate target >= ${target}) ${ratio >= target ? "OK" : "BELOW TARGET"}`,
     );
