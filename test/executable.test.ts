@@ -213,7 +213,7 @@ describe("dist/llmatic", () => {
     }, 150_000);
   }
 
-  test("the x86-64-v2 build's ggml kernels hold no AVX instruction; v3's use AVX2 registers, v4's are AVX512 builds", () => {
+  test("the x86-64-v2 build holds no AVX instruction outside llmatic's CPU-checked kernels; v3's ggml kernels use AVX2 registers, v4's AVX512", () => {
     /** the disassembly of one function of a library */
     const fn = (level: string, name: string): string => {
       const lib = join(ROOT, "native", "lib", "cpu", `libllmatic-${level}.so`);
@@ -230,6 +230,23 @@ describe("dist/llmatic", () => {
       expect(fn("x86-64-v3", name)).not.toMatch(/%zmm/);
     }
     expect(fn("x86-64-v4", "ggml_vec_dot_f16")).toMatch(/%zmm/);
+    // and in the whole v2 library, AVX registers appear only in llmatic's own
+    // kernels, which carry target attributes and run after a CPU check
+    const all = Bun.spawnSync(
+      ["objdump", "-d", "--no-show-raw-insn", join(ROOT, "native", "lib", "cpu", "libllmatic-x86-64-v2.so")],
+      { stdout: "pipe" },
+    );
+    expect(all.exitCode).toBe(0);
+    const avx = new Set<string>();
+    let current = "";
+    for (const line of all.stdout.toString().split("\n")) {
+      const head = /^[0-9a-f]+ <(.+)>:$/.exec(line);
+      if (head) current = head[1] as string;
+      else if (/%[yz]mm/.test(line)) avx.add(current);
+    }
+    const kernels = /q4k_row_avx|q6k_row_avx|4tileI|4rowsI|3runI|qgemm_avx512|pack_b|unpack/;
+    expect([...avx].filter((f) => !kernels.test(f))).toEqual([]);
+    expect(avx.size).toBeGreaterThan(0);
   }, 60_000);
 
   test("with no model it makes the demo model from its embedded tokenizer, and says so", async () => {
