@@ -73,6 +73,9 @@ export interface ServerConfig {
   draftMax: number;
   /** host memory per model for evicted prefixes, bytes */
   cacheRamBytes: number;
+  /** a directory that keeps evicted prefixes across restarts (null: off), and its budget per model */
+  cacheDir: string | null;
+  cacheDirBytes: number;
   /** the projector for the model (null: a mmproj-*.gguf beside it, if any) */
   mmproj: string | null;
   /** images given as http(s) URLs are fetched */
@@ -360,6 +363,25 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: -1,
     arg: "MB",
     help: "host memory per model for prompt prefixes evicted from the slots: a later request that starts the same gets them back instead of computing them (-1: a quarter of the free memory at start, at most 4096; 0: off)",
+  },
+  {
+    key: "cacheDir",
+    flag: "cache-dir",
+    kind: "string",
+    path: true,
+    default: null,
+    arg: "DIR",
+    help: "also keep the prefixes evicted from the slots on disk, one subdirectory per model: written as they leave the slots (temporary file, fsync, rename), found again after a restart and read back when a prompt starts the same (off by default)",
+  },
+  {
+    key: "cacheDirMb",
+    flag: "cache-dir-mb",
+    kind: "int",
+    min: 1,
+    max: 1 << 30,
+    default: 8192,
+    arg: "MB",
+    help: "the disk budget of --cache-dir per model: least recently used prefixes are deleted beyond it",
   },
   {
     key: "mmproj",
@@ -785,6 +807,8 @@ function build(values: Map<string, unknown>): ServerConfig {
     mmproj: get("mmproj"),
     draftMax: get("draftMax"),
     cacheRamBytes: cacheRamBytes(get<number>("cacheRam")),
+    cacheDir: get("cacheDir"),
+    cacheDirBytes: get<number>("cacheDirMb") * MB,
     allowImageUrls: get("allowImageUrls"),
     maxImageBytes: get<number>("maxImageMb") * MB,
     deterministic: get("deterministic"),

@@ -110,6 +110,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
           chatTemplate,
           draftMax: config.draftMax,
           cacheRamBytes: config.cacheRamBytes,
+          cacheDir: config.cacheDir ?? undefined,
+          cacheDirBytes: config.cacheDirBytes,
           mmprojPath: isWhisperFile(path) ? undefined : (config.mmproj ?? projectorBeside(path) ?? undefined),
         },
         {

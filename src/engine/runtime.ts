@@ -11,6 +11,7 @@ import { drainNativeLogs, lib, type NativeLogLine, setLibraryPath } from "../ffi
 import { Model } from "../ffi/model";
 import { Vision } from "../ffi/vision";
 import { isWhisperFile } from "../models/whisper-file";
+import { prefixCacheDir } from "./prefix-store";
 import type { FromPrep, ToPrep } from "./prep-protocol";
 import { disposePrepared, fromWire } from "./prepare";
 import { Scheduler } from "./scheduler";
@@ -188,6 +189,8 @@ export function runEngine(
       vision,
       maxDraft: cfg.draftMax ?? 0,
       cacheBytes: cfg.cacheRamBytes ?? 0,
+      cacheDir: cfg.cacheDir ? prefixCacheDir(cfg.cacheDir, cfg.modelPath, nCtxSlot) : undefined,
+      cacheDirBytes: cfg.cacheDirBytes,
     });
     if (!cfg.noWarmup) warmup(model, ctx);
     const info: ModelInfo = {

@@ -11,7 +11,7 @@ import type { Model } from "../ffi/model";
 import type { Sampler } from "../ffi/sampler";
 import type { Vision } from "../ffi/vision";
 import { DraftPolicy, ngramDraft } from "./draft";
-import { PrefixStore, type SavedImage, type SavedPrefix } from "./prefix-store";
+import { PrefixDisk, PrefixStore, type SavedImage, type SavedPrefix } from "./prefix-store";
 import type { MediaSpan, Prepared } from "./prepare";
 import { TextAssembler } from "./text";
 import type {
@@ -139,7 +139,12 @@ export interface SchedulerOptions {
   maxDraft?: number;
   /** host memory for prefixes evicted from the slots (bytes; 0 or unset: none) */
   cacheBytes?: number;
+  /** and a directory (this model's) that keeps them across restarts, with its budget in bytes */
+  cacheDir?: string;
+  cacheDirBytes?: number;
 }
+
+const DEFAULT_CACHE_DIR_BYTES = 8192 * 1024 * 1024;
 
 /** Sequences generating at once up to which they draft (speculative decoding). */
 const SPECULATE_UP_TO = 2;
@@ -211,7 +216,13 @@ export class Scheduler {
       lastUsed: 0,
     }));
     this.batch = new Batch(opts.nBatch);
-    this.store = opts.cacheBytes ? new PrefixStore(opts.cacheBytes) : null;
+    this.store =
+      opts.cacheBytes || opts.cacheDir
+        ? new PrefixStore(
+            opts.cacheBytes ?? 0,
+            opts.cacheDir ? new PrefixDisk(opts.cacheDir, opts.cacheDirBytes ?? DEFAULT_CACHE_DIR_BYTES) : null,
+          )
+        : null;
     this.eog = new Set(model.eogTokens());
   }
 
@@ -411,7 +422,8 @@ export class Scheduler {
     const keeps = useSaved || donor ? 0 : Math.min(own, prompt.length - 1);
     if (this.store && slot.tokens.length - keeps >= MIN_SAVE && !this.store.holds(slot.tokens)) {
       const data = this.ctx.saveSequence(slot.seq);
-      if (data) this.store.add({ tokens: slot.tokens.slice(), images: slot.images.slice(), data });
+      if (data)
+        this.store.add({ tokens: slot.tokens.slice(), images: slot.images.slice(), data, bytes: data.byteLength });
     }
     if (useSaved) return this.restore(slot, saved.entry, saved.n);
     if (!donor) return own;
@@ -421,7 +433,8 @@ export class Scheduler {
   /** Loads a prefix saved in host memory into `slot`; `n` of its tokens are the prompt's. */
   private restore(slot: Slot, e: SavedPrefix, n: number): number {
     this.ctx.seqRemove(slot.seq, -1, -1);
-    if (!this.ctx.loadSequence(slot.seq, e.data)) return this.forget(slot);
+    const data = (this.store as PrefixStore).dataOf(e);
+    if (!data || !this.ctx.loadSequence(slot.seq, data)) return this.forget(slot);
     (this.store as PrefixStore).touch(e);
     const kept = this.keepPrefix(slot, e, n);
     (this.store as PrefixStore).restored += kept;

@@ -43,6 +43,9 @@ export interface EngineConfig {
   draftMax?: number;
   /** host memory for prefixes evicted from the slots, in bytes (0: none) */
   cacheRamBytes?: number;
+  /** a directory that keeps evicted prefixes across restarts (each model in its own subdirectory), and its budget */
+  cacheDir?: string;
+  cacheDirBytes?: number;
   /** skip the warm-up decode (tests of load errors) */
   noWarmup?: boolean;
 }
