@@ -24,6 +24,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ggml.h"
 #include "qgemm.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -60,10 +61,6 @@ static_assert(sizeof(block_q4_K) == 144, "Q4_K block");
 static_assert(sizeof(block_q6_K) == 210, "Q6_K block");
 static_assert(sizeof(block_q8_K) == 292, "Q8_K block");
 
-constexpr int GGML_TYPE_Q4_K = 12;
-constexpr int GGML_TYPE_Q6_K = 14;
-constexpr int GGML_TYPE_Q8_K = 15;
-constexpr int GGML_TYPE_F32  = 0;
 
 // Q4_K's 12 scale bytes -> 8 six-bit scales (bytes 0..7) and 8 mins (bytes 8..15)
 inline void q4k_scales_mins(const uint8_t * s, uint32_t out[4]) {
@@ -444,9 +441,6 @@ bool llmatic_qgemm_k(int ith, int nth, int64_t m, int64_t n, int64_t k, const vo
     if (btype != GGML_TYPE_Q8_K || ctype != GGML_TYPE_F32) return false;
     if (atype != GGML_TYPE_Q4_K && atype != GGML_TYPE_Q6_K) return false;
     if (n < 1 || k <= 0 || m <= 0 || k > INT32_MAX) return false;
-    // one column: ggml's own dot products (memory-bound either way; they
-    // measured faster than this kernel's one-column tile)
-    if (n == 1 && __atomic_load_n(&forced_variant, __ATOMIC_RELAXED) == 0) return false;
     int variant = __atomic_load_n(&forced_variant, __ATOMIC_RELAXED);
     if (variant == 0) {
         const int have = cpu_variants();
