@@ -13,15 +13,11 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { probeLevel } from "../src/cpu-level";
 import { TINY_MODEL_PATH } from "../src/models/synthetic";
 import { clientFor, type ServerProcess, startServerProcess } from "./server-process";
 
 const ROOT = join(import.meta.dir, "..");
-/** prints the x86-64 level native/lib/cpu/libllmatic-cpu.so reports for this CPU */
-const PROBE =
-  'import { probeLevel } from "' +
-  join(import.meta.dir, "..", "src", "cpu-level.ts") +
-  '"; console.log(probeLevel(process.argv[1]))';
 let dir: string;
 let exe: string;
 let env: Record<string, string>;
@@ -47,6 +43,29 @@ afterAll(() => {
 
 const clean = (extra: Record<string, string> = {}) => ({ ...env, ...extra }) as Record<string, string>;
 
+/** dist/llmatic serving the tiny model, with nothing of this process's environment but `extra` */
+const startExe = (
+  extra: Record<string, string> = {},
+  opts: { args?: string[]; cmd?: string[]; timeoutMs?: number } = {},
+): Promise<ServerProcess> =>
+  startServerProcess(["-m", join(dir, "tiny.gguf"), ...(opts.args ?? [])], {
+    cmd: opts.cmd ?? [exe],
+    cwd: dir,
+    env: clean(extra),
+    cleanEnv: true,
+    timeoutMs: opts.timeoutMs,
+  });
+
+/** the completion tokens of one chat of `maxTokens` tokens */
+async function chatTokens(s: ServerProcess, content: string, maxTokens: number): Promise<number | undefined> {
+  const r = await clientFor(s).chat.completions.create({
+    model: "tiny",
+    messages: [{ role: "user", content }],
+    max_tokens: maxTokens,
+  });
+  return r.usage?.completion_tokens;
+}
+
 describe("dist/llmatic", () => {
   test("--help works without bun", () => {
     const p = Bun.spawnSync([exe, "--help"], { cwd: dir, env: clean(), stdout: "pipe", stderr: "pipe" });
@@ -59,12 +78,7 @@ describe("dist/llmatic", () => {
     const libs = () => readdirSync(join(dir, "tmp"), { recursive: true }).filter((f) => String(f).endsWith(".so"));
     const starts: ServerProcess[] = [];
     try {
-      const s1 = await startServerProcess(["-m", join(dir, "tiny.gguf")], {
-        cmd: [exe],
-        cwd: dir,
-        env: clean(),
-        cleanEnv: true,
-      });
+      const s1 = await startExe();
       starts.push(s1);
       const client = clientFor(s1);
       const r = await client.chat.completions.create({
@@ -91,12 +105,7 @@ describe("dist/llmatic", () => {
       expect(levelLib).toBeDefined();
       const file = join(dir, "tmp", String(levelLib));
       const mtime = statSync(file).mtimeMs;
-      const s2 = await startServerProcess(["-m", join(dir, "tiny.gguf")], {
-        cmd: [exe],
-        cwd: dir,
-        env: clean(),
-        cleanEnv: true,
-      });
+      const s2 = await startExe();
       starts.push(s2);
       expect(libs().sort()).toEqual(first.sort());
       expect(statSync(file).mtimeMs).toBe(mtime);
@@ -112,60 +121,29 @@ describe("dist/llmatic", () => {
       const good = readFileSync(file);
       const bad = Buffer.alloc(good.length, 0x90);
       writeFileSync(file, bad);
-      const s3 = await startServerProcess(["-m", join(dir, "tiny.gguf")], {
-        cmd: [exe],
-        cwd: dir,
-        env: clean(),
-        cleanEnv: true,
-      });
+      const s3 = await startExe();
       starts.push(s3);
       expect(readFileSync(file).equals(good)).toBe(true);
-      const r3 = await clientFor(s3).chat.completions.create({
-        model: "tiny",
-        messages: [{ role: "user", content: "again" }],
-        max_tokens: 2,
-      });
-      expect(r3.usage?.completion_tokens).toBe(2);
+      expect(await chatTokens(s3, "again", 2)).toBe(2);
     } finally {
       for (const s of starts) await s.stop();
     }
   }, 120_000);
 
   test("it loads the library built for the best x86-64 level the CPU runs; LLMATIC_CPU_LEVEL picks a lower one, never a higher one", async () => {
-    const probe = Bun.spawnSync([
-      process.execPath,
-      "-e",
-      PROBE,
-      join(ROOT, "native", "lib", "cpu", "libllmatic-cpu.so"),
-    ]);
-    const level = Number(probe.stdout.toString().trim());
+    const level = probeLevel(join(ROOT, "native", "lib", "cpu", "libllmatic-cpu.so"));
     expect(level).toBeGreaterThanOrEqual(2);
     const best = `x86-64-v${Math.min(level, 4)}`;
-    const s = await startServerProcess(["-m", join(dir, "tiny.gguf")], {
-      cmd: [exe],
-      cwd: dir,
-      env: clean(),
-      cleanEnv: true,
-    });
+    const s = await startExe();
     try {
       expect(s.output()).toContain(`ggml's CPU kernels built for ${best}`);
     } finally {
       await s.stop();
     }
-    const v2 = await startServerProcess(["-m", join(dir, "tiny.gguf")], {
-      cmd: [exe],
-      cwd: dir,
-      env: clean({ LLMATIC_CPU_LEVEL: "x86-64-v2" }),
-      cleanEnv: true,
-    });
+    const v2 = await startExe({ LLMATIC_CPU_LEVEL: "x86-64-v2" });
     try {
       expect(v2.output()).toContain("ggml's CPU kernels built for x86-64-v2");
-      const r = await clientFor(v2).chat.completions.create({
-        model: "tiny",
-        messages: [{ role: "user", content: "hi" }],
-        max_tokens: 3,
-      });
-      expect(r.usage?.completion_tokens).toBe(3);
+      expect(await chatTokens(v2, "hi", 3)).toBe(3);
     } finally {
       await v2.stop();
     }
@@ -192,21 +170,17 @@ describe("dist/llmatic", () => {
     test(`under qemu-x86_64 -cpu ${cpu} (no ${cpu === "Nehalem" ? "AVX/AVX2" : "AVX512"}) it picks ${level} and answers a chat`, async () => {
       const qemu = Bun.which("qemu-x86_64");
       expect(qemu).toBeTruthy(); // .ci/run installs qemu-user
-      const s = await startServerProcess(["-m", join(dir, "tiny.gguf"), "--isolation", "thread", "--parallel", "1"], {
-        cmd: [qemu as string, "-cpu", cpu, exe],
-        cwd: dir,
-        env: clean(),
-        cleanEnv: true,
-        timeoutMs: 100_000,
-      });
+      const s = await startExe(
+        {},
+        {
+          args: ["--isolation", "thread", "--parallel", "1"],
+          cmd: [qemu as string, "-cpu", cpu, exe],
+          timeoutMs: 100_000,
+        },
+      );
       try {
         expect(s.output()).toContain(`ggml's CPU kernels built for ${level}`);
-        const r = await clientFor(s).chat.completions.create({
-          model: "tiny",
-          messages: [{ role: "user", content: `Hello from an emulated ${cpu}` }],
-          max_tokens: 4,
-        });
-        expect(r.usage?.completion_tokens).toBe(4);
+        expect(await chatTokens(s, `Hello from an emulated ${cpu}`, 4)).toBe(4);
       } finally {
         await s.stop();
       }
