@@ -79,72 +79,125 @@ inline void q4k_scales_mins(const uint8_t * s, uint32_t out[4]) {
 
 #    define K_AVX2   __attribute__((target("avx2,fma,f16c")))
 #    define K_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")))
+// A tile's integer sum is pinned to a register after each update: without it GCC
+// reassociates a block's products into a tree whose partial products outnumber
+// the registers, and spills them to the stack (3x slower at 4 columns).
+#    define K_KEEP(v)  __asm__("" : "+x"(v))
+#    define K_KEEPZ(v) __asm__("" : "+v"(v))
 
 namespace {
 
 // ---- AVX2 --------------------------------------------------------------------
 
-
-// one weight row x NC columns (c0..c0+NC) of B
 // Each row function multiplies one weight row's blocks l0..l1 with NC columns
 // (c0..c0+NC) of B and adds into `state` (NC x 8 float lanes). A tile's integer
-// sums live in registers for one block; the float sums go through `state` (in
-// L1) once per block, which leaves the registers to the columns.
+// sums live in registers for one block. Up to 4 columns the float sums stay in
+// registers for the whole chunk; wider tiles keep them in `state` (in L1)
+// between blocks, which leaves the registers to the integer sums. The loops
+// are written for the instruction count: on a 2-wide multiplier the kernel is
+// bound by how many instructions issue, not by the multiplies alone.
+
+// Weights stream from memory once per product: each block asks for the one
+// K_AHEAD blocks on (past a row's end that is the next row's start, as rows
+// are contiguous), so the loads overlap the arithmetic.
+#    define K_AHEAD 16
+#    define K_PREFETCH(p, bytes)                                                   \
+        do {                                                                       \
+            const char * pf_ = (const char *) (p);                                 \
+            for (size_t o_ = 0; o_ < (bytes); o_ += 64) _mm_prefetch(pf_ + o_, _MM_HINT_T0); \
+        } while (0)
+
+// a vector whose every 16-bit lane picks lane `i` (0..7) of a 128-bit lane of int16
+#    define K_PICK16(i) _mm256_set1_epi16((short) (((2 * (i) + 1) << 8) | (2 * (i))))
+
 template <int NC>
 K_AVX2 void q4k_row_avx2(const block_q4_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0,
                          float * state) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    constexpr bool REG = NC <= 4;
+    const __m256i  m4  = _mm256_set1_epi8(0x0F);
+    const block_q8_K * Bc[NC];
+    for (int c = 0; c < NC; c++) Bc[c] = B + (int64_t) (c0 + c) * ldb;
+    __m256 fsum[NC];
+    if constexpr (REG) {
+        for (int c = 0; c < NC; c++) fsum[c] = _mm256_loadu_ps(state + 8 * c);
+    }
     for (int l = l0; l < l1; l++) {
         const block_q4_K & b = x[l];
+        K_PREFETCH(x + l + K_AHEAD, sizeof(block_q4_K));
         uint32_t           sm[4];
         q4k_scales_mins(b.scales, sm);
-        const uint8_t * sc = (const uint8_t *) sm;
-        __m256i         acc[NC];
+        // the 8 scales as int16 in both 128-bit lanes (sub-block i's picked by K_PICK16(i)),
+        // each min twice (one per 16 activations of Q8_K's bsums); built from registers (a
+        // load of sm would straddle two of its stores, which the CPU does not forward)
+        const __m128i sm128  = _mm_set_epi32((int) sm[3], (int) sm[2], (int) sm[1], (int) sm[0]);
+        const __m256i sc16   = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm128));
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm128, sm128));
+        __m256i       acc[NC];
         for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_si256();
+#    pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             const __m256i q  = _mm256_loadu_si256((const __m256i *) (b.qs + 32 * j));
             const __m256i lo = _mm256_and_si256(q, m4);
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            const __m256i s0 = _mm256_set1_epi16(sc[2 * j]);
-            const __m256i s1 = _mm256_set1_epi16(sc[2 * j + 1]);
+            const __m256i s0 = _mm256_shuffle_epi8(sc16, K_PICK16(2 * j));
+            const __m256i s1 = _mm256_shuffle_epi8(sc16, K_PICK16(2 * j + 1));
             for (int c = 0; c < NC; c++) {
-                const int8_t * y  = B[(int64_t) (c0 + c) * ldb + l].qs + 64 * j;
-                const __m256i  p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) y)), s0);
-                const __m256i  p1 =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (y + 32))), s1);
-                acc[c] = _mm256_add_epi32(acc[c], _mm256_add_epi32(p0, p1));
+                const int8_t * y = Bc[c][l].qs + 64 * j;
+                acc[c] = _mm256_add_epi32(
+                    acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) y)), s0));
+                acc[c] = _mm256_add_epi32(
+                    acc[c],
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (y + 32))), s1));
+                K_KEEP(acc[c]);
             }
         }
-        const float   d      = _cvtsh_ss(b.d);
-        const float   dmin   = _cvtsh_ss(b.dmin);
-        const __m128i mins8  = _mm_set_epi32(0, 0, (int) sm[3], (int) sm[2]);
-        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8));
+        const __m256 dv    = _mm256_set1_ps(_cvtsh_ss(b.d));
+        const __m256 dminv = _mm256_set1_ps(-_cvtsh_ss(b.dmin));
         for (int c = 0; c < NC; c++) {
-            const block_q8_K & yb = B[(int64_t) (c0 + c) * ldb + l];
-            const __m256i      mb = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *) yb.bsums));
-            __m256             f  = _mm256_loadu_ps(state + 8 * c);
-            f = _mm256_fmadd_ps(_mm256_set1_ps(d * yb.d), _mm256_cvtepi32_ps(acc[c]), f);
-            f = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * yb.d), _mm256_cvtepi32_ps(mb), f);
-            _mm256_storeu_ps(state + 8 * c, f);
+            const block_q8_K & yb = Bc[c][l];
+            // d * sums - dmin * (mins . bsums), then times the column's scale
+            const __m256i mb = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *) yb.bsums));
+            const __m256  t  = _mm256_fmadd_ps(dminv, _mm256_cvtepi32_ps(mb), _mm256_mul_ps(dv, _mm256_cvtepi32_ps(acc[c])));
+            if constexpr (REG) {
+                fsum[c] = _mm256_fmadd_ps(_mm256_broadcast_ss(&yb.d), t, fsum[c]);
+            } else {
+                _mm256_storeu_ps(state + 8 * c,
+                                 _mm256_fmadd_ps(_mm256_broadcast_ss(&yb.d), t, _mm256_loadu_ps(state + 8 * c)));
+            }
         }
+    }
+    if constexpr (REG) {
+        for (int c = 0; c < NC; c++) _mm256_storeu_ps(state + 8 * c, fsum[c]);
     }
 }
 
 template <int NC>
 K_AVX2 void q6k_row_avx2(const block_q6_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0,
                          float * state) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i m3 = _mm256_set1_epi8(0x03);
+    constexpr bool REG = NC <= 4;
+    const __m256i  m4  = _mm256_set1_epi8(0x0F);
+    const __m256i  m3  = _mm256_set1_epi8(0x03);
+    const block_q8_K * Bc[NC];
+    for (int c = 0; c < NC; c++) Bc[c] = B + (int64_t) (c0 + c) * ldb;
+    __m256 fsum[NC];
+    if constexpr (REG) {
+        for (int c = 0; c < NC; c++) fsum[c] = _mm256_loadu_ps(state + 8 * c);
+    }
     for (int l = l0; l < l1; l++) {
         const block_q6_K & b = x[l];
+        K_PREFETCH(x + l + K_AHEAD, sizeof(block_q6_K));
         __m256i            acc[NC];
         for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_si256();
+#    pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const uint8_t * ql  = b.ql + 64 * h;
-            const int8_t *  sc  = b.scales + 8 * h;
             const __m256i   qlA = _mm256_loadu_si256((const __m256i *) ql);
             const __m256i   qlB = _mm256_loadu_si256((const __m256i *) (ql + 32));
             const __m256i   qh  = _mm256_loadu_si256((const __m256i *) (b.qh + 32 * h));
+            // this half's 8 scales as int16 in both 128-bit lanes
+            const __m256i sc16 =
+                _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *) (b.scales + 8 * h))));
+#    pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
                 // six-bit weights + 32 (0..63) for activations 32t..32t+31 of this half: low
                 // nibbles of ql[0..31] (t 0) or ql[32..63] (t 1), high nibbles (t 2, 3), and
@@ -154,26 +207,35 @@ K_AVX2 void q6k_row_avx2(const block_q6_K * x, int l0, int l1, const block_q8_K 
                 const __m256i hb = _mm256_and_si256(t == 0 ? qh : _mm256_srli_epi16(qh, 2 * t), m3);
                 const __m256i w  = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 4));
                 // 16 weights per scale: the low half of the vector has scale 2t, the high half 2t+1
-                const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * t + 1]), _mm_set1_epi16(sc[2 * t]));
+                const __m256i s = _mm256_shuffle_epi8(
+                    sc16, _mm256_setr_m128i(_mm256_castsi256_si128(K_PICK16(2 * t)),
+                                            _mm256_castsi256_si128(K_PICK16(2 * t + 1))));
                 for (int c = 0; c < NC; c++) {
-                    const int8_t * y = B[(int64_t) (c0 + c) * ldb + l].qs + 128 * h + 32 * t;
-                    const __m256i  p =
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *) y)), s);
-                    acc[c] = _mm256_add_epi32(acc[c], p);
+                    const int8_t * y = Bc[c][l].qs + 128 * h + 32 * t;
+                    acc[c]           = _mm256_add_epi32(
+                        acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *) y)), s));
+                    K_KEEP(acc[c]);
                 }
             }
         }
-        const float   d        = _cvtsh_ss(b.d);
+        const __m256  dv       = _mm256_set1_ps(_cvtsh_ss(b.d));
         const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) b.scales));
         for (int c = 0; c < NC; c++) {
-            const block_q8_K & yb = B[(int64_t) (c0 + c) * ldb + l];
-            // the +32 on every weight: 32 * scale * (sum of the 16 activations)
+            const block_q8_K & yb = Bc[c][l];
+            // the +32 on every weight: 32 * scale * (sum of the 16 activations), taken off
+            // exactly in int32 (|sums| < 2^29)
             const __m256i mb = _mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *) yb.bsums));
-            __m256        f  = _mm256_loadu_ps(state + 8 * c);
-            f                = _mm256_fmadd_ps(_mm256_set1_ps(d * yb.d), _mm256_cvtepi32_ps(acc[c]), f);
-            f                = _mm256_fmadd_ps(_mm256_set1_ps(-32.0f * d * yb.d), _mm256_cvtepi32_ps(mb), f);
-            _mm256_storeu_ps(state + 8 * c, f);
+            const __m256  v  = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[c], _mm256_slli_epi32(mb, 5)));
+            const __m256  dd = _mm256_mul_ps(dv, _mm256_broadcast_ss(&yb.d));
+            if constexpr (REG) {
+                fsum[c] = _mm256_fmadd_ps(dd, v, fsum[c]);
+            } else {
+                _mm256_storeu_ps(state + 8 * c, _mm256_fmadd_ps(dd, v, _mm256_loadu_ps(state + 8 * c)));
+            }
         }
+    }
+    if constexpr (REG) {
+        for (int c = 0; c < NC; c++) _mm256_storeu_ps(state + 8 * c, fsum[c]);
     }
 }
 
@@ -214,6 +276,7 @@ K_AVX512 void q4k_row_avx512(const block_q4_K * x, int l0, int l1, const block_q
                 const __m512i  y1 = load2x256(y + 32, y + 96);
                 acc[c]            = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(lo, y0), s0);
                 acc[c]            = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(hi, y1), s1);
+                K_KEEPZ(acc[c]);
             }
         }
         const float d    = _cvtsh_ss(b.d);
@@ -264,6 +327,7 @@ K_AVX512 void q6k_row_avx512(const block_q6_K * x, int l0, int l1, const block_q
                 acc[c] = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(wA, _mm512_loadu_si512((const void *) y)), s0);
                 acc[c] =
                     _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(wB, _mm512_loadu_si512((const void *) (y + 64))), s1);
+                K_KEEPZ(acc[c]);
             }
         }
         const float   d        = _cvtsh_ss(b.d);
