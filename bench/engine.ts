@@ -1,13 +1,18 @@
 #!/usr/bin/env bun
 // bun run bench:engine [--threads N] [--rounds N] [--reps N] [--no-repack] [--model M]
-//                      [--lib native/lib/cpu/libllmatic-x86-64-v3.so] [--qgemm-max-batch N]
+//                      [--lib native/lib/cpu/libllmatic-x86-64-v3.so] [--qgemm-max-batch N] [--vs-exe | --vs-lib PATH]
 //
 // Prompt processing (512 tokens) and generation (128 tokens, end-of-generation
 // ignored) on the bench model (Qwen2-0.5B shape, Q4_K_M), for llmatic's engine
 // and for llama-bench built from the same pinned source, same threads, same run.
 // The two alternate for several rounds (a busy neighbour slows both alike) and
 // the medians are compared. Targets: generation >= 0.98x llama-bench, prompt >= 0.97x.
-import { toolPath } from "../native/build";
+// --vs-exe: a second engine on the library the portable executable loads on this
+// CPU (its x86-64 level's build, bun run compile) takes its turn in every round
+// too, and its medians are compared with the native build's (target: within 2%).
+// --vs-lib PATH: the same with any other build of the library (an A/B of a change).
+import { buildNative, CPU_PROBE_PATH, cpuLevelLibPath, toolPath } from "../native/build";
+import { chooseLevel, probeLevel } from "../src/cpu-level";
 import { LlamaEngine } from "../src/engine/client";
 import type { GenerateRequest } from "../src/engine/types";
 import { DEFAULT_SAMPLING } from "../src/ffi/sampler";
@@ -23,6 +28,8 @@ const repack = !flag("--no-repack");
 const libPath = optString("--lib");
 // --qgemm-max-batch 0: ggml's kernels only (and its weight repacking), as llama-bench
 const qgemmMaxBatch = opt("--qgemm-max-batch", 16);
+const vsExe = flag("--vs-exe");
+const vsLib = optString("--vs-lib");
 const N_PROMPT = 512;
 const N_GEN = 128;
 
@@ -47,17 +54,30 @@ function llamaBench(): { pp: number[]; tg: number[] } {
   return { pp: pp.samples_ts, tg: tg.samples_ts };
 }
 
-const engine = await LlamaEngine.start({
-  modelPath: model,
-  id: "bench",
-  nCtx: 2048,
-  nThreads: threads,
-  parallel: 1,
-  repack,
-  libPath,
-  qgemmMaxBatch,
-});
+const startEngine = (lib: string | undefined) =>
+  LlamaEngine.start({
+    modelPath: model,
+    id: "bench",
+    nCtx: 2048,
+    nThreads: threads,
+    parallel: 1,
+    repack,
+    libPath: lib,
+    qgemmMaxBatch,
+  });
+const engine = await startEngine(libPath);
 if (libPath) say(`llmatic's engine runs on ${libPath}`);
+/** the second library (the executable's for this CPU with --vs-exe), its name, and an engine on it */
+const exe = vsExe
+  ? await (async () => {
+      await buildNative({ cpuLevels: true, quiet: true });
+      const level = chooseLevel(probeLevel(CPU_PROBE_PATH));
+      say(`the executable loads ${level} on this CPU: ${cpuLevelLibPath(level)}`);
+      return { name: `exe ${level}`, engine: await startEngine(cpuLevelLibPath(level)) };
+    })()
+  : vsLib
+    ? { name: vsLib, engine: await startEngine(vsLib) }
+    : null;
 
 /** Random prompt tokens (llama-bench uses random tokens too); a fresh first token defeats the prompt cache. */
 function randomTokens(n: number, salt: number): number[] {
@@ -68,23 +88,32 @@ function randomTokens(n: number, salt: number): number[] {
   });
 }
 
-async function run(req: GenerateRequest): Promise<{ firstAt: number; endAt: number; sentAt: number; tokens: number }> {
+async function run(
+  engine: LlamaEngine,
+  req: GenerateRequest,
+): Promise<{ firstAt: number; firstTokens: number; endAt: number; sentAt: number; tokens: number }> {
   const sentAt = performance.now();
+  // the first event with tokens: a text event, or the end when the only token's text is an
+  // incomplete UTF-8 sequence (no text event then); and how many tokens it brought
   let firstAt = 0;
+  let firstTokens = 0;
   let tokens = 0;
   for await (const e of engine.generate(req)) {
-    if (e.type === "text" && !firstAt) firstAt = performance.now();
-    if (e.type === "end") tokens = e.completionTokens;
     if (e.type === "error") throw new Error(e.message);
+    if (e.type === "end") tokens = e.completionTokens;
+    if (!firstAt && (e.type === "text" || e.type === "end")) {
+      firstAt = performance.now();
+      firstTokens = e.type === "text" ? e.tokens : e.completionTokens;
+    }
   }
-  return { sentAt, firstAt, endAt: performance.now(), tokens };
+  return { sentAt, firstAt, firstTokens, endAt: performance.now(), tokens };
 }
 
 const sampling = { ...DEFAULT_SAMPLING, seed: 7 };
 let salt = 0;
 /** Prompt processing, measured like llama-bench: from submit to the first sampled token. */
-async function oursPp(): Promise<number> {
-  const a = await run({
+async function oursPp(engine: LlamaEngine): Promise<number> {
+  const a = await run(engine, {
     prompt: { type: "tokens", tokens: randomTokens(N_PROMPT, ++salt) },
     n: 1,
     maxTokens: 1,
@@ -94,8 +123,8 @@ async function oursPp(): Promise<number> {
   return N_PROMPT / ((a.firstAt - a.sentAt) / 1000);
 }
 /** Generation: tokens after the first, over the time after the first. */
-async function oursTg(): Promise<number> {
-  const b = await run({
+async function oursTg(engine: LlamaEngine): Promise<number> {
+  const b = await run(engine, {
     prompt: { type: "tokens", tokens: randomTokens(1, ++salt) },
     n: 1,
     maxTokens: N_GEN + 1,
@@ -103,31 +132,44 @@ async function oursTg(): Promise<number> {
     stop: [],
     ignoreEos: true,
   });
-  return (b.tokens - 1) / ((b.endAt - b.firstAt) / 1000);
+  return (b.tokens - b.firstTokens) / ((b.endAt - b.firstAt) / 1000);
 }
 
 const theirs = { pp: [] as number[], tg: [] as number[] };
 const mine = { pp: [] as number[], tg: [] as number[] };
+const exes = { pp: [] as number[], tg: [] as number[] };
 // warm-up, as llama-bench does
-await oursPp();
-await oursTg();
+for (const e of exe ? [engine, exe.engine] : [engine]) {
+  await oursPp(e);
+  await oursTg(e);
+}
 for (let r = 1; r <= rounds; r++) {
-  say(`round ${r}/${rounds}: llama-bench (${reps} reps), then llmatic (${reps} reps)`);
+  say(
+    `round ${r}/${rounds}: llama-bench (${reps} reps), then llmatic (${reps} reps)${exe ? `, then ${exe.name}` : ""}`,
+  );
   const lb = llamaBench();
   theirs.pp.push(...lb.pp);
   theirs.tg.push(...lb.tg);
   // in llama-bench's order: the prompt repetitions, then the generation ones
-  for (let i = 0; i < reps; i++) mine.pp.push(await oursPp());
-  for (let i = 0; i < reps; i++) mine.tg.push(await oursTg());
+  for (const [e, out] of exe
+    ? ([
+        [engine, mine],
+        [exe.engine, exes],
+      ] as const)
+    : ([[engine, mine]] as const)) {
+    for (let i = 0; i < reps; i++) out.pp.push(await oursPp(e));
+    for (let i = 0; i < reps; i++) out.tg.push(await oursTg(e));
+  }
 }
 await engine.close();
+await exe?.engine.close();
 
 const fmt = (xs: number[]) =>
   `${percentile(xs, 50).toFixed(2)} t/s [${Math.min(...xs).toFixed(1)}..${Math.max(...xs).toFixed(1)}]`;
-const line = (name: string, o: number[], t: number[], target: number) => {
+const line = (name: string, o: number[], t: number[], target: number, names = ["llama-bench", "llmatic"]) => {
   const ratio = percentile(o, 50) / percentile(t, 50);
   console.log(
-    `${name.padEnd(6)} llama-bench ${fmt(t).padEnd(28)} llmatic ${fmt(o).padEnd(28)} ratio ${ratio.toFixed(3)} (target >= ${target}) ${ratio >= target ? "OK" : "BELOW TARGET"}`,
+    `${name.padEnd(6)} ${names[0]} ${fmt(t).padEnd(28)} ${names[1]} ${fmt(o).padEnd(28)} ratio ${ratio.toFixed(3)} (target >= ${target}) ${ratio >= target ? "OK" : "BELOW TARGET"}`,
   );
 };
 console.log(
@@ -135,3 +177,9 @@ console.log(
 );
 line(`pp${N_PROMPT}`, mine.pp, theirs.pp, 0.97);
 line(`tg${N_GEN}`, mine.tg, theirs.tg, 0.98);
+if (exe) {
+  // the second library against the native build, the same engine code on both
+  const names = [libPath ?? "native", exe.name];
+  line(`pp${N_PROMPT}`, exes.pp, mine.pp, 0.98, names);
+  line(`tg${N_GEN}`, exes.tg, mine.tg, 0.98, names);
+}

@@ -58,8 +58,8 @@ uint32_t llmatic_sgemm_declined(void);
 int32_t llmatic_set_qgemm_max_batch(int32_t max_batch);
 // Products computed by that kernel so far (wraps around). The same switch and
 // counter cover the K-quant kernels (Q4_K/Q6_K weights, AVX2 or AVX512-VNNI,
-// see qgemm_k.cpp): while max_batch > 0 they take every product of 2 or more
-// columns (one column goes to ggml's dot products).
+// see qgemm_k.cpp): while max_batch > 0 they take every product, one column
+// included.
 uint32_t llmatic_qgemm_calls(void);
 // ggml's own dequantization of n values (a whole number of blocks) of `type`
 // into floats: the reference the kernels' tests compare with. Returns false

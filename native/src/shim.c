@@ -112,14 +112,14 @@ bool __wrap_llamafile_sgemm(const struct ggml_compute_params * params, int64_t m
                             const void * a, int64_t lda, const void * b, int64_t ldb, void * c, int64_t ldc,
                             int atype, int btype, int ctype) {
     const struct compute_params_head * head = (const struct compute_params_head *) params;
-    // K-quant weights: llmatic's kernels for every batch of 2 or more columns
-    // (ggml's alternative for them, unrepacked, is its per-column dot product;
-    // one column stays with that: memory-bound either way, and it measured
-    // faster than the kernels' one-column tile); Q8_0/Q5_0: 2..max
+    // K-quant weights: llmatic's kernels for every batch, one column too (ggml's
+    // alternative for them, unrepacked, is its per-column dot product; with its
+    // prefetch the kernels' one-column tile decoded one stream 1.14x faster:
+    // bench:engine --vs-lib); Q8_0/Q5_0: 2..max
     const int32_t max_batch = __atomic_load_n(&qgemm_max_batch, __ATOMIC_RELAXED);
-    if (max_batch > 0 && n >= 2 &&
+    if (max_batch > 0 &&
         (llmatic_qgemm_k(head->ith, head->nth, m, n, k, a, lda, b, ldb, c, ldc, atype, btype, ctype) ||
-         (n <= max_batch &&
+         (n >= 2 && n <= max_batch &&
           llmatic_qgemm(head->ith, head->nth, m, n, k, a, lda, b, ldb, c, ldc, atype, btype, ctype)))) {
         if (head->ith == 0) __atomic_add_fetch(&qgemm_calls, 1, __ATOMIC_RELAXED);
         return true;
