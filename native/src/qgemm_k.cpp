@@ -81,7 +81,7 @@ inline void q4k_scales_mins(const uint8_t * s, uint32_t out[4]) {
 #    define K_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")))
 // A tile's integer sum is pinned to a register after each update: without it GCC
 // reassociates a block's products into a tree whose partial products outnumber
-// the registers, and spills them to the stack (3x slower at 4 columns).
+// the registers, and spills them to the stack (seen in the disassembly).
 #    define K_KEEP(v)  __asm__("" : "+x"(v))
 #    define K_KEEPZ(v) __asm__("" : "+v"(v))
 
@@ -99,7 +99,8 @@ namespace {
 
 // Weights stream from memory once per product: each block asks for the one
 // K_AHEAD blocks on (past a row's end that is the next row's start, as rows
-// are contiguous), so the loads overlap the arithmetic.
+// are contiguous), so the loads overlap the arithmetic. Past a tensor's end the
+// address may be unmapped: a prefetch is a hint and never faults.
 #    define K_AHEAD 16
 #    define K_PREFETCH(p, bytes)                                                   \
         do {                                                                       \
