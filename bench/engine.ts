@@ -68,7 +68,7 @@ const startEngine = (lib: string | undefined) =>
 const engine = await startEngine(libPath);
 if (libPath) say(`llmatic's engine runs on ${libPath}`);
 /** the second library (the executable's for this CPU with --vs-exe), its name, and an engine on it */
-const exe = vsExe
+const other = vsExe
   ? await (async () => {
       await buildNative({ cpuLevels: true, quiet: true });
       const level = chooseLevel(probeLevel(CPU_PROBE_PATH));
@@ -137,32 +137,30 @@ async function oursTg(engine: LlamaEngine): Promise<number> {
 
 const theirs = { pp: [] as number[], tg: [] as number[] };
 const mine = { pp: [] as number[], tg: [] as number[] };
-const exes = { pp: [] as number[], tg: [] as number[] };
+const others = { pp: [] as number[], tg: [] as number[] };
+/** each engine with where its figures go: the native build's, then the second library's */
+const engines: [LlamaEngine, typeof mine][] = [[engine, mine]];
+if (other) engines.push([other.engine, others]);
 // warm-up, as llama-bench does
-for (const e of exe ? [engine, exe.engine] : [engine]) {
+for (const [e] of engines) {
   await oursPp(e);
   await oursTg(e);
 }
 for (let r = 1; r <= rounds; r++) {
   say(
-    `round ${r}/${rounds}: llama-bench (${reps} reps), then llmatic (${reps} reps)${exe ? `, then ${exe.name}` : ""}`,
+    `round ${r}/${rounds}: llama-bench (${reps} reps), then llmatic (${reps} reps)${other ? `, then ${other.name}` : ""}`,
   );
   const lb = llamaBench();
   theirs.pp.push(...lb.pp);
   theirs.tg.push(...lb.tg);
   // in llama-bench's order: the prompt repetitions, then the generation ones
-  for (const [e, out] of exe
-    ? ([
-        [engine, mine],
-        [exe.engine, exes],
-      ] as const)
-    : ([[engine, mine]] as const)) {
+  for (const [e, out] of engines) {
     for (let i = 0; i < reps; i++) out.pp.push(await oursPp(e));
     for (let i = 0; i < reps; i++) out.tg.push(await oursTg(e));
   }
 }
 await engine.close();
-await exe?.engine.close();
+await other?.engine.close();
 
 const fmt = (xs: number[]) =>
   `${percentile(xs, 50).toFixed(2)} t/s [${Math.min(...xs).toFixed(1)}..${Math.max(...xs).toFixed(1)}]`;
@@ -177,9 +175,9 @@ console.log(
 );
 line(`pp${N_PROMPT}`, mine.pp, theirs.pp, 0.97);
 line(`tg${N_GEN}`, mine.tg, theirs.tg, 0.98);
-if (exe) {
+if (other) {
   // the second library against the native build, the same engine code on both
-  const names = [libPath ?? "native", exe.name];
-  line(`pp${N_PROMPT}`, exes.pp, mine.pp, 0.98, names);
-  line(`tg${N_GEN}`, exes.tg, mine.tg, 0.98, names);
+  const names = [libPath ?? "native", other.name];
+  line(`pp${N_PROMPT}`, others.pp, mine.pp, 0.98, names);
+  line(`tg${N_GEN}`, others.tg, mine.tg, 0.98, names);
 }
