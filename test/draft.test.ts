@@ -1,6 +1,6 @@
 // Prompt-lookup drafts and the policy that sizes them (pure).
 import { describe, expect, test } from "bun:test";
-import { DraftPolicy, ngramDraft } from "../src/engine/draft";
+import { DraftPolicy, expectedTokens, ngramDraft } from "../src/engine/draft";
 
 describe("n-gram drafts", () => {
   test("the tokens after the most recent earlier occurrence of the longest suffix", () => {
@@ -43,5 +43,43 @@ describe("the draft policy", () => {
     expect(lengths).toEqual([0, 0, 0, 0, 1]);
     expect(p.proposed).toBe(28);
     expect(p.accepted).toBe(17);
+  });
+
+  test("pauses when a draft's expected tokens do not pay for its wider step", () => {
+    expect(expectedTokens(0.5, 0)).toBe(1);
+    expect(expectedTokens(0.5, 2)).toBeCloseTo(1.75);
+    // a step of w tokens costs 0.6 + 0.4w one-token steps (a CPU where width is dear)
+    const dear = (w: number) => 0.6 + 0.4 * w;
+    /** drafts made over 200 steps when one token of every 4th draft is kept (text that rarely repeats) */
+    const drafts = (cost?: (w: number) => number) => {
+      const p = new DraftPolicy(8);
+      let made = 0;
+      for (let i = 0; i < 200; i++) {
+        const k = p.next(cost);
+        if (k === 0) continue;
+        made++;
+        p.record(k, made % 4 === 0 ? 1 : 0);
+      }
+      return { made, acceptance: p.acceptance };
+    };
+    const free = drafts();
+    const gated = drafts(dear);
+    // the partial keeps reset the pauses of the counts alone; against the step's cost the
+    // expected gain stays below it, and only the probes after longer and longer pauses draft
+    expect(gated.acceptance).toBeLessThan(0.35);
+    expect(gated.made).toBeLessThanOrEqual(20);
+    expect(free.made).toBeGreaterThan(2 * gated.made);
+
+    // drafts that are kept go on at the same cost, and grow to the longest
+    const kept = new DraftPolicy(8);
+    const long: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const k = kept.next(dear);
+      long.push(k);
+      kept.record(k, k);
+    }
+    expect(long.slice(-3)).toEqual([8, 8, 8]);
+    // with no timings yet, the lengths are the ones of the counts alone
+    expect(new DraftPolicy(8).next(() => undefined)).toBe(2);
   });
 });

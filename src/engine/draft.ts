@@ -40,12 +40,20 @@ export function ngramDraft(history: ArrayLike<number>, max: number): number[] {
 /**
  * How many tokens a sequence drafts next: grows while drafts are accepted,
  * shrinks when they are not, and pauses after drafts that were all rejected,
- * so a sequence whose text does not repeat soon stops paying for them.
+ * so a sequence whose text does not repeat soon stops paying for them. Given
+ * what a step of w tokens costs against a one-token step (measured by the
+ * scheduler), it also pauses when the tokens a draft is expected to give do
+ * not pay for the wider step: on a CPU where a few more tokens per step cost
+ * nearly as much as that many steps, rarely kept drafts are a loss.
  */
 export class DraftPolicy {
   private k: number;
   private pause = 0;
+  private probe = false;
   private misses = 0;
+  /** decayed counts of draft tokens tried and kept (a token after a rejected one is not tried) */
+  private tried = 0;
+  private kept = 0;
   proposed = 0;
   accepted = 0;
 
@@ -53,13 +61,34 @@ export class DraftPolicy {
     this.k = Math.min(2, maxDraft);
   }
 
-  /** the draft length for this step (0: do not draft) */
-  next(): number {
+  /** the chance that the next draft token is kept: recent drafts' rate, from a prior of 1/2 */
+  get acceptance(): number {
+    return (this.kept + 1) / (this.tried + 2);
+  }
+
+  /**
+   * The draft length for this step (0: do not draft). `costRatio(w)`: what a
+   * step of w tokens costs over a one-token step, when known.
+   */
+  next(costRatio?: (width: number) => number | undefined): number {
     if (this.pause > 0) {
       this.pause--;
+      this.probe = this.pause === 0;
       return 0;
     }
-    return this.k;
+    // the draft after a pause is a probe: it measures the acceptance again
+    if (this.probe) {
+      this.probe = false;
+      return this.k;
+    }
+    // the longest draft up to k whose expected tokens pay for its step (or whose step is not timed yet)
+    for (let k = this.k; k >= 1; k--) {
+      const ratio = costRatio?.(1 + k);
+      if (ratio === undefined || expectedTokens(this.acceptance, k) >= ratio) return k;
+    }
+    // none does: pause as after a miss
+    this.miss();
+    return 0;
   }
 
   /** `accepted` of `proposed` draft tokens were kept. */
@@ -67,17 +96,37 @@ export class DraftPolicy {
     if (proposed === 0) return;
     this.proposed += proposed;
     this.accepted += accepted;
+    this.tried = 0.9 * this.tried + accepted + (accepted < proposed ? 1 : 0);
+    this.kept = 0.9 * this.kept + accepted;
     if (accepted === proposed) {
       this.k = Math.min(this.maxDraft, this.k * 2);
       this.misses = 0;
     } else if (accepted === 0) {
       this.k = Math.max(1, this.k >> 1);
-      // a few misses in a row: stop drafting for longer and longer
-      this.misses++;
-      if (this.misses >= 2) this.pause = Math.min(64, 4 << (this.misses - 2));
+      this.miss();
     } else {
       this.k = Math.max(1, accepted + 1);
       this.misses = 0;
     }
   }
+
+  /** a few misses in a row: stop drafting for longer and longer */
+  private miss(): void {
+    this.misses++;
+    if (this.misses >= 2) this.pause = Math.min(64, 4 << (this.misses - 2));
+  }
+}
+
+/**
+ * Tokens one step gives with a draft of k tokens each kept with chance a
+ * (given the ones before it): the pending token plus a + a^2 + ... + a^k.
+ */
+export function expectedTokens(a: number, k: number): number {
+  let sum = 1;
+  let p = 1;
+  for (let i = 0; i < k; i++) {
+    p *= a;
+    sum += p;
+  }
+  return sum;
 }

@@ -200,6 +200,8 @@ export class Scheduler {
   /** draft tokens decoded, and kept */
   private drafted = 0;
   private kept = 0;
+  /** recent decode time (ms) of a step of w tokens of one generating sequence, by w */
+  private readonly stepMs: number[] = [];
   /** prefixes evicted from the slots (--cache-ram) */
   private readonly store: PrefixStore | null;
 
@@ -551,7 +553,14 @@ export class Scheduler {
       this.failDecode(status);
       return true;
     }
-    if (interactive) this.chargeBatch(performance.now() - t0, mixed);
+    const stepMs = performance.now() - t0;
+    if (interactive) this.chargeBatch(stepMs, mixed);
+    // what a draft's wider step costs: timed on steps of one sequence's tokens only
+    if (prefilled.length === 0 && generating === 1) {
+      const w = batch.length;
+      const before = this.stepMs[w];
+      this.stepMs[w] = before === undefined ? stepMs : 0.8 * before + 0.2 * stepMs;
+    }
     for (const p of prefilled) if (p.job.promptLogprobs) this.collectPromptLogprobs(p.job, p.from, p.firstIdx);
 
     for (const job of [...this.active]) {
@@ -624,7 +633,7 @@ export class Scheduler {
     const slot = c.slot;
     const left = job.req.maxTokens === null ? Number.POSITIVE_INFINITY : job.req.maxTokens - c.generated - 1;
     const room = Math.min(this.opts.nCtxSlot, job.req.contextLimit ?? Infinity) - slot.tokens.length - 2;
-    const k = Math.min(c.policy.next(), left, room, this.batch.room - generating);
+    const k = Math.min(c.policy.next(this.costRatio), left, room, this.batch.room - generating);
     if (k <= 0) return;
     const draft = ngramDraft(slot.tokens, k);
     // an image's pseudo-tokens are no vocabulary's: a draft stops before one
@@ -668,6 +677,13 @@ export class Scheduler {
     this.drafted += draft.length;
     this.kept += kept;
   }
+
+  /** what a step of `width` tokens costs over a one-token step, once both were timed */
+  private readonly costRatio = (width: number): number | undefined => {
+    const one = this.stepMs[1];
+    const wide = this.stepMs[width];
+    return one !== undefined && wide !== undefined && one > 0 ? wide / one : undefined;
+  };
 
   /** Books a step's time against batch work's budget (only while interactive work runs). */
   private chargeBatch(ms: number, mixed: boolean): void {
