@@ -90,10 +90,8 @@ namespace {
 // ---- AVX2 --------------------------------------------------------------------
 
 // Each row function multiplies one weight row's blocks l0..l1 with NC columns
-// (c0..c0+NC) of B and adds into `state` (NC x 8 float lanes). A tile's integer
-// sums live in registers for one block. Up to 4 columns the float sums stay in
-// registers for the whole chunk; wider tiles keep them in `state` (in L1)
-// between blocks, which leaves the registers to the integer sums. The loops
+// (c0..c0+NC) of B and adds into `state` (NC x 8 float lanes, see Cols). A
+// tile's integer sums live in registers for one block. The loops
 // are written for the instruction count: on a 2-wide multiplier the kernel is
 // bound by how many instructions issue, not by the multiplies alone.
 
@@ -111,17 +109,43 @@ namespace {
 // a vector whose every 16-bit lane picks lane `i` (0..7) of a 128-bit lane of int16
 #    define K_PICK16(i) _mm256_set1_epi16((short) (((2 * (i) + 1) << 8) | (2 * (i))))
 
+// A row function's NC column pointers into B, and its float sums (8 lanes per
+// column): in registers up to 4 columns, in `state` (L1) between blocks for wider
+// tiles, which leaves the registers to the integer sums.
+template <int NC> struct Cols {
+    static constexpr bool REG = NC <= 4;
+    const block_q8_K *    y[NC];
+    float *               state;
+    __m256                f[REG ? NC : 1];
+
+    K_AVX2 Cols(const block_q8_K * B, int64_t ldb, int c0, float * st) : state(st) {
+        for (int c = 0; c < NC; c++) y[c] = B + (int64_t) (c0 + c) * ldb;
+        if constexpr (REG) {
+            for (int c = 0; c < NC; c++) f[c] = _mm256_loadu_ps(state + 8 * c);
+        }
+    }
+
+    // column c's sums += scale * v
+    K_AVX2 void add(int c, __m256 scale, __m256 v) {
+        if constexpr (REG) {
+            f[c] = _mm256_fmadd_ps(scale, v, f[c]);
+        } else {
+            _mm256_storeu_ps(state + 8 * c, _mm256_fmadd_ps(scale, v, _mm256_loadu_ps(state + 8 * c)));
+        }
+    }
+
+    K_AVX2 void store() {
+        if constexpr (REG) {
+            for (int c = 0; c < NC; c++) _mm256_storeu_ps(state + 8 * c, f[c]);
+        }
+    }
+};
+
 template <int NC>
 K_AVX2 void q4k_row_avx2(const block_q4_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0,
                          float * state) {
-    constexpr bool REG = NC <= 4;
-    const __m256i  m4  = _mm256_set1_epi8(0x0F);
-    const block_q8_K * Bc[NC];
-    for (int c = 0; c < NC; c++) Bc[c] = B + (int64_t) (c0 + c) * ldb;
-    __m256 fsum[NC];
-    if constexpr (REG) {
-        for (int c = 0; c < NC; c++) fsum[c] = _mm256_loadu_ps(state + 8 * c);
-    }
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    Cols<NC>      cols(B, ldb, c0, state);
     for (int l = l0; l < l1; l++) {
         const block_q4_K & b = x[l];
         K_PREFETCH(x + l + K_AHEAD, sizeof(block_q4_K));
@@ -143,7 +167,7 @@ K_AVX2 void q4k_row_avx2(const block_q4_K * x, int l0, int l1, const block_q8_K 
             const __m256i s0 = _mm256_shuffle_epi8(sc16, K_PICK16(2 * j));
             const __m256i s1 = _mm256_shuffle_epi8(sc16, K_PICK16(2 * j + 1));
             for (int c = 0; c < NC; c++) {
-                const int8_t * y = Bc[c][l].qs + 64 * j;
+                const int8_t * y = cols.y[c][l].qs + 64 * j;
                 acc[c] = _mm256_add_epi32(
                     acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) y)), s0));
                 acc[c] = _mm256_add_epi32(
@@ -155,35 +179,22 @@ K_AVX2 void q4k_row_avx2(const block_q4_K * x, int l0, int l1, const block_q8_K 
         const __m256 dv    = _mm256_set1_ps(_cvtsh_ss(b.d));
         const __m256 dminv = _mm256_set1_ps(-_cvtsh_ss(b.dmin));
         for (int c = 0; c < NC; c++) {
-            const block_q8_K & yb = Bc[c][l];
+            const block_q8_K & yb = cols.y[c][l];
             // d * sums - dmin * (mins . bsums), then times the column's scale
             const __m256i mb = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *) yb.bsums));
             const __m256  t  = _mm256_fmadd_ps(dminv, _mm256_cvtepi32_ps(mb), _mm256_mul_ps(dv, _mm256_cvtepi32_ps(acc[c])));
-            if constexpr (REG) {
-                fsum[c] = _mm256_fmadd_ps(_mm256_broadcast_ss(&yb.d), t, fsum[c]);
-            } else {
-                _mm256_storeu_ps(state + 8 * c,
-                                 _mm256_fmadd_ps(_mm256_broadcast_ss(&yb.d), t, _mm256_loadu_ps(state + 8 * c)));
-            }
+            cols.add(c, _mm256_broadcast_ss(&yb.d), t);
         }
     }
-    if constexpr (REG) {
-        for (int c = 0; c < NC; c++) _mm256_storeu_ps(state + 8 * c, fsum[c]);
-    }
+    cols.store();
 }
 
 template <int NC>
 K_AVX2 void q6k_row_avx2(const block_q6_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0,
                          float * state) {
-    constexpr bool REG = NC <= 4;
-    const __m256i  m4  = _mm256_set1_epi8(0x0F);
-    const __m256i  m3  = _mm256_set1_epi8(0x03);
-    const block_q8_K * Bc[NC];
-    for (int c = 0; c < NC; c++) Bc[c] = B + (int64_t) (c0 + c) * ldb;
-    __m256 fsum[NC];
-    if constexpr (REG) {
-        for (int c = 0; c < NC; c++) fsum[c] = _mm256_loadu_ps(state + 8 * c);
-    }
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m3 = _mm256_set1_epi8(0x03);
+    Cols<NC>      cols(B, ldb, c0, state);
     for (int l = l0; l < l1; l++) {
         const block_q6_K & b = x[l];
         K_PREFETCH(x + l + K_AHEAD, sizeof(block_q6_K));
@@ -212,7 +223,7 @@ K_AVX2 void q6k_row_avx2(const block_q6_K * x, int l0, int l1, const block_q8_K 
                     sc16, _mm256_setr_m128i(_mm256_castsi256_si128(K_PICK16(2 * t)),
                                             _mm256_castsi256_si128(K_PICK16(2 * t + 1))));
                 for (int c = 0; c < NC; c++) {
-                    const int8_t * y = Bc[c][l].qs + 128 * h + 32 * t;
+                    const int8_t * y = cols.y[c][l].qs + 128 * h + 32 * t;
                     acc[c]           = _mm256_add_epi32(
                         acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *) y)), s));
                     K_KEEP(acc[c]);
@@ -222,22 +233,16 @@ K_AVX2 void q6k_row_avx2(const block_q6_K * x, int l0, int l1, const block_q8_K 
         const __m256  dv       = _mm256_set1_ps(_cvtsh_ss(b.d));
         const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) b.scales));
         for (int c = 0; c < NC; c++) {
-            const block_q8_K & yb = Bc[c][l];
+            const block_q8_K & yb = cols.y[c][l];
             // the +32 on every weight: 32 * scale * (sum of the 16 activations), taken off
             // exactly in int32 (|sums| < 2^29)
             const __m256i mb = _mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *) yb.bsums));
             const __m256  v  = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[c], _mm256_slli_epi32(mb, 5)));
             const __m256  dd = _mm256_mul_ps(dv, _mm256_broadcast_ss(&yb.d));
-            if constexpr (REG) {
-                fsum[c] = _mm256_fmadd_ps(dd, v, fsum[c]);
-            } else {
-                _mm256_storeu_ps(state + 8 * c, _mm256_fmadd_ps(dd, v, _mm256_loadu_ps(state + 8 * c)));
-            }
+            cols.add(c, dd, v);
         }
     }
-    if constexpr (REG) {
-        for (int c = 0; c < NC; c++) _mm256_storeu_ps(state + 8 * c, fsum[c]);
-    }
+    cols.store();
 }
 
 // ---- AVX512-VNNI -------------------------------------------------------------
