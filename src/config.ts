@@ -69,8 +69,10 @@ export interface ServerConfig {
   /** fine-tunes: the longest example, in tokens */
   finetuneMaxTokens: number;
   chatTemplateFile: string | null;
-  /** speculative decoding: n-gram draft tokens per step (0 = off) */
+  /** speculative decoding: draft tokens per step (0 = off) */
   draftMax: number;
+  /** drafts come from this model (null: n-gram lookups) */
+  modelDraft: string | null;
   /** host memory per model for evicted prefixes, bytes */
   cacheRamBytes: number;
   /** a directory that keeps evicted prefixes across restarts (null: off), and its budget per model */
@@ -352,7 +354,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 32,
     default: 8,
     arg: "N",
-    help: "speculative decoding without a draft model: up to N tokens that followed the text's last few tokens earlier in it are checked in the same batch, and kept while the model picks them (greedy output is unchanged); it backs off when they are not kept. 0 turns it off; a request's speculative: false does for that request",
+    help: "speculative decoding: up to N draft tokens are checked in the same batch and kept while the model picks them (greedy output is unchanged); it backs off when they are not kept. Drafts are the tokens that followed the text's last few tokens earlier in it, or --model-draft's guesses. 0 turns it off; a request's speculative: false does for that request",
+  },
+  {
+    key: "modelDraft",
+    flag: "model-draft",
+    kind: "string",
+    path: true,
+    default: null,
+    arg: "FILE",
+    help: "a small model with the same vocabulary that writes the drafts of speculative decoding (greedy, on the decode thread) instead of n-gram lookups; a served model whose vocabulary differs keeps n-gram drafts (the log says so)",
   },
   {
     key: "cacheRam",
@@ -806,6 +817,7 @@ function build(values: Map<string, unknown>): ServerConfig {
     chatTemplateFile: get("chatTemplateFile"),
     mmproj: get("mmproj"),
     draftMax: get("draftMax"),
+    modelDraft: get("modelDraft"),
     cacheRamBytes: cacheRamBytes(get<number>("cacheRam")),
     cacheDir: get("cacheDir"),
     cacheDirBytes: get<number>("cacheDirMb") * MB,

@@ -113,7 +113,7 @@ export class Metrics {
     metric(
       "llmatic_draft_tokens_total",
       "counter",
-      "Speculative decoding: n-gram draft tokens decoded beside the sampled ones",
+      "Speculative decoding: draft tokens (n-gram or --model-draft) decoded beside the sampled ones",
       stats.map((s) => `llmatic_draft_tokens_total{model="${s.id}"} ${s.stats?.draftProposed ?? 0}`),
     );
     metric(

@@ -8,6 +8,7 @@ import { createApp } from "./app";
 import { ConfigError, expandModelPaths, modelIdOf, type ServerConfig } from "./config";
 import { embedded } from "./embedded";
 import { LlamaEngine } from "./engine/client";
+import { validateModelFile } from "./ffi/model";
 import { log } from "./log";
 import { Metrics } from "./metrics";
 import { type ModelRef, parseModelRef, resolveHubRef, stderrProgress } from "./models/hub";
@@ -80,6 +81,13 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       `--mmproj goes with one model (${models.length} are served): put each model's mmproj-*.gguf beside it instead`,
     );
   }
+  if (config.modelDraft) {
+    try {
+      validateModelFile(config.modelDraft);
+    } catch (e) {
+      throw new ConfigError(`--model-draft: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
   let chatTemplate: string | undefined;
   if (config.chatTemplateFile) chatTemplate = await Bun.file(config.chatTemplateFile).text();
   const lastPct = new Map<string, number>();
@@ -109,6 +117,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
           nGpuLayers: config.nGpuLayers,
           chatTemplate,
           draftMax: config.draftMax,
+          draftModelPath: isWhisperFile(path) ? undefined : (config.modelDraft ?? undefined),
           cacheRamBytes: config.cacheRamBytes,
           cacheDir: config.cacheDir ?? undefined,
           cacheDirBytes: config.cacheDirBytes,
@@ -137,7 +146,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         if (what === "ready") {
           const i = e.engine?.info;
           log.info(
-            `ready: ${e.id} (${i?.description}, context ${i?.nCtx} = ${i?.parallel} slots x ${i?.nCtxSlot}, ${config.threads} threads)`,
+            `ready: ${e.id} (${i?.description}, context ${i?.nCtx} = ${i?.parallel} slots x ${i?.nCtxSlot}, ${config.threads} threads${i?.draftModel ? `, drafts from ${basename(i.draftModel)}` : ""})`,
           );
         } else if (what === "failed") {
           log.error(

@@ -1,10 +1,17 @@
 // Speculative decoding with n-gram drafts: the same text as plain decoding,
 // greedy and sampled (same seed: every token is sampled from the same
 // distribution with the same draw), drafts really kept on repeating text, and
-// the per-request off-switch.
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+// the per-request off-switch. With a draft model (--model-draft): the same
+// text again, drafts from the model (the same weights: nearly all kept), and
+// a model of another vocabulary refused for n-gram drafts.
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { join } from "node:path";
+import { llamaSourceDir } from "../native/build";
 import type { LlamaEngine } from "../src/engine/client";
-import { collect, startTiny, textRequest } from "./helpers";
+import { vocabMismatch } from "../src/engine/draft-model";
+import { Model } from "../src/ffi/model";
+import { ensureReasoningModel, ensureTinyKQuantModel } from "../src/models/synthetic";
+import { collect, startTiny, TINY_MODEL_PATH, textRequest } from "./helpers";
 
 setDefaultTimeout(120_000);
 
@@ -64,4 +71,74 @@ test("speculative: false decodes one token per step", async () => {
   const a = await text(spec, req);
   expect(spec.stats().draftProposed ?? 0).toBe(before);
   expect(a).toBe(await text(plain, req));
+});
+
+describe("--model-draft", () => {
+  const drafted = (e: LlamaEngine) => ({ proposed: e.stats().draftProposed ?? 0, kept: e.stats().draftAccepted ?? 0 });
+
+  test("drafts from the same weights: plain decoding's text, nearly every draft token kept from the start", async () => {
+    const d = await startTiny({ ...config, draftMax: 8, draftModelPath: TINY_MODEL_PATH });
+    try {
+      expect(d.info.draftModel).toBe(TINY_MODEL_PATH);
+      // short and not repeating yet: n-gram lookups would find little here
+      const req = textRequest("Once upon a time", { maxTokens: 48, ignoreEos: true, sampling: { temperature: 0 } });
+      expect(await text(d, req)).toBe(await text(plain, req));
+      const { proposed, kept } = drafted(d);
+      expect(proposed).toBeGreaterThan(20);
+      expect(kept / proposed).toBeGreaterThan(0.9);
+    } finally {
+      await d.close();
+    }
+  });
+
+  test("drafts from other weights of the same vocabulary: plain decoding's text, greedy and sampled", async () => {
+    const other = await ensureTinyKQuantModel();
+    const d = await startTiny({ ...config, draftMax: 8, draftModelPath: other });
+    try {
+      expect(d.info.draftModel).toBe(other);
+      const greedy = textRequest("The numbers go one two three", {
+        maxTokens: 96,
+        ignoreEos: true,
+        sampling: { temperature: 0 },
+      });
+      expect(await text(d, greedy)).toBe(await text(plain, greedy));
+      expect(drafted(d).proposed).toBeGreaterThan(0);
+      for (const seed of [1, 2]) {
+        const req = textRequest("Once upon a time", {
+          maxTokens: 64,
+          ignoreEos: true,
+          sampling: { temperature: 0.7, topK: 20, seed },
+        });
+        expect(await text(d, req)).toBe(await text(plain, req));
+      }
+    } finally {
+      await d.close();
+    }
+  });
+
+  test("a model of another vocabulary is refused: n-gram drafts instead", async () => {
+    const src = await llamaSourceDir();
+    const tiny = Model.load(TINY_MODEL_PATH, { vocabOnly: true });
+    const llama3 = Model.load(join(src, "models", "ggml-vocab-llama-bpe.gguf"), { vocabOnly: true });
+    try {
+      expect(vocabMismatch(tiny, tiny)).toBeNull();
+      expect(vocabMismatch(tiny, llama3)).toMatch(/vocabulary sizes differ/);
+    } finally {
+      tiny.dispose();
+      llama3.dispose();
+    }
+    const d = await startTiny({ ...config, draftMax: 8, draftModelPath: await ensureReasoningModel("r1") });
+    try {
+      expect(d.info.draftModel).toBeUndefined();
+      const req = textRequest("one two three one two three one two three", {
+        maxTokens: 64,
+        ignoreEos: true,
+        sampling: { temperature: 0 },
+      });
+      expect(await text(d, req)).toBe(await text(plain, req));
+      expect(drafted(d).proposed).toBeGreaterThan(0);
+    } finally {
+      await d.close();
+    }
+  });
 });

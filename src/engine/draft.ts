@@ -1,10 +1,28 @@
-// Speculative decoding without a second model: prompt-lookup (n-gram) drafts.
-// The last few tokens of a sequence are looked up earlier in it (its prompt and
-// what it generated); the tokens that followed them there are the draft. The
-// scheduler decodes the pending token and the draft in one batch and keeps the
-// draft's tokens as long as sampling the model picks them, so the output is the
-// one plain decoding gives (each token is still sampled from the model's
+// Speculative decoding: where drafts come from, and how long they are. By
+// default they are prompt-lookup (n-gram) drafts: the last few tokens of a
+// sequence are looked up earlier in it (its prompt and what it generated); the
+// tokens that followed them there are the draft. With --model-draft a small
+// model of the same vocabulary writes them (draft-model.ts). The scheduler
+// decodes the pending token and the draft in one batch and keeps the draft's
+// tokens as long as sampling the model picks them, so the output is the one
+// plain decoding gives (each token is still sampled from the model's
 // distribution after the tokens before it). Pure.
+
+/** Where a sequence's drafts come from. */
+export interface Drafter {
+  /** up to `max` tokens likely to follow `tokens` (sequence `seq`'s tokens, the pending one last) */
+  draft(seq: number, tokens: readonly number[], max: number): number[];
+  /** what drafting one token costs, in ms of the decode thread (0 for a lookup) */
+  readonly tokenMs: number;
+  dispose(): void;
+}
+
+/** Drafts by prompt lookup (ngramDraft). */
+export const ngramDrafter: Drafter = {
+  draft: (_seq, tokens, max) => ngramDraft(tokens, max),
+  tokenMs: 0,
+  dispose() {},
+};
 
 /** Longest and shortest suffix looked up. */
 const MAX_NGRAM = 4;

@@ -7,10 +7,11 @@
 import { DomainError } from "../errors";
 import { Batch } from "../ffi/batch";
 import { Context, FlashAttn, PoolingType } from "../ffi/context";
-import { drainNativeLogs, lib, type NativeLogLine, setLibraryPath } from "../ffi/library";
+import { drainNativeLogs, LogLevel, lib, type NativeLogLine, setLibraryPath } from "../ffi/library";
 import { Model } from "../ffi/model";
 import { Vision } from "../ffi/vision";
 import { isWhisperFile } from "../models/whisper-file";
+import { DraftVocabMismatch, ModelDrafter } from "./draft-model";
 import { prefixCacheDir } from "./prefix-store";
 import type { FromPrep, ToPrep } from "./prep-protocol";
 import { disposePrepared, fromWire } from "./prepare";
@@ -59,6 +60,7 @@ export function runEngine(
   let ctx: Context | null = null;
   let vision: Vision | null = null;
   let scheduler: Scheduler | null = null;
+  let drafter: ModelDrafter | null = null;
   let embedCtx: { ctx: Context; batch: Batch } | null = null;
   /** the model ranks query/document pairs with a classification head */
   let rankHead = false;
@@ -180,6 +182,7 @@ export function runEngine(
     });
     // each slot owns ctx / parallel cells (llama.cpp: one KV stream per sequence, as llama-server -np N)
     nCtxSlot = ctx.nCtxSeq;
+    if (cfg.draftModelPath && (cfg.draftMax ?? 0) > 0) drafter = loadDrafter(cfg.draftModelPath, model, parallel);
     scheduler = new Scheduler(model, ctx, {
       nBatch: ctx.nBatch,
       nCtxSlot,
@@ -188,6 +191,7 @@ export function runEngine(
       embed: embedOne,
       vision,
       maxDraft: cfg.draftMax ?? 0,
+      drafter: drafter ?? undefined,
       cacheBytes: cfg.cacheRamBytes ?? 0,
       cacheDir: cfg.cacheDir ? prefixCacheDir(cfg.cacheDir, cfg.modelPath, nCtxSlot) : undefined,
       cacheDirBytes: cfg.cacheDirBytes,
@@ -211,12 +215,37 @@ export function runEngine(
       fim: model.fimTokens() !== null,
       rankHead,
       vision: vision !== null,
+      draftModel: drafter ? cfg.draftModelPath : undefined,
       kind: "text",
       createdAt: Math.floor(Date.now() / 1000),
     };
     forwardLogs();
     port.post({ type: "ready", info });
     void loop();
+  }
+
+  /**
+   * The draft model (--model-draft), or null when its vocabulary is not this
+   * model's (a server may serve several models: the others still get n-gram
+   * drafts, and the log says why).
+   */
+  function loadDrafter(path: string, target: Model, parallel: number): ModelDrafter | null {
+    const cfg = config as EngineConfig;
+    try {
+      const d = ModelDrafter.load(path, {
+        target,
+        nSeqMax: parallel,
+        nCtxSeq: nCtxSlot,
+        nThreads: cfg.nThreads,
+        onLog: forwardLogs,
+      });
+      port.post({ type: "log", level: LogLevel.INFO, text: `drafts from ${path} (${d.model.description})` });
+      return d;
+    } catch (e) {
+      if (!(e instanceof DraftVocabMismatch)) throw e;
+      port.post({ type: "log", level: LogLevel.WARN, text: `${e.message}: n-gram drafts instead` });
+      return null;
+    }
   }
 
   function fail(id: number, e: unknown): void {
@@ -366,6 +395,7 @@ export function runEngine(
   /** Frees every native object (a worker's memory belongs to the process: terminating it would not). */
   function releaseAll(): void {
     scheduler?.dispose();
+    drafter?.dispose();
     embedCtx?.batch.dispose();
     embedCtx?.ctx.dispose();
     ctx?.dispose();
@@ -373,6 +403,7 @@ export function runEngine(
     model?.dispose();
     vision = null;
     scheduler = null;
+    drafter = null;
     embedCtx = null;
     ctx = null;
     model = null;

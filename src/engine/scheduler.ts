@@ -10,7 +10,7 @@ import type { Context } from "../ffi/context";
 import type { Model } from "../ffi/model";
 import type { Sampler } from "../ffi/sampler";
 import type { Vision } from "../ffi/vision";
-import { DraftPolicy, ngramDraft } from "./draft";
+import { type Drafter, DraftPolicy, ngramDrafter } from "./draft";
 import { PrefixDisk, PrefixStore, type SavedImage, type SavedPrefix } from "./prefix-store";
 import type { MediaSpan, Prepared } from "./prepare";
 import { TextAssembler } from "./text";
@@ -135,8 +135,10 @@ export interface SchedulerOptions {
   embed?: (tokens: Int32Array) => Float32Array;
   /** the projector, when prompts may hold images */
   vision?: Vision | null;
-  /** speculative decoding: at most this many n-gram draft tokens per sequence and step (0 or unset: off) */
+  /** speculative decoding: at most this many draft tokens per sequence and step (0 or unset: off) */
   maxDraft?: number;
+  /** where drafts come from (default: n-gram lookups in the sequence itself) */
+  drafter?: Drafter;
   /** host memory for prefixes evicted from the slots (bytes; 0 or unset: none) */
   cacheBytes?: number;
   /** and a directory (this model's) that keeps them across restarts, with its budget in bytes */
@@ -204,6 +206,7 @@ export class Scheduler {
   private readonly stepMs: number[] = [];
   /** prefixes evicted from the slots (--cache-ram) */
   private readonly store: PrefixStore | null;
+  private readonly drafter: Drafter;
 
   constructor(
     private readonly model: Model,
@@ -226,6 +229,7 @@ export class Scheduler {
           )
         : null;
     this.eog = new Set(model.eogTokens());
+    this.drafter = opts.drafter ?? ngramDrafter;
   }
 
   get hasWork(): boolean {
@@ -625,9 +629,9 @@ export class Scheduler {
   }
 
   /**
-   * Puts up to the policy's length of n-gram draft after the choice's pending
-   * token: tokens that followed the sequence's last few tokens earlier in it.
-   * Never more than the slot, the request's tokens left, or the batch can take.
+   * Puts up to the policy's length of draft after the choice's pending token
+   * (from the drafter: an n-gram lookup or a draft model). Never more than the
+   * slot, the request's tokens left, or the batch can take.
    */
   private addDraft(job: Job, c: Choice, generating: number): void {
     const slot = c.slot;
@@ -635,7 +639,7 @@ export class Scheduler {
     const room = Math.min(this.opts.nCtxSlot, job.req.contextLimit ?? Infinity) - slot.tokens.length - 2;
     const k = Math.min(c.policy.next(this.costRatio), left, room, this.batch.room - generating);
     if (k <= 0) return;
-    const draft = ngramDraft(slot.tokens, k);
+    const draft = this.drafter.draft(slot.seq, slot.tokens, k);
     // an image's pseudo-tokens are no vocabulary's: a draft stops before one
     const image = draft.findIndex((t) => t < 0);
     if (image >= 0) draft.length = image;
@@ -678,11 +682,19 @@ export class Scheduler {
     this.kept += kept;
   }
 
-  /** what a step of `width` tokens costs over a one-token step, once both were timed */
+  /**
+   * What a step of `width` tokens (the pending one and a draft) costs over a
+   * one-token step; a draft model's time counts too. Unknown (undefined: draft
+   * and time it) until that width was timed; until a one-token step was timed,
+   * too much (a step without a draft times it: drafts that are always kept
+   * would never let one happen).
+   */
   private readonly costRatio = (width: number): number | undefined => {
     const one = this.stepMs[1];
     const wide = this.stepMs[width];
-    return one !== undefined && wide !== undefined && one > 0 ? wide / one : undefined;
+    if (wide === undefined) return undefined;
+    if (one === undefined || one <= 0) return Number.POSITIVE_INFINITY;
+    return (wide + (width - 1) * this.drafter.tokenMs) / one;
   };
 
   /** Books a step's time against batch work's budget (only while interactive work runs). */

@@ -39,8 +39,10 @@ export interface EngineConfig {
   mmprojPath?: string;
   /** an image with more pixels is refused (default 50 million) */
   maxImagePixels?: number;
-  /** speculative decoding: at most this many n-gram draft tokens per step and sequence (0: off) */
+  /** speculative decoding: at most this many draft tokens per step and sequence (0: off) */
   draftMax?: number;
+  /** drafts come from this model (same vocabulary) instead of n-gram lookups */
+  draftModelPath?: string;
   /** host memory for prefixes evicted from the slots, in bytes (0: none) */
   cacheRamBytes?: number;
   /** a directory that keeps evicted prefixes across restarts (each model in its own subdirectory), and its budget */
@@ -76,6 +78,8 @@ export interface ModelInfo {
   vision?: boolean;
   /** a speech model transcribes more than English and translates */
   multilingual?: boolean;
+  /** speculative decoding's drafts come from this model (--model-draft); unset: n-gram lookups */
+  draftModel?: string;
   createdAt: number;
 }
 
