@@ -246,53 +246,65 @@ K_AVX2 void q6k_row_avx2(const block_q6_K * x, int l0, int l1, const block_q8_K 
 }
 
 // ---- AVX512-VNNI -------------------------------------------------------------
-// The same scheme on 512-bit vectors: two of a block's 64-weight chunks per
-// vector, and vpdpwssd to apply the sub-block scales and accumulate in one step.
+// The same scheme on 512-bit vectors: 64 weights per vector, and vpdpwssd to
+// apply the sub-block scales and accumulate in one step. The float sums stay in
+// registers (32 of them).
 
-K_AVX512 inline __m512i load2x256(const void * lo, const void * hi) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) lo)),
-                              _mm256_loadu_si256((const __m256i *) hi), 1);
-}
+// the NC column pointers into B of a row function
+template <int NC> struct ColPtrs {
+    const block_q8_K * y[NC];
 
+    ColPtrs(const block_q8_K * B, int64_t ldb, int c0) {
+        for (int c = 0; c < NC; c++) y[c] = B + (int64_t) (c0 + c) * ldb;
+    }
+};
+
+// Chunk j's 32 bytes are sub-block 2j (low nibbles) and 2j+1 (high nibbles): split
+// into one vector of 64 weights they meet the 64 activations 64j..64j+63 in one
+// load per column. (The split is on the weights, once per block; splitting the
+// activations instead would cost per column.)
 template <int NC>
-K_AVX512 void q4k_row_avx512(const block_q4_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0, float * state) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+K_AVX512 void q4k_row_avx512(const block_q4_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0,
+                             float * state) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    ColPtrs<NC>   cols(B, ldb, c0);
     __m512        fsum[NC];
     for (int c = 0; c < NC; c++) fsum[c] = _mm512_loadu_ps(state + 16 * c);
     for (int l = l0; l < l1; l++) {
         const block_q4_K & b = x[l];
-        uint32_t           sm[4];
+        K_PREFETCH(x + l + K_AHEAD, sizeof(block_q4_K));
+        uint32_t sm[4];
         q4k_scales_mins(b.scales, sm);
-        const uint8_t * sc     = (const uint8_t *) sm;
-        const __m128i   mins8  = _mm_set_epi32(0, 0, (int) sm[3], (int) sm[2]);
-        const __m256i   mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8));
-        __m512i         acc[NC];
+        // the 8 scales as int16 (sub-block i's in lane i), each min twice (one per 16
+        // activations of Q8_K's bsums)
+        const __m128i sm128  = _mm_set_epi32((int) sm[3], (int) sm[2], (int) sm[1], (int) sm[0]);
+        const __m512i sc16   = _mm512_castsi128_si512(_mm_cvtepu8_epi16(sm128));
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm128, sm128));
+        __m512i       acc[NC];
         for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_si512();
-        for (int j = 0; j < 4; j += 2) {
-            // chunks j and j+1: low nibbles are sub-blocks 2j and 2j+2, high ones 2j+1 and 2j+3
-            const __m512i q  = _mm512_loadu_si512((const void *) (b.qs + 32 * j));
-            const __m512i lo = _mm512_and_si512(q, m4);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-            const __m512i s0 = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * j]), _mm256_set1_epi16(sc[2 * j + 2]), 1);
-            const __m512i s1 =
-                _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * j + 1]), _mm256_set1_epi16(sc[2 * j + 3]), 1);
+#    pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *) (b.qs + 32 * j));
+            const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, m4)),
+                                                 _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), 1);
+            // scale 2j on the low 32 int16 products' half, 2j+1 on the high
+            const __m512i s = _mm512_permutexvar_epi16(
+                _mm512_inserti64x4(_mm512_set1_epi16((short) (2 * j)), _mm256_set1_epi16((short) (2 * j + 1)), 1), sc16);
             for (int c = 0; c < NC; c++) {
-                const int8_t * y  = B[(int64_t) (c0 + c) * ldb + l].qs + 64 * j;
-                const __m512i  y0 = load2x256(y, y + 64);
-                const __m512i  y1 = load2x256(y + 32, y + 96);
-                acc[c]            = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(lo, y0), s0);
-                acc[c]            = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(hi, y1), s1);
+                const __m512i y = _mm512_loadu_si512((const void *) (cols.y[c][l].qs + 64 * j));
+                acc[c]          = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(w, y), s);
                 K_KEEPZ(acc[c]);
             }
         }
-        const float d    = _cvtsh_ss(b.d);
-        const float dmin = _cvtsh_ss(b.dmin);
+        const __m512 dv    = _mm512_set1_ps(_cvtsh_ss(b.d));
+        const __m512 dminv = _mm512_set1_ps(-_cvtsh_ss(b.dmin));
         for (int c = 0; c < NC; c++) {
-            const block_q8_K & yb = B[(int64_t) (c0 + c) * ldb + l];
-            fsum[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * yb.d), _mm512_cvtepi32_ps(acc[c]), fsum[c]);
+            const block_q8_K & yb = cols.y[c][l];
+            // d * sums - dmin * (mins . bsums), then times the column's scale
             const __m256i mb = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *) yb.bsums));
-            fsum[c]          = _mm512_fmadd_ps(_mm512_set1_ps(-dmin * yb.d),
-                                               _mm512_zextps256_ps512(_mm256_cvtepi32_ps(mb)), fsum[c]);
+            const __m512  t  = _mm512_fmadd_ps(dminv, _mm512_zextps256_ps512(_mm256_cvtepi32_ps(mb)),
+                                               _mm512_mul_ps(dv, _mm512_cvtepi32_ps(acc[c])));
+            fsum[c]          = _mm512_fmadd_ps(_mm512_set1_ps(yb.d), t, fsum[c]);
         }
     }
     for (int c = 0; c < NC; c++) _mm512_storeu_ps(state + 16 * c, fsum[c]);
@@ -305,10 +317,12 @@ K_AVX512 void q6k_row_avx512(const block_q6_K * x, int l0, int l1, const block_q
     // bytes 0 x8, 1 x8 | 2 x8, 3 x8 (and 4..7 for B) of the half's 8 scales
     const __m256i pick_a = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
     const __m256i pick_b = _mm256_add_epi8(pick_a, _mm256_set1_epi8(4));
+    ColPtrs<NC>   cols(B, ldb, c0);
     __m512        fsum[NC];
     for (int c = 0; c < NC; c++) fsum[c] = _mm512_loadu_ps(state + 16 * c);
     for (int l = l0; l < l1; l++) {
         const block_q6_K & b = x[l];
+        K_PREFETCH(x + l + K_AHEAD, sizeof(block_q6_K));
         __m512i            acc[NC];
         for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
@@ -329,7 +343,7 @@ K_AVX512 void q6k_row_avx512(const block_q6_K * x, int l0, int l1, const block_q
             const __m512i s0 = _mm512_cvtepi8_epi16(_mm256_shuffle_epi8(s8, pick_a));
             const __m512i s1 = _mm512_cvtepi8_epi16(_mm256_shuffle_epi8(s8, pick_b));
             for (int c = 0; c < NC; c++) {
-                const int8_t * y = B[(int64_t) (c0 + c) * ldb + l].qs + 128 * h;
+                const int8_t * y = cols.y[c][l].qs + 128 * h;
                 acc[c] = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(wA, _mm512_loadu_si512((const void *) y)), s0);
                 acc[c] =
                     _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(wB, _mm512_loadu_si512((const void *) (y + 64))), s1);
@@ -339,11 +353,12 @@ K_AVX512 void q6k_row_avx512(const block_q6_K * x, int l0, int l1, const block_q
         const float   d        = _cvtsh_ss(b.d);
         const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) b.scales));
         for (int c = 0; c < NC; c++) {
-            const block_q8_K & yb = B[(int64_t) (c0 + c) * ldb + l];
-            fsum[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * yb.d), _mm512_cvtepi32_ps(acc[c]), fsum[c]);
+            const block_q8_K & yb = cols.y[c][l];
+            // the +32 on every weight taken off exactly in int32, as in the AVX2 variant: in
+            // float the two large terms cancel and leave their rounding (5e-3 in a logprob)
             const __m256i mb = _mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *) yb.bsums));
-            fsum[c]          = _mm512_fmadd_ps(_mm512_set1_ps(-32.0f * d * yb.d),
-                                               _mm512_zextps256_ps512(_mm256_cvtepi32_ps(mb)), fsum[c]);
+            const __m512i v  = _mm512_sub_epi32(acc[c], _mm512_zextsi256_si512(_mm256_slli_epi32(mb, 5)));
+            fsum[c]          = _mm512_fmadd_ps(_mm512_set1_ps(d * yb.d), _mm512_cvtepi32_ps(v), fsum[c]);
         }
     }
     for (int c = 0; c < NC; c++) _mm512_storeu_ps(state + 16 * c, fsum[c]);
