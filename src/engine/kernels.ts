@@ -41,7 +41,12 @@ export function chooseKernels(modelPath: string, repack: boolean, qgemmMaxBatch:
     return { repack: true, reason: "the file's tensor table could not be read here" };
   }
   if (q4k > other) {
-    return { repack: false, reason: "Q4_K weights use llmatic's small-batch kernels instead of ggml's repacked ones" };
+    const name = (v: number) => (v === 2 ? "AVX512-VNNI" : v === 1 ? "AVX2" : "none");
+    const [small, prompt] = [0, 1].map((p) => name(lib().llmatic_qgemm_k_chosen(p)));
+    return {
+      repack: false,
+      reason: `Q4_K weights use llmatic's small-batch kernels instead of ggml's repacked ones (${small} up to 16 tokens, ${prompt} beyond: the faster here)`,
+    };
   }
   return { repack: true, reason: q4k > 0 ? "most repackable weights are not Q4_K" : "no Q4_K weights" };
 }

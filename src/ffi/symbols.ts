@@ -21,6 +21,7 @@ export const symbols = {
   llmatic_qgemm_supported: { args: [], returns: bool },
   llmatic_qgemm: { args: [i32, i32, i64, i64, i64, ptr, i64, ptr, i64, ptr, i64, i32, i32, i32], returns: bool },
   llmatic_qgemm_k_variants: { args: [], returns: i32 },
+  llmatic_qgemm_k_chosen: { args: [i32], returns: i32 },
   llmatic_qgemm_k_force: { args: [i32], returns: i32 },
   llmatic_qgemm_k: { args: [i32, i32, i64, i64, i64, ptr, i64, ptr, i64, ptr, i64, i32, i32, i32], returns: bool },
   // ---- llmatic.h: model, context
