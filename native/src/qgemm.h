@@ -25,8 +25,9 @@ bool llmatic_qgemm(int ith, int nth, int64_t m, int64_t n, int64_t k, const void
 #define LLMATIC_QGEMM_K_AVX512_VNNI 2
 // the variants this CPU runs
 int  llmatic_qgemm_k_variants(void);
-// the variant used for products of up to 16 columns (prompt 0) or more (prompt 1):
-// where both run, the one that timed faster on this CPU at first use
+// the variant used for products of up to 16 columns (prompt 0: AVX512 where it
+// runs) or more (prompt 1: where both run, AVX512 only if it timed 15% faster on
+// this CPU at first use)
 int  llmatic_qgemm_k_chosen(int prompt);
 // use only this variant (0: the best the CPU runs); returns the one set before,
 // or -1 (and changes nothing) for a variant this CPU does not run. For tests.

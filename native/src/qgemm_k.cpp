@@ -509,15 +509,18 @@ int cpu_variants() {
 
 int forced_variant = 0;  // 0: the faster this CPU runs (chosen_variant)
 
-// Where both variants run, which is faster is the CPU's business: on Zen 4, whose
-// 512-bit instructions take two 256-bit steps, the AVX2 variant (half the float
-// state per row and column) prompted 1.1-1.2x faster in a 1B model's prefill.
-// So each is timed once, on a decode-sized (4 columns) and a prompt-sized (32
-// columns) product of 64 rows x 2048, best of 15 alternating runs; AVX512 is
-// kept where it is 15% faster or more (this machine's noise reaches 10%). A tie
-// goes to AVX2, whose float order is ggml's own (the same logits to 2e-6):
-// engines started apart then agree, where a coin toss would give them different
-// last bits. Index 0: up to 16 columns, 1: more.
+// Where both variants run, which is faster for prompts is the CPU's business: on
+// Zen 4, whose 512-bit instructions take two 256-bit steps, the AVX2 variant
+// (half the float state per row and column, which a prompt's 32-column chunks
+// keep in L1) prefilled a 1B model 1.1-1.2x faster. So both are timed once on a
+// prompt-sized product (64 rows x 2048, 32 columns), best of 15 alternating
+// runs, and AVX512 serves prompts only where it is 15% faster or more (this
+// machine's noise reaches 10%; a tie goes to AVX2, whose float order is ggml's
+// own, so engines started apart agree). Decode-sized products (up to 16
+// columns) take AVX512 wherever it runs: on the same Zen 4 it decoded one and
+// 4-8 streams faster end to end (bench:engine tg 0.93 vs 0.84 of llama-bench,
+// bench:http 4 clients 1.64 vs 1.50 of llama-server), which a small timed
+// product, resident in L2, does not show. Index 0: up to 16 columns, 1: more.
 double time_variant(bool avx512, int n, const std::vector<block_q4_K> & A, const std::vector<block_q8_K> & B,
                     std::vector<float> & C, int m, int nb) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -529,10 +532,11 @@ double time_variant(bool avx512, int n, const std::vector<block_q4_K> & A, const
 const int * chosen_variant() {
     static int        choice[2] = {0, 0};
     static const bool once      = [] {
-        int * out = choice;
+        int *     out  = choice;
         const int have = cpu_variants();
         for (int i = 0; i < 2; i++) out[i] = (have & LLMATIC_QGEMM_K_AVX2) ? LLMATIC_QGEMM_K_AVX2 : 0;
         if (!(have & LLMATIC_QGEMM_K_AVX512_VNNI)) return true;
+        out[0] = LLMATIC_QGEMM_K_AVX512_VNNI;
         constexpr int m = 64, nb = 8, nmax = 32;
         std::vector<block_q4_K> A(m * nb);
         std::vector<block_q8_K> B(nmax * nb);
@@ -548,15 +552,12 @@ const int * chosen_variant() {
             for (auto & q : b.qs) q = (int8_t) ((seed = seed * 1103515245u + 12345u) >> 16);
             for (auto & s : b.bsums) s = 0;
         }
-        const int sizes[2] = {4, nmax};
-        for (int i = 0; i < 2; i++) {
-            double best2 = 1e9, best5 = 1e9;
-            for (int r = 0; r < 15; r++) {
-                best2 = std::min(best2, time_variant(false, sizes[i], A, B, C, m, nb));
-                best5 = std::min(best5, time_variant(true, sizes[i], A, B, C, m, nb));
-            }
-            if (best5 < 0.85 * best2) out[i] = LLMATIC_QGEMM_K_AVX512_VNNI;
+        double best2 = 1e9, best5 = 1e9;
+        for (int r = 0; r < 15; r++) {
+            best2 = std::min(best2, time_variant(false, nmax, A, B, C, m, nb));
+            best5 = std::min(best5, time_variant(true, nmax, A, B, C, m, nb));
         }
+        if (best5 < 0.85 * best2) out[1] = LLMATIC_QGEMM_K_AVX512_VNNI;
         return true;
     }();
     (void) once;
