@@ -355,8 +355,8 @@ K_AVX512 void q6k_row_avx512(const block_q6_K * x, int l0, int l1, const block_q
         const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) b.scales));
         for (int c = 0; c < NC; c++) {
             const block_q8_K & yb = cols.y[c][l];
-            // the +32 on every weight taken off exactly in int32, as in the AVX2 variant: in
-            // float the two large terms cancel and leave their rounding (5e-3 in a logprob)
+            // the +32 on every weight taken off exactly in int32, as in the AVX2 variant (in
+            // float the two large terms would cancel and leave their rounding)
             const __m256i mb = _mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *) yb.bsums));
             const __m512i v  = _mm512_sub_epi32(acc[c], _mm512_zextsi256_si512(_mm256_slli_epi32(mb, 5)));
             fsum[c]          = _mm512_fmadd_ps(_mm512_set1_ps(d * yb.d), _mm512_cvtepi32_ps(v), fsum[c]);
