@@ -29,14 +29,13 @@ afterAll(async () => {
 });
 
 const text = async (e: LlamaEngine, req: ReturnType<typeof textRequest>) => (await collect(e, req)).texts[0]?.join("");
+/** greedy decoding of `maxTokens` tokens, end-of-generation ignored */
+const greedy = (prompt: string, maxTokens: number) =>
+  textRequest(prompt, { maxTokens, ignoreEos: true, sampling: { temperature: 0 } });
 
 test("greedy: the text plain decoding gives, with drafts kept on the way", async () => {
   // random weights decoded greedily settle into repeating text: drafts are kept there
-  const req = textRequest("The numbers go one two three one two three one two", {
-    maxTokens: 160,
-    ignoreEos: true,
-    sampling: { temperature: 0 },
-  });
+  const req = greedy("The numbers go one two three one two three one two", 160);
   const before = spec.stats();
   const a = await text(spec, req);
   const b = await text(plain, req);
@@ -74,46 +73,45 @@ test("speculative: false decodes one token per step", async () => {
 });
 
 describe("--model-draft", () => {
+  /** an engine drafting from `draftModelPath`, for the length of `run` */
+  const withDrafts = async (draftModelPath: string, run: (d: LlamaEngine) => Promise<void>) => {
+    const d = await startTiny({ ...config, draftMax: 8, draftModelPath });
+    try {
+      await run(d);
+    } finally {
+      await d.close();
+    }
+  };
   const drafted = (e: LlamaEngine) => ({ proposed: e.stats().draftProposed ?? 0, kept: e.stats().draftAccepted ?? 0 });
 
   test("drafts from the same weights: plain decoding's text, nearly every draft token kept from the start", async () => {
-    const d = await startTiny({ ...config, draftMax: 8, draftModelPath: TINY_MODEL_PATH });
-    try {
+    await withDrafts(TINY_MODEL_PATH, async (d) => {
       expect(d.info.draftModel).toBe(TINY_MODEL_PATH);
       // short and not repeating yet: n-gram lookups would find little here
-      const req = textRequest("Once upon a time", { maxTokens: 48, ignoreEos: true, sampling: { temperature: 0 } });
+      const req = greedy("Once upon a time", 48);
       expect(await text(d, req)).toBe(await text(plain, req));
       const { proposed, kept } = drafted(d);
       expect(proposed).toBeGreaterThan(20);
       expect(kept / proposed).toBeGreaterThan(0.9);
-    } finally {
-      await d.close();
-    }
+    });
   });
 
   test("drafts from other weights of the same vocabulary: plain decoding's text, greedy and sampled", async () => {
     const other = await ensureTinyKQuantModel();
-    const d = await startTiny({ ...config, draftMax: 8, draftModelPath: other });
-    try {
+    await withDrafts(other, async (d) => {
       expect(d.info.draftModel).toBe(other);
-      const greedy = textRequest("The numbers go one two three", {
-        maxTokens: 96,
-        ignoreEos: true,
-        sampling: { temperature: 0 },
-      });
-      expect(await text(d, greedy)).toBe(await text(plain, greedy));
+      const req = greedy("The numbers go one two three", 96);
+      expect(await text(d, req)).toBe(await text(plain, req));
       expect(drafted(d).proposed).toBeGreaterThan(0);
       for (const seed of [1, 2]) {
-        const req = textRequest("Once upon a time", {
+        const sampled = textRequest("Once upon a time", {
           maxTokens: 64,
           ignoreEos: true,
           sampling: { temperature: 0.7, topK: 20, seed },
         });
-        expect(await text(d, req)).toBe(await text(plain, req));
+        expect(await text(d, sampled)).toBe(await text(plain, sampled));
       }
-    } finally {
-      await d.close();
-    }
+    });
   });
 
   test("a model of another vocabulary is refused: n-gram drafts instead", async () => {
@@ -127,18 +125,11 @@ describe("--model-draft", () => {
       tiny.dispose();
       llama3.dispose();
     }
-    const d = await startTiny({ ...config, draftMax: 8, draftModelPath: await ensureReasoningModel("r1") });
-    try {
+    await withDrafts(await ensureReasoningModel("r1"), async (d) => {
       expect(d.info.draftModel).toBeUndefined();
-      const req = textRequest("one two three one two three one two three", {
-        maxTokens: 64,
-        ignoreEos: true,
-        sampling: { temperature: 0 },
-      });
+      const req = greedy("one two three one two three one two three", 64);
       expect(await text(d, req)).toBe(await text(plain, req));
       expect(drafted(d).proposed).toBeGreaterThan(0);
-    } finally {
-      await d.close();
-    }
+    });
   });
 });

@@ -10,6 +10,7 @@ import type { NativeLogLine } from "../ffi/library";
 import { Model } from "../ffi/model";
 import { DEFAULT_SAMPLING, Sampler } from "../ffi/sampler";
 import type { Drafter } from "./draft";
+import { commonPrefix } from "./prefix-store";
 
 /** Tokens a lagging sequence catches up per step: a long new prompt must not stall the others' step. */
 const CATCH_UP = 512;
@@ -53,7 +54,6 @@ export class ModelDrafter implements Drafter {
   private readonly seen: number[][];
   /** recent decode time of one drafted token (ms) */
   tokenMs = 0;
-  private disposed = false;
 
   private constructor(
     readonly model: Model,
@@ -96,9 +96,7 @@ export class ModelDrafter implements Drafter {
     const seen = this.seen[seq];
     if (!seen || max <= 0 || tokens.length === 0) return [];
     // keep what the sequence still holds; the last token is decoded again for its logits
-    let common = 0;
-    const limit = Math.min(seen.length, tokens.length - 1);
-    while (common < limit && seen[common] === tokens[common]) common++;
+    let common = Math.min(commonPrefix(seen, tokens), tokens.length - 1);
     if (common < seen.length && !this.ctx.seqRemove(seq, common, -1)) {
       this.ctx.seqRemove(seq, -1, -1);
       common = 0;
@@ -142,9 +140,8 @@ export class ModelDrafter implements Drafter {
     return [];
   }
 
+  /** idempotent: each native object's dispose() is */
   dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
     this.sampler.dispose();
     this.batch.dispose();
     this.ctx.dispose();

@@ -58,7 +58,8 @@ export interface SavedPrefix {
   file?: string;
 }
 
-function commonPrefix(a: readonly number[], b: ArrayLike<number>): number {
+/** How many leading tokens `a` and `b` share. */
+export function commonPrefix(a: ArrayLike<number>, b: ArrayLike<number>): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
   while (i < n && a[i] === b[i]) i++;

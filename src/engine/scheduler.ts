@@ -11,7 +11,7 @@ import type { Model } from "../ffi/model";
 import type { Sampler } from "../ffi/sampler";
 import type { Vision } from "../ffi/vision";
 import { type Drafter, DraftPolicy, ngramDrafter } from "./draft";
-import { PrefixDisk, PrefixStore, type SavedImage, type SavedPrefix } from "./prefix-store";
+import { commonPrefix, PrefixDisk, PrefixStore, type SavedImage, type SavedPrefix } from "./prefix-store";
 import type { MediaSpan, Prepared } from "./prepare";
 import { TextAssembler } from "./text";
 import type {
@@ -158,13 +158,6 @@ const MIN_SAVE = 256;
 
 /** Prompt tokens per step when every prompt position needs its logits (their buffer is n_vocab floats each). */
 const LOGPROB_PREFILL_CHUNK = 64;
-
-function commonPrefix(a: readonly number[], b: Int32Array): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a[i] === b[i]) i++;
-  return i;
-}
 
 function callId(): string {
   return `call_${Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("base64url")}`;
