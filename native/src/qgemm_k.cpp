@@ -110,17 +110,24 @@ namespace {
 // a vector whose every 16-bit lane picks lane `i` (0..7) of a 128-bit lane of int16
 #    define K_PICK16(i) _mm256_set1_epi16((short) (((2 * (i) + 1) << 8) | (2 * (i))))
 
-// A row function's NC column pointers into B, and its float sums (8 lanes per
+// the NC column pointers into B of a row function
+template <int NC> struct ColPtrs {
+    const block_q8_K * y[NC];
+
+    ColPtrs(const block_q8_K * B, int64_t ldb, int c0) {
+        for (int c = 0; c < NC; c++) y[c] = B + (int64_t) (c0 + c) * ldb;
+    }
+};
+
+// An AVX2 row function's column pointers, and its float sums (8 lanes per
 // column): in registers up to 4 columns, in `state` (L1) between blocks for wider
 // tiles, which leaves the registers to the integer sums.
-template <int NC> struct Cols {
+template <int NC> struct Cols : ColPtrs<NC> {
     static constexpr bool REG = NC <= 4;
-    const block_q8_K *    y[NC];
     float *               state;
     __m256                f[REG ? NC : 1];
 
-    K_AVX2 Cols(const block_q8_K * B, int64_t ldb, int c0, float * st) : state(st) {
-        for (int c = 0; c < NC; c++) y[c] = B + (int64_t) (c0 + c) * ldb;
+    K_AVX2 Cols(const block_q8_K * B, int64_t ldb, int c0, float * st) : ColPtrs<NC>(B, ldb, c0), state(st) {
         if constexpr (REG) {
             for (int c = 0; c < NC; c++) f[c] = _mm256_loadu_ps(state + 8 * c);
         }
@@ -250,15 +257,6 @@ K_AVX2 void q6k_row_avx2(const block_q6_K * x, int l0, int l1, const block_q8_K 
 // The same scheme on 512-bit vectors: 64 weights per vector, and vpdpwssd to
 // apply the sub-block scales and accumulate in one step. The float sums stay in
 // registers (32 of them).
-
-// the NC column pointers into B of a row function
-template <int NC> struct ColPtrs {
-    const block_q8_K * y[NC];
-
-    ColPtrs(const block_q8_K * B, int64_t ldb, int c0) {
-        for (int c = 0; c < NC; c++) y[c] = B + (int64_t) (c0 + c) * ldb;
-    }
-};
 
 // Chunk j's 32 bytes are sub-block 2j (low nibbles) and 2j+1 (high nibbles): split
 // into one vector of 64 weights they meet the 64 activations 64j..64j+63 in one
@@ -447,33 +445,49 @@ LLMATIC_ROW(Q6KAvx512, q6k_row_avx512, block_q6_K, 16)
 // The AVX512 variant is used only if it computes what the AVX2 one does on a
 // small product of pseudo-random blocks (checked once, on CPUs that run both):
 // a wrong result there would otherwise be wrong text, with nothing to say why.
-bool avx512_agrees() {
-    constexpr int m = 8, n = 5, nb = 2;
-    uint32_t      seed = 12345;
-    auto          next = [&seed] {
+// Pseudo-random blocks for the start-up checks (avx512_agrees, chosen_variant).
+struct Lcg {
+    uint32_t seed;
+
+    uint8_t next() {
         seed = seed * 1103515245u + 12345u;
         return (uint8_t) (seed >> 16);
-    };
-    std::vector<block_q8_K> B(n * nb);
+    }
+};
+
+std::vector<block_q8_K> random_q8k(int count, Lcg & r) {
+    std::vector<block_q8_K> B(count);
     for (auto & b : B) {
         b.d = 0.01f;
         for (int s = 0; s < 16; s++) {
             int sum = 0;
-            for (int i = 0; i < 16; i++) sum += (b.qs[16 * s + i] = (int8_t) next());
+            for (int i = 0; i < 16; i++) sum += (b.qs[16 * s + i] = (int8_t) r.next());
             b.bsums[s] = (int16_t) sum;
         }
     }
-    std::vector<block_q4_K> A4(m * nb);
-    std::vector<block_q6_K> A6(m * nb);
-    for (auto & b : A4) {
-        for (auto & c : b.scales) c = next();
-        for (auto & c : b.qs) c = next();
+    return B;
+}
+
+std::vector<block_q4_K> random_q4k(int count, Lcg & r) {
+    std::vector<block_q4_K> A(count);
+    for (auto & b : A) {
+        for (auto & c : b.scales) c = r.next();
+        for (auto & c : b.qs) c = r.next();
         b.d = b.dmin = 0x1c00;  // 1/256
     }
+    return A;
+}
+
+bool avx512_agrees() {
+    constexpr int           m = 8, n = 5, nb = 2;
+    Lcg                     r{ 12345 };
+    std::vector<block_q8_K> B    = random_q8k(n * nb, r);
+    std::vector<block_q4_K> A4   = random_q4k(m * nb, r);
+    std::vector<block_q6_K> A6(m * nb);
     for (auto & b : A6) {
-        for (auto & c : b.ql) c = next();
-        for (auto & c : b.qh) c = next();
-        for (auto & c : b.scales) c = (int8_t) next();
+        for (auto & c : b.ql) c = r.next();
+        for (auto & c : b.qh) c = r.next();
+        for (auto & c : b.scales) c = (int8_t) r.next();
         b.d = 0x1c00;
     }
     float c2[m * n], c5[m * n];
@@ -529,39 +543,30 @@ double time_variant(bool avx512, int n, const std::vector<block_q4_K> & A, const
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+struct Choice {
+    int variant[2];  // up to 16 columns, more
+};
+
+Choice choose_variants() {
+    const int have = cpu_variants();
+    const int avx2 = (have & LLMATIC_QGEMM_K_AVX2) ? LLMATIC_QGEMM_K_AVX2 : 0;
+    if (!(have & LLMATIC_QGEMM_K_AVX512_VNNI)) return { { avx2, avx2 } };
+    constexpr int                 m = 64, nb = 8, n = 32;
+    Lcg                           r{ 777 };
+    const std::vector<block_q4_K> A = random_q4k(m * nb, r);
+    const std::vector<block_q8_K> B = random_q8k(n * nb, r);
+    std::vector<float>            C(m * n);
+    double                        best2 = 1e9, best5 = 1e9;
+    for (int i = 0; i < 15; i++) {
+        best2 = std::min(best2, time_variant(false, n, A, B, C, m, nb));
+        best5 = std::min(best5, time_variant(true, n, A, B, C, m, nb));
+    }
+    return { { LLMATIC_QGEMM_K_AVX512_VNNI, best5 < 0.85 * best2 ? LLMATIC_QGEMM_K_AVX512_VNNI : avx2 } };
+}
+
 const int * chosen_variant() {
-    static int        choice[2] = {0, 0};
-    static const bool once      = [] {
-        int *     out  = choice;
-        const int have = cpu_variants();
-        for (int i = 0; i < 2; i++) out[i] = (have & LLMATIC_QGEMM_K_AVX2) ? LLMATIC_QGEMM_K_AVX2 : 0;
-        if (!(have & LLMATIC_QGEMM_K_AVX512_VNNI)) return true;
-        out[0] = LLMATIC_QGEMM_K_AVX512_VNNI;
-        constexpr int m = 64, nb = 8, nmax = 32;
-        std::vector<block_q4_K> A(m * nb);
-        std::vector<block_q8_K> B(nmax * nb);
-        std::vector<float>      C(m * nmax);
-        uint32_t                seed = 777;
-        for (auto & b : A) {
-            for (auto & c : b.scales) c = (uint8_t) ((seed = seed * 1103515245u + 12345u) >> 16);
-            for (auto & c : b.qs) c = (uint8_t) ((seed = seed * 1103515245u + 12345u) >> 16);
-            b.d = b.dmin = 0x1c00;
-        }
-        for (auto & b : B) {
-            b.d = 0.01f;
-            for (auto & q : b.qs) q = (int8_t) ((seed = seed * 1103515245u + 12345u) >> 16);
-            for (auto & s : b.bsums) s = 0;
-        }
-        double best2 = 1e9, best5 = 1e9;
-        for (int r = 0; r < 15; r++) {
-            best2 = std::min(best2, time_variant(false, nmax, A, B, C, m, nb));
-            best5 = std::min(best5, time_variant(true, nmax, A, B, C, m, nb));
-        }
-        if (best5 < 0.85 * best2) out[1] = LLMATIC_QGEMM_K_AVX512_VNNI;
-        return true;
-    }();
-    (void) once;
-    return choice;
+    static const Choice c = choose_variants();
+    return c.variant;
 }
 
 }  // namespace
