@@ -74,6 +74,7 @@ const SHIM_SOURCES = [
   "src/sampler.cpp",
   "src/qgemm.cpp",
   "src/qgemm_k.cpp",
+  "src/qgemm_k_avx2.inc",
   "src/cpu-level.c",
   "src/train.cpp",
   "src/audio.cpp",
@@ -195,11 +196,23 @@ async function obtainSource(opts: BuildOptions): Promise<{ dir: string; revision
 
 /**
  * Changes llmatic makes to the pinned llama.cpp source, each small and
- * explained. They only touch training (llama_opt_init), so inference, and the
- * llama.cpp tools built from the same tree that benchmarks compare against,
- * are what the pin gives.
+ * explained. All but the first only touch training (llama_opt_init) and
+ * grammars. The first works around a compiler bug in ggml's AMX kernels and
+ * changes no result; the llama.cpp tools benchmarks compare against are built
+ * from the same patched tree, so both sides run the same inference code.
  */
 const SOURCE_PATCHES: { file: string; find: string; replace: string; why: string }[] = [
+  {
+    file: "ggml/src/ggml-cpu/amx/mmq.cpp",
+    why:
+      "GCC 12 (Debian 12's) drops the stores that fill the AMX tile configuration, as nothing it knows of reads them " +
+      "(the ldtilecfg builtin does not tell it), so ldtilecfg loads stack garbage and faults: on an AMX CPU every " +
+      "product of 2 or more tokens with Q4_K/Q6_K/Q8_0 weights killed the process (stock llama-server too, at its " +
+      "second client). An empty asm that reads the configuration keeps the stores",
+    find: "    _tile_loadconfig(&tc);\n    done = true;\n",
+    replace:
+      '    __asm__ __volatile__("" : : "m"(tc) : "memory"); // llmatic: GCC 12 dropped the stores to tc\n    _tile_loadconfig(&tc);\n    done = true;\n',
+  },
   {
     file: "src/llama-context.h",
     why: "a flag: this context runs training graphs",

@@ -18,11 +18,14 @@ const Q8_K = 15;
 const QK = 256;
 const SIZE: Record<number, number> = { [Q4_K]: 144, [Q6_K]: 210 };
 const Q8K_SIZE = 292;
-const VARIANTS = { avx2: 1, "avx512-vnni": 2 } as const;
+const VARIANTS = { avx2: 1, "avx512-vnni": 2, "avx-vnni": 4, amx: 8 } as const;
 /** the CPU flags (Linux) each variant needs: a CPU with them must run it */
 const NEEDS: Record<keyof typeof VARIANTS, string[]> = {
   avx2: ["avx2", "fma", "f16c"],
   "avx512-vnni": ["avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512dq"],
+  "avx-vnni": ["avx2", "fma", "f16c", "avx_vnni"],
+  // (and Linux's permission to use its registers, which it gives from 5.16 on)
+  amx: ["avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512dq", "amx_tile", "amx_int8"],
 };
 const cpuFlags = new Set(
   (/^flags\s*:(.*)$/m.exec(existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : "")?.[1] ?? "")
@@ -84,16 +87,22 @@ function dequantize(type: number, A: Uint8Array, blocks: number): Float32Array {
   return out;
 }
 
+/** C = A x B by the kernel, over nth threads */
+function product(type: number, A: Uint8Array, B: Uint8Array, m: number, n: number, nb: number, nth: number) {
+  const C = new Float32Array(m * n).fill(Number.NaN);
+  for (let ith = 0; ith < nth; ith++) {
+    const ok = lib().llmatic_qgemm_k(ith, nth, m, n, nb, ptr(A), nb, ptr(B), nb, ptr(C), m, type, Q8_K, 0);
+    expect(ok).toBe(true);
+  }
+  return C;
+}
+
 /** runs the kernel over nth threads and checks every entry of C */
 function check(type: number, m: number, n: number, nb: number, nth: number): void {
   const A = weights(type, m * nb);
   const B = activations(n * nb);
   const ref = dequantize(type, A, m * nb);
-  const C = new Float32Array(m * n).fill(Number.NaN);
-  for (let ith = 0; ith < nth; ith++) {
-    const ok = lib().llmatic_qgemm_k(ith, nth, m, n, nb, ptr(A), nb, ptr(B.bytes), nb, ptr(C), m, type, Q8_K, 0);
-    expect(ok).toBe(true);
-  }
+  const C = product(type, A, B.bytes, m, n, nb, nth);
   let worst = 0;
   for (let r = 0; r < m; r++) {
     for (let c = 0; c < n; c++) {
@@ -119,7 +128,7 @@ describe("K-quant small-batch kernels", () => {
     const runs = (have & bit) !== 0;
     test(`${name}: ${runs ? "Q4_K and Q6_K products equal the dequantized weights times the activations" : "this CPU does not run it, and forcing it is refused"}`, () => {
       const l = lib();
-      // a variant is also left out when it disagrees with the AVX2 one at start (avx512_agrees):
+      // a variant is also left out when it disagrees with the AVX2 one at start (agrees_with_avx2):
       // on a CPU that has its instructions, that is a bug, not a missing feature
       if (cpuFlags.size > 1 && NEEDS[name as keyof typeof VARIANTS].every((f) => cpuFlags.has(f)))
         expect(runs).toBe(true);
@@ -131,8 +140,8 @@ describe("K-quant small-batch kernels", () => {
       try {
         for (const type of [Q4_K, Q6_K]) {
           // odd rows over 3 threads, every column tile (1..4 and a remainder), 1 and 3 blocks per row
-          // (40: a prompt's product, in chunks of 32 columns)
-          for (const n of [1, 2, 3, 4, 5, 7, 8, 16, 40]) check(type, 37, n, 3, 3);
+          // (40: a prompt's product, in chunks of 32 columns; 17 and 40: AMX's second column tile)
+          for (const n of [1, 2, 3, 4, 5, 7, 8, 16, 17, 40]) check(type, 37, n, 3, 3);
           check(type, 8, 4, 1, 1);
         }
       } finally {
@@ -140,6 +149,27 @@ describe("K-quant small-batch kernels", () => {
       }
     });
   }
+
+  test(`avx-vnni: ${(have & 5) === 5 ? "the same floats as AVX2, bit for bit" : "this CPU does not run both AVX2 and AVX-VNNI"}`, () => {
+    const l = lib();
+    if ((have & 5) !== 5) return;
+    const before = l.llmatic_qgemm_k_force(0);
+    try {
+      for (const type of [Q4_K, Q6_K]) {
+        for (const n of [1, 3, 8, 13, 40]) {
+          const A = weights(type, 21 * 4);
+          const B = activations(n * 4).bytes;
+          l.llmatic_qgemm_k_force(VARIANTS.avx2);
+          const want = product(type, A, B, 21, n, 4, 2);
+          l.llmatic_qgemm_k_force(VARIANTS["avx-vnni"]);
+          // the same integer sums, added in the same order
+          expect(product(type, A, B, 21, n, 4, 2)).toEqual(want);
+        }
+      }
+    } finally {
+      l.llmatic_qgemm_k_force(before);
+    }
+  });
 
   test("other types and shapes are handed back to ggml", () => {
     const l = lib();

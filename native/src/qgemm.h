@@ -23,12 +23,15 @@ bool llmatic_qgemm(int ith, int nth, int64_t m, int64_t n, int64_t k, const void
 // llmatic_qgemm (see qgemm_k.cpp). Variants, as bits:
 #define LLMATIC_QGEMM_K_AVX2        1
 #define LLMATIC_QGEMM_K_AVX512_VNNI 2
+#define LLMATIC_QGEMM_K_AVX_VNNI    4
+#define LLMATIC_QGEMM_K_AMX         8
 // the variants this CPU runs
 int  llmatic_qgemm_k_variants(void);
-// the variant used for products of up to 16 columns (prompt 0: AVX512 where it
-// runs) or more (prompt 1: where both run, AVX512 only if it timed 15% faster on
-// this CPU at first use)
-int  llmatic_qgemm_k_chosen(int prompt);
+// the variant used for a product of n columns: up to 7, AVX512 where it runs,
+// else AVX-VNNI where it runs, else AVX2; 8 or more, AMX where it runs; past
+// 16, where AVX512 runs and AMX does not, AVX512 only if it timed 15% faster
+// than the 256-bit one on this CPU at first use
+int  llmatic_qgemm_k_chosen(int n);
 // use only this variant (0: the best the CPU runs); returns the one set before,
 // or -1 (and changes nothing) for a variant this CPU does not run. For tests.
 int  llmatic_qgemm_k_force(int variant);

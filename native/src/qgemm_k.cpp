@@ -14,10 +14,11 @@
 // Integer sums are exact, so a result differs from ggml's only in the order
 // its float partial sums are added.
 //
-// Variants: AVX2 (with FMA and F16C) and AVX512-VNNI, each compiled with its own
-// target attribute and entered only after the CPU check in cpu_variants(), so
-// the library itself needs no more than x86-64. The AVX512 variant also has to
-// agree with the AVX2 one on a small product first (avx512_agrees).
+// Variants: AVX2 (with FMA and F16C), AVX-VNNI (the same code, vpdpwssd for
+// vpmaddwd + vpaddd) and AVX512-VNNI, each compiled with its own target
+// attribute and entered only after the CPU check in cpu_variants(), so the
+// library itself needs no more than x86-64. The others also have to agree with
+// the AVX2 one on a small product first (agrees_with_avx2).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -29,7 +30,10 @@
 #include "qgemm.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#    include <cpuid.h>
 #    include <immintrin.h>
+#    include <sys/syscall.h>
+#    include <unistd.h>
 #    define LLMATIC_QGEMM_K_X86 1
 #endif
 
@@ -79,6 +83,7 @@ inline void q4k_scales_mins(const uint8_t * s, uint32_t out[4]) {
 #ifdef LLMATIC_QGEMM_K_X86
 
 #    define K_AVX2   __attribute__((target("avx2,fma,f16c")))
+#    define K_AVXVNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
 #    define K_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")))
 // A tile's integer sum is pinned to a register after each update: without it GCC
 // reassociates a block's products into a tree whose partial products outnumber
@@ -119,139 +124,23 @@ template <int NC> struct ColPtrs {
     }
 };
 
-// An AVX2 row function's column pointers, and its float sums (8 lanes per
-// column): in registers up to 4 columns, in `state` (L1) between blocks for wider
-// tiles, which leaves the registers to the integer sums.
-template <int NC> struct Cols : ColPtrs<NC> {
-    static constexpr bool REG = NC <= 4;
-    float *               state;
-    __m256                f[REG ? NC : 1];
-
-    K_AVX2 Cols(const block_q8_K * B, int64_t ldb, int c0, float * st) : ColPtrs<NC>(B, ldb, c0), state(st) {
-        if constexpr (REG) {
-            for (int c = 0; c < NC; c++) f[c] = _mm256_loadu_ps(state + 8 * c);
-        }
-    }
-
-    // column c's sums += scale * v
-    K_AVX2 void add(int c, __m256 scale, __m256 v) {
-        if constexpr (REG) {
-            f[c] = _mm256_fmadd_ps(scale, v, f[c]);
-        } else {
-            _mm256_storeu_ps(state + 8 * c, _mm256_fmadd_ps(scale, v, _mm256_loadu_ps(state + 8 * c)));
-        }
-    }
-
-    K_AVX2 void store() {
-        if constexpr (REG) {
-            for (int c = 0; c < NC; c++) _mm256_storeu_ps(state + 8 * c, f[c]);
-        }
-    }
-};
-
-template <int NC>
-K_AVX2 void q4k_row_avx2(const block_q4_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0,
-                         float * state) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    Cols<NC>      cols(B, ldb, c0, state);
-    for (int l = l0; l < l1; l++) {
-        const block_q4_K & b = x[l];
-        K_PREFETCH(x + l + K_AHEAD, sizeof(block_q4_K));
-        uint32_t           sm[4];
-        q4k_scales_mins(b.scales, sm);
-        // the 8 scales as int16 in both 128-bit lanes (sub-block i's picked by K_PICK16(i)),
-        // each min twice (one per 16 activations of Q8_K's bsums); built from registers (a
-        // load of sm would straddle two of its stores, which the CPU does not forward)
-        const __m128i sm128  = _mm_set_epi32((int) sm[3], (int) sm[2], (int) sm[1], (int) sm[0]);
-        const __m256i sc16   = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm128));
-        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm128, sm128));
-        __m256i       acc[NC];
-        for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_si256();
-#    pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            const __m256i q  = _mm256_loadu_si256((const __m256i *) (b.qs + 32 * j));
-            const __m256i lo = _mm256_and_si256(q, m4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            const __m256i s0 = _mm256_shuffle_epi8(sc16, K_PICK16(2 * j));
-            const __m256i s1 = _mm256_shuffle_epi8(sc16, K_PICK16(2 * j + 1));
-            for (int c = 0; c < NC; c++) {
-                const int8_t * y = cols.y[c][l].qs + 64 * j;
-                acc[c] = _mm256_add_epi32(
-                    acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) y)), s0));
-                acc[c] = _mm256_add_epi32(
-                    acc[c],
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (y + 32))), s1));
-                K_KEEP(acc[c]);
-            }
-        }
-        const __m256 dv    = _mm256_set1_ps(_cvtsh_ss(b.d));
-        const __m256 dminv = _mm256_set1_ps(-_cvtsh_ss(b.dmin));
-        for (int c = 0; c < NC; c++) {
-            const block_q8_K & yb = cols.y[c][l];
-            // d * sums - dmin * (mins . bsums), then times the column's scale
-            const __m256i mb = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *) yb.bsums));
-            const __m256  t  = _mm256_fmadd_ps(dminv, _mm256_cvtepi32_ps(mb), _mm256_mul_ps(dv, _mm256_cvtepi32_ps(acc[c])));
-            cols.add(c, _mm256_broadcast_ss(&yb.d), t);
-        }
-    }
-    cols.store();
-}
-
-template <int NC>
-K_AVX2 void q6k_row_avx2(const block_q6_K * x, int l0, int l1, const block_q8_K * B, int64_t ldb, int c0,
-                         float * state) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i m3 = _mm256_set1_epi8(0x03);
-    Cols<NC>      cols(B, ldb, c0, state);
-    for (int l = l0; l < l1; l++) {
-        const block_q6_K & b = x[l];
-        K_PREFETCH(x + l + K_AHEAD, sizeof(block_q6_K));
-        __m256i            acc[NC];
-        for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_si256();
-#    pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            const uint8_t * ql  = b.ql + 64 * h;
-            const __m256i   qlA = _mm256_loadu_si256((const __m256i *) ql);
-            const __m256i   qlB = _mm256_loadu_si256((const __m256i *) (ql + 32));
-            const __m256i   qh  = _mm256_loadu_si256((const __m256i *) (b.qh + 32 * h));
-            // this half's 8 scales as int16 in both 128-bit lanes
-            const __m256i sc16 =
-                _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *) (b.scales + 8 * h))));
-#    pragma GCC unroll 4
-            for (int t = 0; t < 4; t++) {
-                // six-bit weights + 32 (0..63) for activations 32t..32t+31 of this half: low
-                // nibbles of ql[0..31] (t 0) or ql[32..63] (t 1), high nibbles (t 2, 3), and
-                // two bits of qh at 2t
-                const __m256i lq = (t & 1) ? qlB : qlA;
-                const __m256i lo = _mm256_and_si256(t < 2 ? lq : _mm256_srli_epi16(lq, 4), m4);
-                const __m256i hb = _mm256_and_si256(t == 0 ? qh : _mm256_srli_epi16(qh, 2 * t), m3);
-                const __m256i w  = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 4));
-                // 16 weights per scale: the low half of the vector has scale 2t, the high half 2t+1
-                const __m256i s = _mm256_shuffle_epi8(
-                    sc16, _mm256_setr_m128i(_mm256_castsi256_si128(K_PICK16(2 * t)),
-                                            _mm256_castsi256_si128(K_PICK16(2 * t + 1))));
-                for (int c = 0; c < NC; c++) {
-                    const int8_t * y = cols.y[c][l].qs + 128 * h + 32 * t;
-                    acc[c]           = _mm256_add_epi32(
-                        acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *) y)), s));
-                    K_KEEP(acc[c]);
-                }
-            }
-        }
-        const __m256  dv       = _mm256_set1_ps(_cvtsh_ss(b.d));
-        const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) b.scales));
-        for (int c = 0; c < NC; c++) {
-            const block_q8_K & yb = cols.y[c][l];
-            // the +32 on every weight: 32 * scale * (sum of the 16 activations), taken off
-            // exactly in int32 (|sums| < 2^29)
-            const __m256i mb = _mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *) yb.bsums));
-            const __m256  v  = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[c], _mm256_slli_epi32(mb, 5)));
-            const __m256  dd = _mm256_mul_ps(dv, _mm256_broadcast_ss(&yb.d));
-            cols.add(c, dd, v);
-        }
-    }
-    cols.store();
-}
+// The 256-bit row functions, written once (qgemm_k_avx2.inc) and compiled for
+// AVX2 and for AVX-VNNI, whose vpdpwssd applies the scales and accumulates in
+// one instruction where AVX2 takes two.
+#    define K_TARGET K_AVX2
+#    define K_DOT(acc, p, s) _mm256_add_epi32((acc), _mm256_madd_epi16((p), (s)))
+namespace avx2 {
+#    include "qgemm_k_avx2.inc"
+}  // namespace avx2
+#    undef K_TARGET
+#    undef K_DOT
+#    define K_TARGET K_AVXVNNI
+#    define K_DOT(acc, p, s) _mm256_dpwssd_avx_epi32((acc), (p), (s))
+namespace avxvnni {
+#    include "qgemm_k_avx2.inc"
+}  // namespace avxvnni
+#    undef K_TARGET
+#    undef K_DOT
 
 // ---- AVX512-VNNI -------------------------------------------------------------
 // The same scheme on 512-bit vectors: 64 weights per vector, and vpdpwssd to
@@ -363,6 +252,239 @@ K_AVX512 void q6k_row_avx512(const block_q6_K * x, int l0, int l1, const block_q
     for (int c = 0; c < NC; c++) _mm512_storeu_ps(state + 16 * c, fsum[c]);
 }
 
+// ---- AMX ---------------------------------------------------------------------
+// On CPUs with AMX-INT8 (Xeon since Sapphire Rapids) one tile instruction
+// (tdpbusd: unsigned bytes times signed bytes, summed in int32) computes a
+// sub-block's integer products for 16 weight rows and up to 16 columns at once,
+// whatever the number of columns. The sub-block scales, Q4_K's mins, Q6_K's +32
+// and the block scales are applied after, in float, with AVX512 over 16 columns
+// at a time. Per chunk of up to 32 columns (two column tiles):
+//   - the chunk's activations are copied once into the tiles' layout (a row per
+//     4 activations: 16 columns x 4 bytes), per block, sub-block and column tile;
+//   - per group of 16 weight rows and per block, the weights are unpacked to one
+//     byte each, each sub-block's products are stored from the tiles (P), and a
+//     float pass adds them up.
+// Tiles: 0, 1 products (16 rows x one column tile), 2 weights (16 rows x S
+// bytes), 3, 4 activations (S/4 rows x 4 bytes per column).
+// GCC's AMX intrinsics are asm statements that do not tell it they read or
+// write memory (GCC 12 dropped the stores to ggml's tile configuration for
+// that reason), so the tile instructions here are written with a "memory"
+// clobber.
+#    define K_TILE_LOAD(t, base, stride)                                                           \
+        __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t : : "r"((const void *) (base)), "r"((int64_t) (stride)) \
+                         : "memory")
+#    define K_TILE_STORE(t, base, stride)                                                          \
+        __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" : : "r"((void *) (base)), "r"((int64_t) (stride))   \
+                         : "memory")
+#    define K_TILE_ZERO(t)        __asm__ volatile("tilezero %%tmm" #t : : : "memory")
+#    define K_TILE_DPBUSD(c, a, b) __asm__ volatile("tdpbusd %%tmm" #b ", %%tmm" #a ", %%tmm" #c : : : "memory")
+
+struct TileConfig {
+    uint8_t  palette = 0;
+    uint8_t  start_row = 0;
+    uint8_t  reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t  rows[16] = {};
+};
+static_assert(sizeof(TileConfig) == 64, "AMX tile configuration");
+
+inline void tile_config_load(const TileConfig & c) {
+    __asm__ volatile("ldtilecfg %0" : : "m"(c) : "memory");
+}
+
+inline void tile_config_store(TileConfig & c) {
+    __asm__ volatile("sttilecfg %0" : "=m"(c) : : "memory");
+}
+
+inline void tile_release() {
+    __asm__ volatile("tilerelease" : : : "memory");
+}
+
+// Q4_K: sub-blocks of 32 weights, each with a 6-bit scale and min
+struct AmxQ4K {
+    using BA                     = block_q4_K;
+    static constexpr int  S      = 32;
+    static constexpr bool MINS   = true;   // a float term per sub-block: min x sum of its activations
+    static constexpr bool OFFSET = false;  // an int term: the +32 on every weight (Q6_K)
+
+    // row r's weights (one byte each) into w[j][r], its scales and mins as floats
+    static K_AVX512 void unpack(const BA & b, uint8_t (*w)[16][S], int r, float * scale, float * min) {
+        uint32_t sm[4];
+        q4k_scales_mins(b.scales, sm);
+        const auto * s8   = (const uint8_t *) sm;
+        const float  d    = _cvtsh_ss(b.d);
+        const float  dmin = _cvtsh_ss(b.dmin);
+        for (int j = 0; j < 8; j++) {
+            scale[j] = d * s8[j];
+            min[j]   = -dmin * s8[8 + j];
+        }
+        const __m256i m4 = _mm256_set1_epi8(0x0F);
+        for (int i = 0; i < 4; i++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *) (b.qs + 32 * i));
+            _mm256_store_si256((__m256i *) w[2 * i][r], _mm256_and_si256(q, m4));
+            _mm256_store_si256((__m256i *) w[2 * i + 1][r], _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        }
+    }
+
+    // what sub-block j of a column adds besides its products: the sum of its activations
+    static int32_t column_term(const block_q8_K & y, int j) { return y.bsums[2 * j] + y.bsums[2 * j + 1]; }
+};
+
+// Q6_K: sub-blocks of 16 weights (0..63, 32 too many), each with an int8 scale
+struct AmxQ6K {
+    using BA                     = block_q6_K;
+    static constexpr int  S      = 16;
+    static constexpr bool MINS   = false;
+    static constexpr bool OFFSET = true;
+
+    static K_AVX512 void unpack(const BA & b, uint8_t (*w)[16][S], int r, float * scale, float *) {
+        const float d = _cvtsh_ss(b.d);
+        for (int j = 0; j < 16; j++) scale[j] = d * b.scales[j];
+        const __m256i m4 = _mm256_set1_epi8(0x0F);
+        const __m256i m3 = _mm256_set1_epi8(0x03);
+        for (int h = 0; h < 2; h++) {
+            const __m256i qlA = _mm256_loadu_si256((const __m256i *) (b.ql + 64 * h));
+            const __m256i qlB = _mm256_loadu_si256((const __m256i *) (b.ql + 64 * h + 32));
+            const __m256i qh  = _mm256_loadu_si256((const __m256i *) (b.qh + 32 * h));
+            for (int t = 0; t < 4; t++) {
+                // weights 128h + 32t .. +31, as in q6k_row: sub-blocks 8h + 2t and 8h + 2t + 1
+                const __m256i lq = (t & 1) ? qlB : qlA;
+                const __m256i lo = _mm256_and_si256(t < 2 ? lq : _mm256_srli_epi16(lq, 4), m4);
+                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), m3);
+                const __m256i v  = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 4));
+                _mm_store_si128((__m128i *) w[8 * h + 2 * t][r], _mm256_castsi256_si128(v));
+                _mm_store_si128((__m128i *) w[8 * h + 2 * t + 1][r], _mm256_extracti128_si256(v, 1));
+            }
+        }
+    }
+
+    // the +32 on each weight: 32 x the sum of the sub-block's 16 activations, taken off in int32
+    static int32_t column_term(const block_q8_K & y, int j) { return 32 * y.bsums[j]; }
+};
+
+template <class T>
+K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typename T::BA * A, int64_t lda,
+                       const block_q8_K * B, int64_t ldb, float * C, int64_t ldc) {
+    constexpr int S = T::S, NS = QK_K / S, KQ = S / 4;
+    const int64_t r0 = m * ith / nth;
+    const int64_t r1 = m * (ith + 1) / nth;
+    if (r0 >= r1) return;
+    // the chunk's activations in the tiles' layout, per block, sub-block and column tile:
+    // KQ rows of 16 columns x 4 bytes; each column's block scale and sub-block terms
+    thread_local std::vector<uint8_t> act;
+    thread_local std::vector<float>   dy;
+    thread_local std::vector<int32_t> term;
+    act.resize((size_t) nb * NS * 2 * KQ * 64);
+    dy.resize((size_t) nb * 32);
+    term.resize((size_t) nb * NS * 32);
+    alignas(64) uint8_t w[NS][16][S];      // one block of 16 rows' weights, per sub-block
+    alignas(64) int32_t p[NS][2][16][16];  // the products, per sub-block and column tile
+    alignas(64) float   scale[16][NS], mins[16][NS];
+    alignas(64) float   acc[16][32];
+    TileConfig          saved;
+    tile_config_store(saved);
+    for (int64_t c0 = 0; c0 < n; c0 += 32) {
+        const int  nc  = (int) std::min<int64_t>(32, n - c0);
+        const int  nc0 = std::min(16, nc), nc1 = nc - nc0;
+        TileConfig cfg;
+        cfg.palette = 1;
+        cfg.rows[0] = 16, cfg.colsb[0] = (uint16_t) (4 * nc0);
+        cfg.rows[2] = 16, cfg.colsb[2] = S;
+        cfg.rows[3] = KQ, cfg.colsb[3] = (uint16_t) (4 * nc0);
+        if (nc1 > 0) {
+            cfg.rows[1] = 16, cfg.colsb[1] = (uint16_t) (4 * nc1);
+            cfg.rows[4] = KQ, cfg.colsb[4] = (uint16_t) (4 * nc1);
+        }
+        tile_config_load(cfg);
+        for (int c = 0; c < nc; c++) {
+            const block_q8_K * y = B + (c0 + c) * ldb;
+            const int          t = c / 16, cc = c % 16;
+            for (int l = 0; l < nb; l++) {
+                for (int g = 0; g < 64; g++) {
+                    const int j = g / KQ, kq = g % KQ;
+                    std::memcpy(&act[((((size_t) l * NS + j) * 2 + t) * KQ + kq) * 64 + 4 * cc], y[l].qs + 4 * g, 4);
+                }
+                dy[(size_t) l * 32 + c] = y[l].d;
+                for (int j = 0; j < NS; j++) term[((size_t) l * NS + j) * 32 + c] = T::column_term(y[l], j);
+            }
+        }
+        for (int64_t g = r0; g < r1; g += 16) {
+            // (rows past the end, in the last group, give products no one reads)
+            const int rows = (int) std::min<int64_t>(16, r1 - g);
+            std::memset(acc, 0, sizeof(acc));
+            for (int l = 0; l < nb; l++) {
+                for (int r = 0; r < rows; r++) {
+                    const auto * x = A + (g + r) * lda + l;
+                    K_PREFETCH(x + K_AHEAD, sizeof(*x));
+                    T::unpack(*x, w, r, scale[r], mins[r]);
+                }
+                const uint8_t * al = act.data() + (size_t) l * NS * 2 * KQ * 64;
+                for (int j = 0; j < NS; j++) {
+                    K_TILE_LOAD(2, w[j], S);
+                    K_TILE_ZERO(0);
+                    K_TILE_LOAD(3, al + (j * 2) * KQ * 64, 64);
+                    K_TILE_DPBUSD(0, 2, 3);
+                    K_TILE_STORE(0, p[j][0], 64);
+                    if (nc1 > 0) {
+                        K_TILE_ZERO(1);
+                        K_TILE_LOAD(4, al + (j * 2 + 1) * KQ * 64, 64);
+                        K_TILE_DPBUSD(1, 2, 4);
+                        K_TILE_STORE(1, p[j][1], 64);
+                    }
+                }
+                for (int t = 0; t < (nc1 > 0 ? 2 : 1); t++) {
+                    const __m512    dyv = _mm512_loadu_ps(&dy[(size_t) l * 32 + 16 * t]);
+                    const int32_t * tl  = &term[(size_t) l * NS * 32 + 16 * t];
+                    for (int r = 0; r < rows; r++) {
+                        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+                        for (int j = 0; j < NS; j += 2) {
+                            __m512i v0 = _mm512_load_si512((const void *) p[j][t][r]);
+                            __m512i v1 = _mm512_load_si512((const void *) p[j + 1][t][r]);
+                            if constexpr (T::OFFSET) {
+                                v0 = _mm512_sub_epi32(v0, _mm512_loadu_si512((const void *) (tl + j * 32)));
+                                v1 = _mm512_sub_epi32(v1, _mm512_loadu_si512((const void *) (tl + (j + 1) * 32)));
+                            }
+                            s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v0), _mm512_set1_ps(scale[r][j]), s0);
+                            s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v1), _mm512_set1_ps(scale[r][j + 1]), s1);
+                            if constexpr (T::MINS) {
+                                s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512((const void *) (tl + j * 32))),
+                                                     _mm512_set1_ps(mins[r][j]), s0);
+                                s1 = _mm512_fmadd_ps(
+                                    _mm512_cvtepi32_ps(_mm512_loadu_si512((const void *) (tl + (j + 1) * 32))),
+                                    _mm512_set1_ps(mins[r][j + 1]), s1);
+                            }
+                        }
+                        float * ar = &acc[r][16 * t];
+                        _mm512_store_ps(ar, _mm512_fmadd_ps(_mm512_add_ps(s0, s1), dyv, _mm512_load_ps(ar)));
+                    }
+                }
+            }
+            for (int r = 0; r < rows; r++) {
+                for (int c = 0; c < nc; c++) C[(c0 + c) * ldc + g + r] = acc[r][c];
+            }
+        }
+    }
+    if (saved.palette == 0) tile_release();
+    else tile_config_load(saved);
+}
+
+// AMX runs only where the CPU has it, the OS saves its registers (XCR0 bits 17
+// and 18) and Linux lets this process use them (arch_prctl, as ggml asks too)
+bool amx_usable() {
+#    if defined(__linux__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1) || !((d >> 25) & 1)) return false;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return false;  // OSXSAVE
+    uint32_t lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if (((lo >> 17) & 3) != 3) return false;
+    constexpr long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#    else
+    return false;
+#    endif
+}
+
 }  // namespace
 #endif
 
@@ -436,16 +558,15 @@ void run_rows(int ith, int nth, int64_t m, int64_t n, int nb, const BA * A, int6
                 fn<NC>(x, l0, l1, B, ldb, c0, state);                                                          \
             }                                                                                                  \
         };
-LLMATIC_ROW(Q4KAvx2, q4k_row_avx2, block_q4_K, 8)
-LLMATIC_ROW(Q6KAvx2, q6k_row_avx2, block_q6_K, 8)
+LLMATIC_ROW(Q4KAvx2, avx2::q4k_row, block_q4_K, 8)
+LLMATIC_ROW(Q6KAvx2, avx2::q6k_row, block_q6_K, 8)
+LLMATIC_ROW(Q4KAvxVnni, avxvnni::q4k_row, block_q4_K, 8)
+LLMATIC_ROW(Q6KAvxVnni, avxvnni::q6k_row, block_q6_K, 8)
 LLMATIC_ROW(Q4KAvx512, q4k_row_avx512, block_q4_K, 16)
 LLMATIC_ROW(Q6KAvx512, q6k_row_avx512, block_q6_K, 16)
 #    undef LLMATIC_ROW
 
-// The AVX512 variant is used only if it computes what the AVX2 one does on a
-// small product of pseudo-random blocks (checked once, on CPUs that run both):
-// a wrong result there would otherwise be wrong text, with nothing to say why.
-// Pseudo-random blocks for the start-up checks (avx512_agrees, chosen_variant).
+// Pseudo-random blocks for the start-up checks (agrees_with_avx2, choose_variants).
 struct Lcg {
     uint32_t seed;
 
@@ -478,11 +599,42 @@ std::vector<block_q4_K> random_q4k(int count, Lcg & r) {
     return A;
 }
 
-bool avx512_agrees() {
-    constexpr int           m = 8, n = 5, nb = 2;
+// one product with the given variant (a single bit); false for none
+bool run_variant(int variant, int ith, int nth, int64_t m, int64_t n, int nb, int atype, const void * A, int64_t lda,
+                 const block_q8_K * B, int64_t ldb, float * C, int64_t ldc) {
+    const bool q4 = atype == GGML_TYPE_Q4_K;
+    const auto * a4 = (const block_q4_K *) A;
+    const auto * a6 = (const block_q6_K *) A;
+    switch (variant) {
+        case LLMATIC_QGEMM_K_AMX:
+            if (q4) amx_rows<AmxQ4K>(ith, nth, m, n, nb, a4, lda, B, ldb, C, ldc);
+            else amx_rows<AmxQ6K>(ith, nth, m, n, nb, a6, lda, B, ldb, C, ldc);
+            return true;
+        case LLMATIC_QGEMM_K_AVX512_VNNI:
+            if (q4) run_rows<block_q4_K, Q4KAvx512>(ith, nth, m, n, nb, a4, lda, B, ldb, C, ldc);
+            else run_rows<block_q6_K, Q6KAvx512>(ith, nth, m, n, nb, a6, lda, B, ldb, C, ldc);
+            return true;
+        case LLMATIC_QGEMM_K_AVX_VNNI:
+            if (q4) run_rows<block_q4_K, Q4KAvxVnni>(ith, nth, m, n, nb, a4, lda, B, ldb, C, ldc);
+            else run_rows<block_q6_K, Q6KAvxVnni>(ith, nth, m, n, nb, a6, lda, B, ldb, C, ldc);
+            return true;
+        case LLMATIC_QGEMM_K_AVX2:
+            if (q4) run_rows<block_q4_K, Q4KAvx2>(ith, nth, m, n, nb, a4, lda, B, ldb, C, ldc);
+            else run_rows<block_q6_K, Q6KAvx2>(ith, nth, m, n, nb, a6, lda, B, ldb, C, ldc);
+            return true;
+        default: return false;
+    }
+}
+
+// A variant other than AVX2 is used only if it computes what the AVX2 one does
+// on a small product of pseudo-random blocks (checked once, on CPUs that run
+// both): a wrong result there would otherwise be wrong text, with nothing to
+// say why. 40 columns: two column chunks, the second of 8.
+bool agrees_with_avx2(int variant) {
+    constexpr int           m = 24, n = 40, nb = 2;
     Lcg                     r{ 12345 };
-    std::vector<block_q8_K> B    = random_q8k(n * nb, r);
-    std::vector<block_q4_K> A4   = random_q4k(m * nb, r);
+    std::vector<block_q8_K> B  = random_q8k(n * nb, r);
+    std::vector<block_q4_K> A4 = random_q4k(m * nb, r);
     std::vector<block_q6_K> A6(m * nb);
     for (auto & b : A6) {
         for (auto & c : b.ql) c = r.next();
@@ -490,19 +642,16 @@ bool avx512_agrees() {
         for (auto & c : b.scales) c = (int8_t) r.next();
         b.d = 0x1c00;
     }
-    float c2[m * n], c5[m * n];
-    auto  same = [&] {
+    std::vector<float> c2(m * n), cv(m * n);
+    for (int type : { GGML_TYPE_Q4_K, GGML_TYPE_Q6_K }) {
+        const void * A = type == GGML_TYPE_Q4_K ? (const void *) A4.data() : (const void *) A6.data();
+        run_variant(LLMATIC_QGEMM_K_AVX2, 0, 1, m, n, nb, type, A, nb, B.data(), nb, c2.data(), m);
+        run_variant(variant, 0, 1, m, n, nb, type, A, nb, B.data(), nb, cv.data(), m);
         for (int i = 0; i < m * n; i++) {
-            if (!(std::abs(c2[i] - c5[i]) <= 1e-4f * (1.0f + std::abs(c2[i])))) return false;
+            if (!(std::abs(c2[i] - cv[i]) <= 1e-4f * (1.0f + std::abs(c2[i])))) return false;
         }
-        return true;
-    };
-    run_rows<block_q4_K, Q4KAvx2>(0, 1, m, n, nb, A4.data(), nb, B.data(), nb, c2, m);
-    run_rows<block_q4_K, Q4KAvx512>(0, 1, m, n, nb, A4.data(), nb, B.data(), nb, c5, m);
-    if (!same()) return false;
-    run_rows<block_q6_K, Q6KAvx2>(0, 1, m, n, nb, A6.data(), nb, B.data(), nb, c2, m);
-    run_rows<block_q6_K, Q6KAvx512>(0, 1, m, n, nb, A6.data(), nb, B.data(), nb, c5, m);
-    return same();
+    }
+    return true;
 }
 
 int cpu_variants() {
@@ -510,10 +659,14 @@ int cpu_variants() {
         int bits = 0;
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
             bits |= LLMATIC_QGEMM_K_AVX2;
+            if (__builtin_cpu_supports("avxvnni") && agrees_with_avx2(LLMATIC_QGEMM_K_AVX_VNNI))
+                bits |= LLMATIC_QGEMM_K_AVX_VNNI;
             if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-                __builtin_cpu_supports("avx512dq") && avx512_agrees()) {
-                bits |= LLMATIC_QGEMM_K_AVX512_VNNI;
+                __builtin_cpu_supports("avx512dq")) {
+                if (agrees_with_avx2(LLMATIC_QGEMM_K_AVX512_VNNI)) bits |= LLMATIC_QGEMM_K_AVX512_VNNI;
+                // (its float pass is AVX512)
+                if (amx_usable() && agrees_with_avx2(LLMATIC_QGEMM_K_AMX)) bits |= LLMATIC_QGEMM_K_AMX;
             }
         }
         return bits;
@@ -523,45 +676,60 @@ int cpu_variants() {
 
 int forced_variant = 0;  // 0: the faster this CPU runs (chosen_variant)
 
-// Where both variants run, which is faster for prompts is the CPU's business: on
-// Zen 4, whose 512-bit instructions take two 256-bit steps, the AVX2 variant
-// (half the float state per row and column, which a prompt's 32-column chunks
-// keep in L1) prefilled a 1B model 1.1-1.2x faster. So both are timed once on a
-// prompt-sized product (64 rows x 2048, 32 columns), best of 15 alternating
-// runs, and AVX512 serves prompts only where it is 15% faster or more (this
-// machine's noise reaches 10%; a tie goes to AVX2, whose float order is ggml's
-// own, so engines started apart agree). Decode-sized products (up to 16
-// columns) take AVX512 wherever it runs: on the same Zen 4 it decoded one and
-// 4-8 streams faster end to end (bench:engine tg 0.93 vs 0.84 of llama-bench,
-// bench:http 4 clients 1.64 vs 1.50 of llama-server), which a small timed
-// product, resident in L2, does not show. Index 0: up to 16 columns, 1: more.
-double time_variant(bool avx512, int n, const std::vector<block_q4_K> & A, const std::vector<block_q8_K> & B,
-                    std::vector<float> & C, int m, int nb) {
-    const auto t0 = std::chrono::steady_clock::now();
-    if (avx512) run_rows<block_q4_K, Q4KAvx512>(0, 1, m, n, nb, A.data(), nb, B.data(), nb, C.data(), m);
-    else run_rows<block_q4_K, Q4KAvx2>(0, 1, m, n, nb, A.data(), nb, B.data(), nb, C.data(), m);
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
+// Of the 256-bit variants AVX-VNNI, where it runs, is the one used: it gives
+// AVX2's floats bit for bit with fewer instructions. Where AVX512 runs too,
+// which is faster for prompts is the CPU's business: on Zen 4, whose 512-bit
+// instructions take two 256-bit steps, the AVX2 variant (half the float state
+// per row and column, which a prompt's 32-column chunks keep in L1) prefilled a
+// 1B model 1.1-1.2x faster. So both are timed once on a prompt-sized product
+// (64 rows x 2048, 32 columns), best of 15 alternating runs, and AVX512 serves
+// prompts only where it is 15% faster or more (that machine's noise reached
+// 10%; a tie goes to the 256-bit variant, whose float order is ggml's own, so
+// engines started apart agree). Decode-sized products (up to 16 columns) take
+// AVX512 wherever it runs: on the same Zen 4 it decoded one and 4-8 streams
+// faster end to end (bench:engine tg 0.93 vs 0.84 of llama-bench, bench:http 4
+// clients 1.64 vs 1.50 of llama-server), which a small timed product, resident
+// in L2, does not show.
+// AMX, where it runs, takes every product of 8 columns or more (prompts too):
+// its cost hardly grows with the columns, so from 8 on it is ahead. On a
+// Sapphire-Rapids-class Xeon, one thread, 8192 x 2048 weights, per block and
+// column: Q4_K 3.0 / 3.1 / 2.3 ns at 8 / 16 / 32 columns against 4.1 / 5.2 /
+// 5.3 for the best other variant; Q6_K 6.1 / 3.5 / 2.8 against 7.0 / 6.3 /
+// 7.0; at 4 columns it is behind (5.8 and 10.1 against 4.5 and 4.9).
+// Index 0: up to 7 columns, 1: 8 to 16, 2: more.
 struct Choice {
-    int variant[2];  // up to 16 columns, more
+    int variant[3];
 };
 
 Choice choose_variants() {
     const int have = cpu_variants();
-    const int avx2 = (have & LLMATIC_QGEMM_K_AVX2) ? LLMATIC_QGEMM_K_AVX2 : 0;
-    if (!(have & LLMATIC_QGEMM_K_AVX512_VNNI)) return { { avx2, avx2 } };
+    const int v256 = (have & LLMATIC_QGEMM_K_AVX_VNNI) ? LLMATIC_QGEMM_K_AVX_VNNI
+                     : (have & LLMATIC_QGEMM_K_AVX2)   ? LLMATIC_QGEMM_K_AVX2
+                                                       : 0;
+    if (!(have & LLMATIC_QGEMM_K_AVX512_VNNI)) return { { v256, v256, v256 } };
+    if (have & LLMATIC_QGEMM_K_AMX) return { { LLMATIC_QGEMM_K_AVX512_VNNI, LLMATIC_QGEMM_K_AMX, LLMATIC_QGEMM_K_AMX } };
     constexpr int                 m = 64, nb = 8, n = 32;
     Lcg                           r{ 777 };
     const std::vector<block_q4_K> A = random_q4k(m * nb, r);
     const std::vector<block_q8_K> B = random_q8k(n * nb, r);
     std::vector<float>            C(m * n);
-    double                        best2 = 1e9, best5 = 1e9;
+    const auto                    timed = [&](int variant) {
+        const auto t0 = std::chrono::steady_clock::now();
+        run_variant(variant, 0, 1, m, n, nb, GGML_TYPE_Q4_K, A.data(), nb, B.data(), nb, C.data(), m);
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    double best256 = 1e9, best512 = 1e9;
     for (int i = 0; i < 15; i++) {
-        best2 = std::min(best2, time_variant(false, n, A, B, C, m, nb));
-        best5 = std::min(best5, time_variant(true, n, A, B, C, m, nb));
+        best256 = std::min(best256, timed(v256));
+        best512 = std::min(best512, timed(LLMATIC_QGEMM_K_AVX512_VNNI));
     }
-    return { { LLMATIC_QGEMM_K_AVX512_VNNI, best5 < 0.85 * best2 ? LLMATIC_QGEMM_K_AVX512_VNNI : avx2 } };
+    const int prompt = best512 < 0.85 * best256 ? LLMATIC_QGEMM_K_AVX512_VNNI : v256;
+    return { { LLMATIC_QGEMM_K_AVX512_VNNI, LLMATIC_QGEMM_K_AVX512_VNNI, prompt } };
+}
+
+// Choice's index for a product of n columns
+int choice_index(int64_t n) {
+    return n <= 7 ? 0 : n <= 16 ? 1 : 2;
 }
 
 const int * chosen_variant() {
@@ -575,8 +743,8 @@ int llmatic_qgemm_k_variants(void) {
     return cpu_variants();
 }
 
-int llmatic_qgemm_k_chosen(int prompt) {
-    return chosen_variant()[prompt ? 1 : 0];
+int llmatic_qgemm_k_chosen(int n) {
+    return chosen_variant()[choice_index(n)];
 }
 
 int llmatic_qgemm_k_force(int variant) {
@@ -592,23 +760,8 @@ bool llmatic_qgemm_k(int ith, int nth, int64_t m, int64_t n, int64_t k, const vo
     if (atype != GGML_TYPE_Q4_K && atype != GGML_TYPE_Q6_K) return false;
     if (n < 1 || k <= 0 || m <= 0 || k > INT32_MAX) return false;
     int variant = __atomic_load_n(&forced_variant, __ATOMIC_RELAXED);
-    if (variant == 0) variant = chosen_variant()[n > 16 ? 1 : 0];
-    const auto * b  = (const block_q8_K *) B;
-    auto *       c  = (float *) C;
-    const int    nb = (int) k;
-    switch (variant) {
-        case LLMATIC_QGEMM_K_AVX512_VNNI:
-            if (atype == GGML_TYPE_Q4_K)
-                run_rows<block_q4_K, Q4KAvx512>(ith, nth, m, n, nb, (const block_q4_K *) A, lda, b, ldb, c, ldc);
-            else run_rows<block_q6_K, Q6KAvx512>(ith, nth, m, n, nb, (const block_q6_K *) A, lda, b, ldb, c, ldc);
-            return true;
-        case LLMATIC_QGEMM_K_AVX2:
-            if (atype == GGML_TYPE_Q4_K)
-                run_rows<block_q4_K, Q4KAvx2>(ith, nth, m, n, nb, (const block_q4_K *) A, lda, b, ldb, c, ldc);
-            else run_rows<block_q6_K, Q6KAvx2>(ith, nth, m, n, nb, (const block_q6_K *) A, lda, b, ldb, c, ldc);
-            return true;
-        default: return false;
-    }
+    if (variant == 0) variant = chosen_variant()[choice_index(n)];
+    return run_variant(variant, ith, nth, m, n, (int) k, atype, A, lda, (const block_q8_K *) B, ldb, (float *) C, ldc);
 }
 
 #else

@@ -14,6 +14,9 @@ import { GgmlType, readGguf, tensorBytes } from "../gguf/gguf";
 /** types ggml-cpu repacks on x86 (repack.cpp's ggml_repack_get_optimal_repack_type) */
 const REPACKED_ELSEWHERE = new Set<number>([GgmlType.Q4_0, GgmlType.IQ4_NL, GgmlType.Q2_K]);
 
+/** llmatic_qgemm_k's variant bits (native/src/qgemm.h) */
+const VARIANT_NAMES: Record<number, string> = { 1: "AVX2", 2: "AVX512-VNNI", 4: "AVX-VNNI", 8: "AMX" };
+
 export interface KernelChoice {
   /** load with ggml's weight repacking */
   repack: boolean;
@@ -41,11 +44,11 @@ export function chooseKernels(modelPath: string, repack: boolean, qgemmMaxBatch:
     return { repack: true, reason: "the file's tensor table could not be read here" };
   }
   if (q4k > other) {
-    const name = (v: number) => (v === 2 ? "AVX512-VNNI" : v === 1 ? "AVX2" : "none");
-    const [small, prompt] = [0, 1].map((p) => name(lib().llmatic_qgemm_k_chosen(p)));
+    const name = (v: number) => VARIANT_NAMES[v] ?? "none";
+    const [few, batch, prompt] = [1, 8, 17].map((n) => name(lib().llmatic_qgemm_k_chosen(n)));
     return {
       repack: false,
-      reason: `Q4_K weights use llmatic's small-batch kernels instead of ggml's repacked ones (${small} up to 16 tokens, ${prompt} beyond: the faster here)`,
+      reason: `Q4_K weights use llmatic's small-batch kernels instead of ggml's repacked ones (${few} up to 7 tokens, ${batch} for 8 to 16, ${prompt} beyond: the faster here)`,
     };
   }
   return { repack: true, reason: q4k > 0 ? "most repackable weights are not Q4_K" : "no Q4_K weights" };
