@@ -254,11 +254,12 @@ K_AVX512 void q6k_row_avx512(const block_q6_K * x, int l0, int l1, const block_q
 
 // ---- AMX ---------------------------------------------------------------------
 // On CPUs with AMX-INT8 (Xeon since Sapphire Rapids) one tile instruction
-// (tdpbusd: unsigned bytes times signed bytes, summed in int32) computes a
-// sub-block's integer products for 16 weight rows and up to 16 columns at once,
-// whatever the number of columns. The sub-block scales, Q4_K's mins, Q6_K's +32
-// and the block scales are applied after, in float, with AVX512 over 16 columns
-// at a time. Per chunk of up to 32 columns (two column tiles):
+// (tdpbusd: unsigned bytes times signed bytes, summed in int32; tdpbssd: both
+// signed, for Q6_K's weights with their +32 taken off) computes a sub-block's
+// integer products for 16 weight rows and up to 16 columns at once, whatever
+// the number of columns. The sub-block scales, Q4_K's mins and the block scales
+// are applied after, in float, with AVX512 over 16 columns at a time. Per chunk
+// of up to 32 columns (two column tiles):
 //   - the chunk's activations are copied once into the tiles' layout (a row per
 //     4 activations: 16 columns x 4 bytes), per block, sub-block and column tile;
 //   - per group of 16 weight rows and per block, the weights are unpacked to one
@@ -278,6 +279,7 @@ K_AVX512 void q6k_row_avx512(const block_q6_K * x, int l0, int l1, const block_q
                          : "memory")
 #    define K_TILE_ZERO(t)        __asm__ volatile("tilezero %%tmm" #t : : : "memory")
 #    define K_TILE_DPBUSD(c, a, b) __asm__ volatile("tdpbusd %%tmm" #b ", %%tmm" #a ", %%tmm" #c : : : "memory")
+#    define K_TILE_DPBSSD(c, a, b) __asm__ volatile("tdpbssd %%tmm" #b ", %%tmm" #a ", %%tmm" #c : : : "memory")
 
 struct TileConfig {
     uint8_t  palette = 0;
@@ -300,12 +302,12 @@ inline void tile_release() {
     __asm__ volatile("tilerelease" : : : "memory");
 }
 
-// Q4_K: sub-blocks of 32 weights, each with a 6-bit scale and min
+// Q4_K: sub-blocks of 32 weights (0..15), each with a 6-bit scale and min
 struct AmxQ4K {
     using BA                     = block_q4_K;
     static constexpr int  S      = 32;
+    static constexpr bool SIGNED = false;  // unsigned weights: tdpbusd
     static constexpr bool MINS   = true;   // a float term per sub-block: min x sum of its activations
-    static constexpr bool OFFSET = false;  // an int term: the +32 on every weight (Q6_K)
 
     // row r's weights (one byte each) into w[j][r], its scales and mins as floats
     static K_AVX512 void unpack(const BA & b, uint8_t (*w)[16][S], int r, float * scale, float * min) {
@@ -326,22 +328,23 @@ struct AmxQ4K {
         }
     }
 
-    // what sub-block j of a column adds besides its products: the sum of its activations
-    static int32_t column_term(const block_q8_K & y, int j) { return y.bsums[2 * j] + y.bsums[2 * j + 1]; }
+    // the sum of sub-block j's activations in a column, for the min term
+    static float column_term(const block_q8_K & y, int j) { return (float) (y.bsums[2 * j] + y.bsums[2 * j + 1]); }
 };
 
-// Q6_K: sub-blocks of 16 weights (0..63, 32 too many), each with an int8 scale
+// Q6_K: sub-blocks of 16 weights (-32..31, stored +32), each with an int8 scale
 struct AmxQ6K {
     using BA                     = block_q6_K;
     static constexpr int  S      = 16;
+    static constexpr bool SIGNED = true;  // signed weights: tdpbssd
     static constexpr bool MINS   = false;
-    static constexpr bool OFFSET = true;
 
     static K_AVX512 void unpack(const BA & b, uint8_t (*w)[16][S], int r, float * scale, float *) {
         const float d = _cvtsh_ss(b.d);
         for (int j = 0; j < 16; j++) scale[j] = d * b.scales[j];
         const __m256i m4 = _mm256_set1_epi8(0x0F);
         const __m256i m3 = _mm256_set1_epi8(0x03);
+        const __m256i k32 = _mm256_set1_epi8(32);
         for (int h = 0; h < 2; h++) {
             const __m256i qlA = _mm256_loadu_si256((const __m256i *) (b.ql + 64 * h));
             const __m256i qlB = _mm256_loadu_si256((const __m256i *) (b.ql + 64 * h + 32));
@@ -351,15 +354,14 @@ struct AmxQ6K {
                 const __m256i lq = (t & 1) ? qlB : qlA;
                 const __m256i lo = _mm256_and_si256(t < 2 ? lq : _mm256_srli_epi16(lq, 4), m4);
                 const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), m3);
-                const __m256i v  = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 4));
+                const __m256i v  = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hb, 4)), k32);
                 _mm_store_si128((__m128i *) w[8 * h + 2 * t][r], _mm256_castsi256_si128(v));
                 _mm_store_si128((__m128i *) w[8 * h + 2 * t + 1][r], _mm256_extracti128_si256(v, 1));
             }
         }
     }
 
-    // the +32 on each weight: 32 x the sum of the sub-block's 16 activations, taken off in int32
-    static int32_t column_term(const block_q8_K & y, int j) { return 32 * y.bsums[j]; }
+    static float column_term(const block_q8_K &, int) { return 0.0f; }
 };
 
 template <class T>
@@ -373,7 +375,7 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
     // KQ rows of 16 columns x 4 bytes; each column's block scale and sub-block terms
     thread_local std::vector<uint8_t> act;
     thread_local std::vector<float>   dy;
-    thread_local std::vector<int32_t> term;
+    thread_local std::vector<float>   term;
     act.resize((size_t) nb * NS * 2 * KQ * 64);
     dy.resize((size_t) nb * 32);
     term.resize((size_t) nb * NS * 32);
@@ -405,7 +407,9 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
                     std::memcpy(&act[((((size_t) l * NS + j) * 2 + t) * KQ + kq) * 64 + 4 * cc], y[l].qs + 4 * g, 4);
                 }
                 dy[(size_t) l * 32 + c] = y[l].d;
-                for (int j = 0; j < NS; j++) term[((size_t) l * NS + j) * 32 + c] = T::column_term(y[l], j);
+                if constexpr (T::MINS) {
+                    for (int j = 0; j < NS; j++) term[((size_t) l * NS + j) * 32 + c] = T::column_term(y[l], j);
+                }
             }
         }
         for (int64_t g = r0; g < r1; g += 16) {
@@ -415,7 +419,9 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
             for (int l = 0; l < nb; l++) {
                 for (int r = 0; r < rows; r++) {
                     const auto * x = A + (g + r) * lda + l;
-                    K_PREFETCH(x + K_AHEAD, sizeof(*x));
+                    // the same block of the next group's row: a group reads its 16 rows side by side,
+                    // which a prefetch a few blocks on in the row (K_AHEAD) would not cover
+                    K_PREFETCH(x + 16 * lda, sizeof(*x));
                     T::unpack(*x, w, r, scale[r], mins[r]);
                 }
                 const uint8_t * al = act.data() + (size_t) l * NS * 2 * KQ * 64;
@@ -423,35 +429,34 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
                     K_TILE_LOAD(2, w[j], S);
                     K_TILE_ZERO(0);
                     K_TILE_LOAD(3, al + (j * 2) * KQ * 64, 64);
-                    K_TILE_DPBUSD(0, 2, 3);
+                    if constexpr (T::SIGNED) K_TILE_DPBSSD(0, 2, 3);
+                    else K_TILE_DPBUSD(0, 2, 3);
                     K_TILE_STORE(0, p[j][0], 64);
                     if (nc1 > 0) {
                         K_TILE_ZERO(1);
                         K_TILE_LOAD(4, al + (j * 2 + 1) * KQ * 64, 64);
-                        K_TILE_DPBUSD(1, 2, 4);
+                        if constexpr (T::SIGNED) K_TILE_DPBSSD(1, 2, 4);
+                        else K_TILE_DPBUSD(1, 2, 4);
                         K_TILE_STORE(1, p[j][1], 64);
                     }
                 }
                 for (int t = 0; t < (nc1 > 0 ? 2 : 1); t++) {
-                    const __m512    dyv = _mm512_loadu_ps(&dy[(size_t) l * 32 + 16 * t]);
-                    const int32_t * tl  = &term[(size_t) l * NS * 32 + 16 * t];
+                    const __m512 dyv = _mm512_loadu_ps(&dy[(size_t) l * 32 + 16 * t]);
+                    // the column terms are the same for every row
+                    __m512       tv[T::MINS ? NS : 1];
+                    if constexpr (T::MINS) {
+                        for (int j = 0; j < NS; j++) tv[j] = _mm512_loadu_ps(&term[((size_t) l * NS + j) * 32 + 16 * t]);
+                    }
                     for (int r = 0; r < rows; r++) {
                         __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
                         for (int j = 0; j < NS; j += 2) {
-                            __m512i v0 = _mm512_load_si512((const void *) p[j][t][r]);
-                            __m512i v1 = _mm512_load_si512((const void *) p[j + 1][t][r]);
-                            if constexpr (T::OFFSET) {
-                                v0 = _mm512_sub_epi32(v0, _mm512_loadu_si512((const void *) (tl + j * 32)));
-                                v1 = _mm512_sub_epi32(v1, _mm512_loadu_si512((const void *) (tl + (j + 1) * 32)));
-                            }
+                            const __m512i v0 = _mm512_load_si512((const void *) p[j][t][r]);
+                            const __m512i v1 = _mm512_load_si512((const void *) p[j + 1][t][r]);
                             s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v0), _mm512_set1_ps(scale[r][j]), s0);
                             s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v1), _mm512_set1_ps(scale[r][j + 1]), s1);
                             if constexpr (T::MINS) {
-                                s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512((const void *) (tl + j * 32))),
-                                                     _mm512_set1_ps(mins[r][j]), s0);
-                                s1 = _mm512_fmadd_ps(
-                                    _mm512_cvtepi32_ps(_mm512_loadu_si512((const void *) (tl + (j + 1) * 32))),
-                                    _mm512_set1_ps(mins[r][j + 1]), s1);
+                                s0 = _mm512_fmadd_ps(tv[j], _mm512_set1_ps(mins[r][j]), s0);
+                                s1 = _mm512_fmadd_ps(tv[j + 1], _mm512_set1_ps(mins[r][j + 1]), s1);
                             }
                         }
                         float * ar = &acc[r][16 * t];
@@ -695,7 +700,9 @@ int forced_variant = 0;  // 0: the faster this CPU runs (chosen_variant)
 // Sapphire-Rapids-class Xeon, one thread, 8192 x 2048 weights, per block and
 // column: Q4_K 3.0 / 3.1 / 2.3 ns at 8 / 16 / 32 columns against 4.1 / 5.2 /
 // 5.3 for the best other variant; Q6_K 6.1 / 3.5 / 2.8 against 7.0 / 6.3 /
-// 7.0; at 4 columns it is behind (5.8 and 10.1 against 4.5 and 4.9).
+// 7.0; at 4 columns it is behind (5.8 and 10.1 against 4.5 and 4.9). End to end
+// on bench-1b (two threads, a decode step of n sequences): 96 against 104 ms
+// at 8, 119 against 215 at 16, 87 against 60 at 4.
 // Index 0: up to 7 columns, 1: 8 to 16, 2: more.
 struct Choice {
     int variant[3];
