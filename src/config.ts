@@ -87,7 +87,7 @@ export interface ServerConfig {
   deterministic: boolean;
   /** decode batches of fewer tokens use ggml's own kernels on quantized weights, not tinyBLAS (0 = always tinyBLAS, -1 = by CPU) */
   sgemmMinBatch: number;
-  /** decode batches of 2..N tokens use llmatic's AVX512-VNNI kernel for Q8_0/Q5_0 weights (0 = off) */
+  /** decode batches of 1..N tokens use llmatic's AVX512-VNNI kernel for Q8_0/Q5_0 weights (0 = off) */
   qgemmMaxBatch: number;
   /** each model's engine in its own child process (default) or in a thread of the server */
   isolation: Isolation;
@@ -446,7 +446,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 1 << 20,
     default: 16,
     arg: "N",
-    help: "llmatic's own matrix kernels: Q4_K/Q6_K weights in every batch of 2 or more tokens (AVX2, AVX-VNNI or AVX512-VNNI; a Q4_K_M model then loads without ggml's weight repacking), and Q8_0/Q5_0 weights in batches of 2..N tokens (AVX512-VNNI only). 0 = off: ggml's kernels and repacking, as stock llama.cpp",
+    help: "llmatic's own matrix kernels: Q4_K/Q6_K weights in every batch (AVX2, AVX-VNNI, AVX512-VNNI or AMX; a Q4_K_M model then loads without ggml's weight repacking), and Q8_0/Q5_0 weights in batches of 1..N tokens (AVX512-VNNI only). 0 = off: ggml's kernels and repacking, as stock llama.cpp",
   },
   {
     key: "isolation",
