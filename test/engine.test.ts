@@ -600,7 +600,7 @@ describe("small-batch kernels", () => {
     });
   });
 
-  test("decodes of 2..--qgemm-max-batch tokens use llmatic's kernel where the CPU has AVX512-VNNI", () => {
+  test("decodes of 1..--qgemm-max-batch tokens use llmatic's kernel where the CPU has AVX512-VNNI", () => {
     const l = lib();
     withTiny((decode) => {
       const calls = (n: number) =>
@@ -610,6 +610,8 @@ describe("small-batch kernels", () => {
         );
       const vnni = l.llmatic_qgemm_supported();
       expect(calls(3)).toBe(vnni ? 1 : 0); // the Q8_0 output product
+      expect(calls(1)).toBe(vnni ? 1 : 0);
+      l.llmatic_set_qgemm_max_batch(0);
       expect(calls(1)).toBe(0);
       l.llmatic_set_qgemm_max_batch(2);
       expect(calls(3)).toBe(0);
