@@ -266,7 +266,8 @@ K_AVX512 void q6k_row_avx512(const block_q6_K * x, int l0, int l1, const block_q
 //     byte each, each sub-block's products are stored from the tiles (P), and a
 //     float pass adds them up.
 // Tiles: 0, 1 products (16 rows x one column tile), 2 weights (16 rows x S
-// bytes), 3, 4 activations (S/4 rows x 4 bytes per column).
+// bytes), 3, 4 activations (S/4 rows x 4 bytes per column); 5, 6 and 7 the
+// same for odd sub-blocks.
 // GCC's AMX intrinsics are asm statements that do not tell it they read or
 // write memory (GCC 12 dropped the stores to ggml's tile configuration for
 // that reason), so the tile instructions here are written with a "memory"
@@ -313,13 +314,12 @@ struct AmxQ4K {
     static K_AVX512 void unpack(const BA & b, uint8_t (*w)[16][S], int r, float * scale, float * min) {
         uint32_t sm[4];
         q4k_scales_mins(b.scales, sm);
-        const auto * s8   = (const uint8_t *) sm;
-        const float  d    = _cvtsh_ss(b.d);
-        const float  dmin = _cvtsh_ss(b.dmin);
-        for (int j = 0; j < 8; j++) {
-            scale[j] = d * s8[j];
-            min[j]   = -dmin * s8[8 + j];
-        }
+        // the 8 scales times d and the 8 mins times -dmin, in one vector
+        const __m512 f = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi32((int) sm[3], (int) sm[2], (int) sm[1], (int) sm[0]))),
+            _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(b.d)), _mm256_set1_ps(-_cvtsh_ss(b.dmin)), 1));
+        _mm256_storeu_ps(scale, _mm512_castps512_ps256(f));
+        _mm256_storeu_ps(min, _mm512_extractf32x8_ps(f, 1));
         const __m256i m4 = _mm256_set1_epi8(0x0F);
         for (int i = 0; i < 4; i++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *) (b.qs + 32 * i));
@@ -340,8 +340,9 @@ struct AmxQ6K {
     static constexpr bool MINS   = false;
 
     static K_AVX512 void unpack(const BA & b, uint8_t (*w)[16][S], int r, float * scale, float *) {
-        const float d = _cvtsh_ss(b.d);
-        for (int j = 0; j < 16; j++) scale[j] = d * b.scales[j];
+        _mm512_storeu_ps(scale, _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(b.d)),
+                                              _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                                  _mm_loadu_si128((const __m128i *) b.scales)))));
         const __m256i m4 = _mm256_set1_epi8(0x0F);
         const __m256i m3 = _mm256_set1_epi8(0x03);
         const __m256i k32 = _mm256_set1_epi8(32);
@@ -390,12 +391,17 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
         const int  nc0 = std::min(16, nc), nc1 = nc - nc0;
         TileConfig cfg;
         cfg.palette = 1;
-        cfg.rows[0] = 16, cfg.colsb[0] = (uint16_t) (4 * nc0);
-        cfg.rows[2] = 16, cfg.colsb[2] = S;
+        // even sub-blocks: products 0 (1), weights 2, activations 3 (4); odd ones: 5 (6), 7, and 3 (4),
+        // or 4 with one column tile: two sub-blocks in flight, as a tile's product must be stored
+        // before the tile takes the next
+        for (int t : { 0, 5 }) cfg.rows[t] = 16, cfg.colsb[t] = (uint16_t) (4 * nc0);
+        for (int t : { 2, 7 }) cfg.rows[t] = 16, cfg.colsb[t] = S;
         cfg.rows[3] = KQ, cfg.colsb[3] = (uint16_t) (4 * nc0);
         if (nc1 > 0) {
-            cfg.rows[1] = 16, cfg.colsb[1] = (uint16_t) (4 * nc1);
+            for (int t : { 1, 6 }) cfg.rows[t] = 16, cfg.colsb[t] = (uint16_t) (4 * nc1);
             cfg.rows[4] = KQ, cfg.colsb[4] = (uint16_t) (4 * nc1);
+        } else {
+            cfg.rows[4] = KQ, cfg.colsb[4] = (uint16_t) (4 * nc0);
         }
         tile_config_load(cfg);
         for (int c = 0; c < nc; c++) {
@@ -425,21 +431,33 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
                     T::unpack(*x, w, r, scale[r], mins[r]);
                 }
                 const uint8_t * al = act.data() + (size_t) l * NS * 2 * KQ * 64;
-                for (int j = 0; j < NS; j++) {
-                    K_TILE_LOAD(2, w[j], S);
-                    K_TILE_ZERO(0);
-                    K_TILE_LOAD(3, al + (j * 2) * KQ * 64, 64);
-                    if constexpr (T::SIGNED) K_TILE_DPBSSD(0, 2, 3);
-                    else K_TILE_DPBUSD(0, 2, 3);
-                    K_TILE_STORE(0, p[j][0], 64);
-                    if (nc1 > 0) {
-                        K_TILE_ZERO(1);
-                        K_TILE_LOAD(4, al + (j * 2 + 1) * KQ * 64, 64);
-                        if constexpr (T::SIGNED) K_TILE_DPBSSD(1, 2, 4);
-                        else K_TILE_DPBUSD(1, 2, 4);
-                        K_TILE_STORE(1, p[j][1], 64);
-                    }
+// sub-block j's products for column tile 0 (and 1) through the given tiles
+#    define K_AMX_DP(c, a, b)                         \
+        do {                                          \
+            if constexpr (T::SIGNED) K_TILE_DPBSSD(c, a, b); \
+            else K_TILE_DPBUSD(c, a, b);              \
+        } while (0)
+#    define K_AMX_SUB(j, ta, tc0, tb0, tc1, tb1)                       \
+        do {                                                           \
+            K_TILE_LOAD(ta, w[j], S);                                  \
+            K_TILE_ZERO(tc0);                                          \
+            K_TILE_LOAD(tb0, al + ((j) * 2) * KQ * 64, 64);            \
+            K_AMX_DP(tc0, ta, tb0);                                    \
+            K_TILE_STORE(tc0, p[j][0], 64);                            \
+            if (nc1 > 0) {                                             \
+                K_TILE_ZERO(tc1);                                      \
+                K_TILE_LOAD(tb1, al + ((j) * 2 + 1) * KQ * 64, 64);    \
+                K_AMX_DP(tc1, ta, tb1);                                \
+                K_TILE_STORE(tc1, p[j][1], 64);                        \
+            }                                                          \
+        } while (0)
+                for (int j = 0; j < NS; j += 2) {
+                    K_AMX_SUB(j, 2, 0, 3, 1, 4);
+                    if (nc1 > 0) K_AMX_SUB(j + 1, 7, 5, 3, 6, 4);
+                    else K_AMX_SUB(j + 1, 7, 5, 4, 6, 4);
                 }
+#    undef K_AMX_SUB
+#    undef K_AMX_DP
                 for (int t = 0; t < (nc1 > 0 ? 2 : 1); t++) {
                     const __m512 dyv = _mm512_loadu_ps(&dy[(size_t) l * 32 + 16 * t]);
                     // the column terms are the same for every row
