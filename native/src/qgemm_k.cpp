@@ -716,11 +716,11 @@ int forced_variant = 0;  // 0: the faster this CPU runs (chosen_variant)
 // AMX, where it runs, takes every product of 8 columns or more (prompts too):
 // its cost hardly grows with the columns, so from 8 on it is ahead. On a
 // Sapphire-Rapids-class Xeon, one thread, 8192 x 2048 weights, per block and
-// column: Q4_K 3.0 / 3.1 / 2.3 ns at 8 / 16 / 32 columns against 4.1 / 5.2 /
-// 5.3 for the best other variant; Q6_K 6.1 / 3.5 / 2.8 against 7.0 / 6.3 /
-// 7.0; at 4 columns it is behind (5.8 and 10.1 against 4.5 and 4.9). End to end
-// on bench-1b (two threads, a decode step of n sequences): 96 against 104 ms
-// at 8, 119 against 215 at 16, 87 against 60 at 4.
+// column: Q4_K 2.7 / 2.9 / 2.3 ns at 8 / 16 / 32 columns against 4.2 / 5.3 /
+// 5.5 for AVX-VNNI; Q6_K 4.9 / 2.9 / 2.4 against 7.3 / 6.0 / 6.9; at 4
+// columns it is behind (4.9 and 7.8 against 4.5 and 4.8). End to end
+// on bench-1b (two threads, a decode step of n sequences): 82 against 100 ms
+// at 8, 108 against 207 at 16, 81 against 62 at 4.
 // Index 0: up to 7 columns, 1: 8 to 16, 2: more.
 struct Choice {
     int variant[3];
