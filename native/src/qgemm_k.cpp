@@ -15,10 +15,12 @@
 // its float partial sums are added.
 //
 // Variants: AVX2 (with FMA and F16C), AVX-VNNI (the same code, vpdpwssd for
-// vpmaddwd + vpaddd) and AVX512-VNNI, each compiled with its own target
-// attribute and entered only after the CPU check in cpu_variants(), so the
-// library itself needs no more than x86-64. The others also have to agree with
-// the AVX2 one on a small product first (agrees_with_avx2).
+// vpmaddwd + vpaddd), AVX512-VNNI and AMX (tiles for the integer products,
+// AVX512 for the rest), each compiled with its own target attribute (AMX's
+// instructions are inline asm) and entered only after the CPU check in
+// cpu_variants(), so the library itself needs no more than x86-64. The others
+// also have to agree with the AVX2 one on a small product first
+// (agrees_with_avx2).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
