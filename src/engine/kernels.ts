@@ -2,12 +2,14 @@
 // llmatic's K-quant small-batch kernels (native/src/qgemm_k.cpp).
 //
 // ggml repacks Q4_K weights (and Q4_0, IQ4_NL) into 8-row interleaved blocks on
-// AVX2 CPUs, and repacked weights never reach the matrix-product seam where
-// llmatic's kernels sit. For a file whose repackable bytes are mostly Q4_K (a
-// Q4_K_M file), llmatic's kernels are faster for every batch of 2 or more
-// tokens (prompts too), so such a model loads without repacking where the CPU
-// runs them; one token goes to ggml's unrepacked dot product, which measured
-// as fast as its repacked one (bench:engine tg128 on the 1B bench model).
+// AVX2 CPUs, and on AMX CPUs (built with native flags) its AMX buffers take
+// Q4_K/Q6_K/Q8_0 weights before that; weights in either never reach the
+// matrix-product seam where llmatic's kernels sit. For a file whose repackable
+// bytes are mostly Q4_K (a Q4_K_M file), llmatic's kernels measured faster for
+// decode batches and as fast for one token and prompts (bench:engine and
+// bench:http on the 1B bench model: on a Zen 3, and on an AMX Xeon against
+// ggml's AMX kernels; on a Zen 4 ggml's repacked ones prefill faster), so such
+// a model loads without repacking where the CPU runs them.
 import { lib } from "../ffi/library";
 import { GgmlType, readGguf, tensorBytes } from "../gguf/gguf";
 
