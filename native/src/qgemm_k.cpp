@@ -117,6 +117,15 @@ namespace {
 // a vector whose every 16-bit lane picks lane `i` (0..7) of a 128-bit lane of int16
 #    define K_PICK16(i) _mm256_set1_epi16((short) (((2 * (i) + 1) << 8) | (2 * (i))))
 
+// Q6_K's six-bit weights + 32 (0..63) for activations 32t..32t+31 of a half: low
+// nibbles of ql[0..31] (t 0, qlA) or ql[32..63] (t 1, qlB), high nibbles (t 2, 3),
+// and two bits of qh at 2t (m4, m3: 0x0F and 0x03 in every byte)
+#    define K_Q6K_WEIGHTS(qlA, qlB, qh, t, m4, m3)                                                           \
+        _mm256_or_si256(                                                                                    \
+            _mm256_and_si256((t) < 2 ? ((t) & 1 ? (qlB) : (qlA)) : _mm256_srli_epi16((t) & 1 ? (qlB) : (qlA), 4), \
+                             (m4)),                                                                         \
+            _mm256_slli_epi16(_mm256_and_si256((t) == 0 ? (qh) : _mm256_srli_epi16((qh), 2 * (t)), (m3)), 4))
+
 // the NC column pointers into B of a row function
 template <int NC> struct ColPtrs {
     const block_q8_K * y[NC];
@@ -353,18 +362,14 @@ struct AmxQ6K {
             const __m256i qlB = _mm256_loadu_si256((const __m256i *) (b.ql + 64 * h + 32));
             const __m256i qh  = _mm256_loadu_si256((const __m256i *) (b.qh + 32 * h));
             for (int t = 0; t < 4; t++) {
-                // weights 128h + 32t .. +31, as in q6k_row: sub-blocks 8h + 2t and 8h + 2t + 1
-                const __m256i lq = (t & 1) ? qlB : qlA;
-                const __m256i lo = _mm256_and_si256(t < 2 ? lq : _mm256_srli_epi16(lq, 4), m4);
-                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), m3);
-                const __m256i v  = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hb, 4)), k32);
+                // weights 128h + 32t .. +31: sub-blocks 8h + 2t and 8h + 2t + 1
+                const __m256i v = _mm256_sub_epi8(K_Q6K_WEIGHTS(qlA, qlB, qh, t, m4, m3), k32);
                 _mm_store_si128((__m128i *) w[8 * h + 2 * t][r], _mm256_castsi256_si128(v));
                 _mm_store_si128((__m128i *) w[8 * h + 2 * t + 1][r], _mm256_extracti128_si256(v, 1));
             }
         }
     }
 
-    static float column_term(const block_q8_K &, int) { return 0.0f; }
 };
 
 template <class T>
@@ -381,7 +386,7 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
     thread_local std::vector<float>   term;
     act.resize((size_t) nb * NS * 2 * KQ * 64);
     dy.resize((size_t) nb * 32);
-    term.resize((size_t) nb * NS * 32);
+    if constexpr (T::MINS) term.resize((size_t) nb * NS * 32);
     alignas(64) uint8_t w[NS][16][S];      // one block of 16 rows' weights, per sub-block
     alignas(64) int32_t p[NS][2][16][16];  // the products, per sub-block and column tile
     alignas(64) float   scale[16][NS], mins[16][NS];
