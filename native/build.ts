@@ -80,6 +80,7 @@ const SHIM_SOURCES = [
   "src/audio.cpp",
   "src/vision.cpp",
   "src/qgemm.h",
+  "src/amx.h",
   "src/llmatic.h",
   "src/strings.hpp",
   "src/exports.map",

@@ -16,7 +16,11 @@ import { lib } from "../src/ffi/library";
 import { Model } from "../src/ffi/model";
 import { DEFAULT_SAMPLING, Sampler, type SamplingParams } from "../src/ffi/sampler";
 import { toHalf } from "../src/gguf/synth";
-import { collect, failure, startTiny, TINY_MODEL_PATH, textRequest } from "./helpers";
+import { collect, cpuFlags, failure, startTiny, TINY_MODEL_PATH, textRequest } from "./helpers";
+
+/** llmatic_qgemm's variant bits (native/src/qgemm.h) */
+const QGEMM_AVX512 = 2;
+const QGEMM_AMX = 8;
 
 let engine: LlamaEngine;
 beforeAll(async () => {
@@ -619,7 +623,7 @@ describe("small-batch kernels", () => {
     });
   });
 
-  test("the kernel's products equal the dequantized weights times the activations", () => {
+  test("the Q8_0/Q5_0 kernel's products equal the dequantized weights times the activations, in every variant the CPU runs", () => {
     const l = lib();
     const f16 = (h: number) => {
       const e = (h >> 10) & 31;
@@ -632,7 +636,7 @@ describe("small-batch kernels", () => {
       seed = (seed * 1103515245 + 12345) >>> 0;
       return seed >>> 8;
     };
-    const [m, n, nb] = [37, 7, 5]; // odd rows, odd block count, a partial column tile
+    const [m, nb] = [37, 5]; // odd rows (AMX: a partial group of 16), odd block count (a partial pair)
     /** blocks of `size` bytes: f16 scale, then random bytes */
     const blocks = (count: number, size: number) => {
       const buf = new Uint8Array(count * size);
@@ -642,7 +646,8 @@ describe("small-batch kernels", () => {
       }
       return buf;
     };
-    const B = blocks(n * nb, 34);
+    const nMax = 17;
+    const B = blocks(nMax * nb, 34);
     const weight = (type: number, A: Uint8Array, r: number, l: number, i: number): number => {
       if (type === 8) return new Int8Array(A.buffer, (r * nb + l) * 34 + 2, 32)[i] as number;
       const at = (r * nb + l) * 22;
@@ -650,34 +655,57 @@ describe("small-batch kernels", () => {
       const q = A[at + 6 + (i % 16)] as number;
       return ((i < 16 ? q & 15 : q >> 4) | (((qh >>> i) & 1) << 4)) - 16;
     };
-    for (const [type, size] of [
-      [8, 34],
-      [6, 22],
-    ] as const) {
-      const A = blocks(m * nb, size);
-      const C = new Float32Array(m * n);
-      const ok = [0, 1].map((ith) => l.llmatic_qgemm(ith, 2, m, n, nb, ptr(A), nb, ptr(B), nb, ptr(C), m, type, 8, 0));
-      if (!l.llmatic_qgemm_supported()) {
-        expect(ok).toEqual([false, false]);
+    const have = l.llmatic_qgemm_variants();
+    expect(have !== 0).toBe(l.llmatic_qgemm_supported());
+    // (a CPU with AMX's flags whose kernel disagreed with the AVX512 one at start runs without it: a bug)
+    if (["amx_tile", "amx_int8", "avx512_vnni"].every((f) => cpuFlags.has(f))) expect(have & QGEMM_AMX).toBe(QGEMM_AMX);
+    for (const variant of [QGEMM_AVX512, QGEMM_AMX]) {
+      if (!(have & variant)) {
+        expect(l.llmatic_qgemm_force(variant)).toBe(-1);
         continue;
       }
-      expect(ok).toEqual([true, true]);
-      for (let r = 0; r < m; r++) {
-        for (let c = 0; c < n; c++) {
-          let want = 0;
-          for (let b = 0; b < nb; b++) {
-            const dv = new DataView(A.buffer);
-            const bq = new Int8Array(B.buffer, (c * nb + b) * 34 + 2, 32);
-            let dot = 0;
-            for (let i = 0; i < 32; i++) dot += weight(type, A, r, b, i) * (bq[i] as number);
-            want +=
-              dot *
-              f16(dv.getUint16((r * nb + b) * size, true)) *
-              f16(new DataView(B.buffer).getUint16((c * nb + b) * 34, true));
+      const before = l.llmatic_qgemm_force(variant);
+      try {
+        for (const [type, size] of [
+          [8, 34],
+          [6, 22],
+        ] as const) {
+          const A = blocks(m * nb, size);
+          // every column slot count AMX has (1, 2, 4, 8, 16), and a second chunk of 16
+          for (const n of [1, 2, 3, 7, 9, 17]) {
+            const C = new Float32Array(m * n);
+            const ok = [0, 1].map((ith) =>
+              l.llmatic_qgemm(ith, 2, m, n, nb, ptr(A), nb, ptr(B), nb, ptr(C), m, type, 8, 0),
+            );
+            expect(ok).toEqual([true, true]);
+            for (let r = 0; r < m; r++) {
+              for (let c = 0; c < n; c++) {
+                let want = 0;
+                for (let b = 0; b < nb; b++) {
+                  const dv = new DataView(A.buffer);
+                  const bq = new Int8Array(B.buffer, (c * nb + b) * 34 + 2, 32);
+                  let dot = 0;
+                  for (let i = 0; i < 32; i++) dot += weight(type, A, r, b, i) * (bq[i] as number);
+                  want +=
+                    dot *
+                    f16(dv.getUint16((r * nb + b) * size, true)) *
+                    f16(new DataView(B.buffer).getUint16((c * nb + b) * 34, true));
+                }
+                expect(Math.abs((C[c * m + r] as number) - want)).toBeLessThan(1e-4 * Math.max(1, Math.abs(want)));
+              }
+            }
           }
-          expect(Math.abs((C[c * m + r] as number) - want)).toBeLessThan(1e-4 * Math.max(1, Math.abs(want)));
         }
+      } finally {
+        l.llmatic_qgemm_force(before);
       }
+    }
+    if (have === 0) {
+      const C = new Float32Array(m);
+      const A = blocks(m * nb, 34);
+      expect(
+        [0, 1].map((ith) => l.llmatic_qgemm(ith, 2, m, 1, nb, ptr(A), nb, ptr(B), nb, ptr(C), m, 8, 8, 0)),
+      ).toEqual([false, false]);
     }
   });
 });

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import { LlamaEngine } from "../src/engine/client";
 import type { Engine } from "../src/engine/engine";
 import type { EngineConfig, GenerateEvent, GenerateRequest } from "../src/engine/types";
@@ -5,6 +6,13 @@ import { DEFAULT_SAMPLING, type SamplingParams } from "../src/ffi/sampler";
 import { TINY_MODEL_PATH } from "../src/models/synthetic";
 
 export { TINY_MODEL_PATH };
+
+/** this CPU's flags as Linux lists them (empty elsewhere): a CPU with a kernel's flags must run it */
+export const cpuFlags = new Set(
+  (/^flags\s*:(.*)$/m.exec(existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : "")?.[1] ?? "")
+    .trim()
+    .split(/\s+/),
+);
 
 export function tinyConfig(over: Partial<EngineConfig> = {}): EngineConfig {
   return { modelPath: TINY_MODEL_PATH, id: "tiny", nCtx: 4096, nThreads: 2, parallel: 2, ...over };

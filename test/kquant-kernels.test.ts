@@ -3,7 +3,7 @@
 // same weights times the activations.
 import { ptr } from "bun:ffi";
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+
 import { chooseKernels } from "../src/engine/kernels";
 import { Batch } from "../src/ffi/batch";
 import { Context } from "../src/ffi/context";
@@ -11,6 +11,7 @@ import { lib } from "../src/ffi/library";
 import { Model } from "../src/ffi/model";
 import { toHalf } from "../src/gguf/synth";
 import { ensureTinyKQuantModel, TINY_MODEL_PATH } from "../src/models/synthetic";
+import { cpuFlags } from "./helpers";
 
 const Q4_K = 12;
 const Q6_K = 14;
@@ -27,11 +28,6 @@ const NEEDS: Record<keyof typeof VARIANTS, string[]> = {
   // (and Linux's permission to use its registers, which it gives from 5.16 on)
   amx: ["avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512dq", "amx_tile", "amx_int8"],
 };
-const cpuFlags = new Set(
-  (/^flags\s*:(.*)$/m.exec(existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : "")?.[1] ?? "")
-    .trim()
-    .split(/\s+/),
-);
 
 let seed = 11;
 const rnd = () => {

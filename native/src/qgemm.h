@@ -12,6 +12,19 @@ extern "C" {
 // true when this CPU runs the kernel (x86-64 with AVX512-VNNI)
 bool llmatic_qgemm_supported(void);
 
+// Variants, as bits (the same values as LLMATIC_QGEMM_K_*):
+#define LLMATIC_QGEMM_AVX512_VNNI 2
+#define LLMATIC_QGEMM_AMX         8
+// the variants this CPU runs (0: none, the caller computes every product)
+int llmatic_qgemm_variants(void);
+// the variant used for a product of n columns: AMX wherever it runs (on a
+// Sapphire-Rapids-class Xeon it decoded the bench model's one token in 23 ms
+// against AVX512's 34, and 4 sequences in 33 against 55), else AVX512-VNNI
+int llmatic_qgemm_chosen(int n);
+// use only this variant (0: the chosen one); returns the one set before, or -1
+// (and changes nothing) for a variant this CPU does not run. For tests.
+int llmatic_qgemm_force(int variant);
+
 // C (n columns of m floats, stride ldc) = A (m rows of k blocks, stride lda) x
 // B (n columns of k Q8_0 blocks, stride ldb), rows split over nth threads; this
 // call computes thread ith's share. Returns false (and does nothing) for types

@@ -32,10 +32,9 @@
 #include "qgemm.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#    include <cpuid.h>
 #    include <immintrin.h>
-#    include <sys/syscall.h>
-#    include <unistd.h>
+
+#    include "amx.h"
 #    define LLMATIC_QGEMM_K_X86 1
 #endif
 
@@ -279,41 +278,6 @@ K_AVX512 void q6k_row_avx512(const block_q6_K * x, int l0, int l1, const block_q
 // Tiles: 0, 1 products (16 rows x one column tile), 2 weights (16 rows x S
 // bytes), 3, 4 activations (S/4 rows x 4 bytes per column); 5, 6 and 7 the
 // same for odd sub-blocks.
-// GCC's AMX intrinsics are asm statements that do not tell it they read or
-// write memory (GCC 12 dropped the stores to ggml's tile configuration for
-// that reason), so the tile instructions here are written with a "memory"
-// clobber.
-#    define K_TILE_LOAD(t, base, stride)                                                           \
-        __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t : : "r"((const void *) (base)), "r"((int64_t) (stride)) \
-                         : "memory")
-#    define K_TILE_STORE(t, base, stride)                                                          \
-        __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" : : "r"((void *) (base)), "r"((int64_t) (stride))   \
-                         : "memory")
-#    define K_TILE_ZERO(t)        __asm__ volatile("tilezero %%tmm" #t : : : "memory")
-#    define K_TILE_DPBUSD(c, a, b) __asm__ volatile("tdpbusd %%tmm" #b ", %%tmm" #a ", %%tmm" #c : : : "memory")
-#    define K_TILE_DPBSSD(c, a, b) __asm__ volatile("tdpbssd %%tmm" #b ", %%tmm" #a ", %%tmm" #c : : : "memory")
-
-struct TileConfig {
-    uint8_t  palette = 0;
-    uint8_t  start_row = 0;
-    uint8_t  reserved[14] = {};
-    uint16_t colsb[16] = {};
-    uint8_t  rows[16] = {};
-};
-static_assert(sizeof(TileConfig) == 64, "AMX tile configuration");
-
-inline void tile_config_load(const TileConfig & c) {
-    __asm__ volatile("ldtilecfg %0" : : "m"(c) : "memory");
-}
-
-inline void tile_config_store(TileConfig & c) {
-    __asm__ volatile("sttilecfg %0" : "=m"(c) : : "memory");
-}
-
-inline void tile_release() {
-    __asm__ volatile("tilerelease" : : : "memory");
-}
-
 // Q4_K: sub-blocks of 32 weights (0..15), each with a 6-bit scale and min
 struct AmxQ4K {
     using BA                     = block_q4_K;
@@ -391,12 +355,11 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
     alignas(64) int32_t p[NS][2][16][16];  // the products, per sub-block and column tile
     alignas(64) float   scale[16][NS], mins[16][NS];
     alignas(64) float   acc[16][32];
-    TileConfig          saved;
-    tile_config_store(saved);
+    llmatic_amx::TileScope scope;
     for (int64_t c0 = 0; c0 < n; c0 += 32) {
         const int  nc  = (int) std::min<int64_t>(32, n - c0);
         const int  nc0 = std::min(16, nc), nc1 = nc - nc0;
-        TileConfig cfg;
+        llmatic_amx::TileConfig cfg;
         cfg.palette = 1;
         // even sub-blocks: products 0 (1), weights 2, activations 3 (4); odd ones: 5 (6), 7, and 3 (4),
         // or 4 with one column tile: two sub-blocks in flight, as a tile's product must be stored
@@ -410,7 +373,7 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
         } else {
             cfg.rows[4] = KQ, cfg.colsb[4] = (uint16_t) (4 * nc0);
         }
-        tile_config_load(cfg);
+        llmatic_amx::tile_config_load(cfg);
         for (int c = 0; c < nc; c++) {
             const block_q8_K * y = B + (c0 + c) * ldb;
             const int          t = c / 16, cc = c % 16;
@@ -441,21 +404,21 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
 // sub-block j's products for column tile 0 (and 1) through the given tiles
 #    define K_AMX_DP(c, a, b)                         \
         do {                                          \
-            if constexpr (T::SIGNED) K_TILE_DPBSSD(c, a, b); \
-            else K_TILE_DPBUSD(c, a, b);              \
+            if constexpr (T::SIGNED) AMX_TILE_DPBSSD(c, a, b); \
+            else AMX_TILE_DPBUSD(c, a, b);              \
         } while (0)
 #    define K_AMX_SUB(j, ta, tc0, tb0, tc1, tb1)                       \
         do {                                                           \
-            K_TILE_LOAD(ta, w[j], S);                                  \
-            K_TILE_ZERO(tc0);                                          \
-            K_TILE_LOAD(tb0, al + ((j) * 2) * KQ * 64, 64);            \
+            AMX_TILE_LOAD(ta, w[j], S);                                  \
+            AMX_TILE_ZERO(tc0);                                          \
+            AMX_TILE_LOAD(tb0, al + ((j) * 2) * KQ * 64, 64);            \
             K_AMX_DP(tc0, ta, tb0);                                    \
-            K_TILE_STORE(tc0, p[j][0], 64);                            \
+            AMX_TILE_STORE(tc0, p[j][0], 64);                            \
             if (nc1 > 0) {                                             \
-                K_TILE_ZERO(tc1);                                      \
-                K_TILE_LOAD(tb1, al + ((j) * 2 + 1) * KQ * 64, 64);    \
+                AMX_TILE_ZERO(tc1);                                      \
+                AMX_TILE_LOAD(tb1, al + ((j) * 2 + 1) * KQ * 64, 64);    \
                 K_AMX_DP(tc1, ta, tb1);                                \
-                K_TILE_STORE(tc1, p[j][1], 64);                        \
+                AMX_TILE_STORE(tc1, p[j][1], 64);                        \
             }                                                          \
         } while (0)
                 for (int j = 0; j < NS; j += 2) {
@@ -494,25 +457,6 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
             }
         }
     }
-    if (saved.palette == 0) tile_release();
-    else tile_config_load(saved);
-}
-
-// AMX runs only where the CPU has it, the OS saves its registers (XCR0 bits 17
-// and 18) and Linux lets this process use them (arch_prctl, as ggml asks too)
-bool amx_usable() {
-#    if defined(__linux__)
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1) || !((d >> 25) & 1)) return false;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return false;  // OSXSAVE
-    uint32_t lo = 0, hi = 0;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if (((lo >> 17) & 3) != 3) return false;
-    constexpr long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
-    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
-#    else
-    return false;
-#    endif
 }
 
 }  // namespace
@@ -696,7 +640,7 @@ int cpu_variants() {
                 __builtin_cpu_supports("avx512dq")) {
                 if (agrees_with_avx2(LLMATIC_QGEMM_K_AVX512_VNNI)) bits |= LLMATIC_QGEMM_K_AVX512_VNNI;
                 // (its float pass is AVX512)
-                if (amx_usable() && agrees_with_avx2(LLMATIC_QGEMM_K_AMX)) bits |= LLMATIC_QGEMM_K_AMX;
+                if (llmatic_amx::usable() && agrees_with_avx2(LLMATIC_QGEMM_K_AMX)) bits |= LLMATIC_QGEMM_K_AMX;
             }
         }
         return bits;

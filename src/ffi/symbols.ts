@@ -19,6 +19,9 @@ export const symbols = {
   llmatic_dequantize: { args: [i32, ptr, ptr, i64], returns: bool },
   // ---- qgemm.h
   llmatic_qgemm_supported: { args: [], returns: bool },
+  llmatic_qgemm_variants: { args: [], returns: i32 },
+  llmatic_qgemm_chosen: { args: [i32], returns: i32 },
+  llmatic_qgemm_force: { args: [i32], returns: i32 },
   llmatic_qgemm: { args: [i32, i32, i64, i64, i64, ptr, i64, ptr, i64, ptr, i64, i32, i32, i32], returns: bool },
   llmatic_qgemm_k_variants: { args: [], returns: i32 },
   llmatic_qgemm_k_chosen: { args: [i32], returns: i32 },
