@@ -218,7 +218,8 @@ describe("dist/llmatic", () => {
       if (head) current = head[1] as string;
       else if (/%[yz]mm/.test(line)) avx.add(current);
     }
-    const kernels = /q4k_row|q6k_row|amx_rows|amx_chunk|amx_run|AmxQ[46]K|4tileI|4rowsI|3runI|qgemm_avx512|pack_b|unpack/;
+    const kernels =
+      /q4k_row|q6k_row|amx_rows|amx_chunk|amx_run|AmxQ[46]K|4tileI|4rowsI|3runI|qgemm_avx512|pack_b|unpack/;
     expect([...avx].filter((f) => !kernels.test(f))).toEqual([]);
     expect(avx.size).toBeGreaterThan(0);
   }, 60_000);
