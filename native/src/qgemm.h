@@ -15,13 +15,10 @@ bool llmatic_qgemm_supported(void);
 // Variants, as bits (the same values as LLMATIC_QGEMM_K_*):
 #define LLMATIC_QGEMM_AVX512_VNNI 2
 #define LLMATIC_QGEMM_AMX         8
-// the variants this CPU runs (0: none, the caller computes every product)
+// the variants this CPU runs (0: none, the caller computes every product); each
+// product takes AMX wherever it runs, else AVX512-VNNI
 int llmatic_qgemm_variants(void);
-// the variant used for a product of n columns: AMX wherever it runs (on a
-// Sapphire-Rapids-class Xeon it decoded the bench model's one token in 23 ms
-// against AVX512's 34, and 4 sequences in 33 against 55), else AVX512-VNNI
-int llmatic_qgemm_chosen(int n);
-// use only this variant (0: the chosen one); returns the one set before, or -1
+// use only this variant (0: the usual choice); returns the one set before, or -1
 // (and changes nothing) for a variant this CPU does not run. For tests.
 int llmatic_qgemm_force(int variant);
 

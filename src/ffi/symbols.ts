@@ -20,7 +20,6 @@ export const symbols = {
   // ---- qgemm.h
   llmatic_qgemm_supported: { args: [], returns: bool },
   llmatic_qgemm_variants: { args: [], returns: i32 },
-  llmatic_qgemm_chosen: { args: [i32], returns: i32 },
   llmatic_qgemm_force: { args: [i32], returns: i32 },
   llmatic_qgemm: { args: [i32, i32, i64, i64, i64, ptr, i64, ptr, i64, ptr, i64, i32, i32, i32], returns: bool },
   llmatic_qgemm_k_variants: { args: [], returns: i32 },
