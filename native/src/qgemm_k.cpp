@@ -285,26 +285,35 @@ struct AmxQ4K {
     static constexpr bool SIGNED = false;  // unsigned weights: tdpbusd
     static constexpr bool MINS   = true;   // a float term per sub-block: min x sum of its activations
 
-    // row r's weights (one byte each) into w[j][r], its scales and mins as floats
-    static K_AVX512 void unpack(const BA & b, uint8_t (*w)[16][S], int r, float * scale, float * min) {
+    // A row's 256 weights, one byte each, 64 bytes of qs at a time: the low nibbles of
+    // bytes 0..63 (sub-blocks 0 and 2), then the high ones (1 and 3), and so on. So the
+    // sub-block at position p (w + S p) is pos(p): positions 1 and 2 of every 4 swapped.
+    static constexpr int pos(int p) { return (p & ~3) | ((p & 1) << 1) | ((p >> 1) & 1); }
+
+    // ... and its scales and mins as floats, in the same order
+    static K_AVX512 void unpack(const BA & b, uint8_t * w, float * scale, float * min) {
         uint32_t sm[4];
         q4k_scales_mins(b.scales, sm);
-        // the 8 scales times d and the 8 mins times -dmin, in one vector
-        const __m512 f = _mm512_mul_ps(
+        // the 8 scales times d and the 8 mins times -dmin, in one vector, put in position order
+        const __m512  f    = _mm512_mul_ps(
             _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi32((int) sm[3], (int) sm[2], (int) sm[1], (int) sm[0]))),
             _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(b.d)), _mm256_set1_ps(-_cvtsh_ss(b.dmin)), 1));
-        _mm256_storeu_ps(scale, _mm512_castps512_ps256(f));
-        _mm256_storeu_ps(min, _mm512_extractf32x8_ps(f, 1));
-        const __m256i m4 = _mm256_set1_epi8(0x0F);
-        for (int i = 0; i < 4; i++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *) (b.qs + 32 * i));
-            _mm256_store_si256((__m256i *) w[2 * i][r], _mm256_and_si256(q, m4));
-            _mm256_store_si256((__m256i *) w[2 * i + 1][r], _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        const __m512  fp   = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15), f);
+        _mm256_storeu_ps(scale, _mm512_castps512_ps256(fp));
+        _mm256_storeu_ps(min, _mm512_extractf32x8_ps(fp, 1));
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        for (int i = 0; i < 2; i++) {
+            const __m512i q = _mm512_loadu_si512((const void *) (b.qs + 64 * i));
+            _mm512_store_si512((void *) (w + 128 * i), _mm512_and_si512(q, m4));
+            _mm512_store_si512((void *) (w + 128 * i + 64), _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
         }
     }
 
-    // the sum of sub-block j's activations in a column, for the min term
-    static float column_term(const block_q8_K & y, int j) { return (float) (y.bsums[2 * j] + y.bsums[2 * j + 1]); }
+    // the sum of the activations of the sub-block at position p in a column, for the min term
+    static float column_term(const block_q8_K & y, int p) {
+        const int j = pos(p);
+        return (float) (y.bsums[2 * j] + y.bsums[2 * j + 1]);
+    }
 };
 
 // Q6_K: sub-blocks of 16 weights (-32..31, stored +32), each with an int8 scale
@@ -314,26 +323,29 @@ struct AmxQ6K {
     static constexpr bool SIGNED = true;  // signed weights: tdpbssd
     static constexpr bool MINS   = false;
 
-    static K_AVX512 void unpack(const BA & b, uint8_t (*w)[16][S], int r, float * scale, float *) {
+    static constexpr int pos(int p) { return p; }  // sub-blocks in order
+
+    static K_AVX512 void unpack(const BA & b, uint8_t * w, float * scale, float *) {
         _mm512_storeu_ps(scale, _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(b.d)),
                                               _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                                                   _mm_loadu_si128((const __m128i *) b.scales)))));
-        const __m256i m4 = _mm256_set1_epi8(0x0F);
-        const __m256i m3 = _mm256_set1_epi8(0x03);
-        const __m256i k32 = _mm256_set1_epi8(32);
+        const __m512i m4  = _mm512_set1_epi8(0x0F);
+        const __m512i m3  = _mm512_set1_epi8(0x03);
+        const __m512i k32 = _mm512_set1_epi8(32);
         for (int h = 0; h < 2; h++) {
-            const __m256i qlA = _mm256_loadu_si256((const __m256i *) (b.ql + 64 * h));
-            const __m256i qlB = _mm256_loadu_si256((const __m256i *) (b.ql + 64 * h + 32));
-            const __m256i qh  = _mm256_loadu_si256((const __m256i *) (b.qh + 32 * h));
-            for (int t = 0; t < 4; t++) {
-                // weights 128h + 32t .. +31: sub-blocks 8h + 2t and 8h + 2t + 1
-                const __m256i v = _mm256_sub_epi8(K_Q6K_WEIGHTS(qlA, qlB, qh, t, m4, m3), k32);
-                _mm_store_si128((__m128i *) w[8 * h + 2 * t][r], _mm256_castsi256_si128(v));
-                _mm_store_si128((__m128i *) w[8 * h + 2 * t + 1][r], _mm256_extracti128_si256(v, 1));
-            }
+            // as in q6k_row_avx512: weights 128h + 0..63 from the low nibbles of ql[0..63] and
+            // qh >> 0 | qh >> 2, weights 128h + 64..127 from the high nibbles and qh >> 4 | qh >> 6
+            const __m512i ql  = _mm512_loadu_si512((const void *) (b.ql + 64 * h));
+            const __m256i qh8 = _mm256_loadu_si256((const __m256i *) (b.qh + 32 * h));
+            const __m512i hA  = _mm512_inserti64x4(_mm512_castsi256_si512(qh8), _mm256_srli_epi16(qh8, 2), 1);
+            const __m512i hB  = _mm512_srli_epi16(hA, 4);
+            const __m512i wA  = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(_mm512_and_si512(hA, m3), 4));
+            const __m512i wB  = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                                _mm512_slli_epi16(_mm512_and_si512(hB, m3), 4));
+            _mm512_store_si512((void *) (w + 128 * h), _mm512_sub_epi8(wA, k32));
+            _mm512_store_si512((void *) (w + 128 * h + 64), _mm512_sub_epi8(wB, k32));
         }
     }
-
 };
 
 template <class T>
@@ -351,7 +363,7 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
     act.resize((size_t) nb * NS * 2 * KQ * 64);
     dy.resize((size_t) nb * 32);
     if constexpr (T::MINS) term.resize((size_t) nb * NS * 32);
-    alignas(64) uint8_t w[NS][16][S];      // one block of 16 rows' weights, per sub-block
+    alignas(64) uint8_t w[16][QK_K];       // one block of 16 rows' weights
     alignas(64) int32_t p[NS][2][16][16];  // the products, per sub-block and column tile
     alignas(64) float   scale[16][NS], mins[16][NS];
     alignas(64) float   acc[16][32];
@@ -379,7 +391,7 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
             const int          t = c / 16, cc = c % 16;
             for (int l = 0; l < nb; l++) {
                 for (int g = 0; g < 64; g++) {
-                    const int j = g / KQ, kq = g % KQ;
+                    const int j = T::pos(g / KQ), kq = g % KQ;
                     std::memcpy(&act[((((size_t) l * NS + j) * 2 + t) * KQ + kq) * 64 + 4 * cc], y[l].qs + 4 * g, 4);
                 }
                 dy[(size_t) l * 32 + c] = y[l].d;
@@ -398,7 +410,7 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
                     // the same block of the next group's row: a group reads its 16 rows side by side,
                     // which a prefetch a few blocks on in the row (K_AHEAD) would not cover
                     K_PREFETCH(x + 16 * lda, sizeof(*x));
-                    T::unpack(*x, w, r, scale[r], mins[r]);
+                    T::unpack(*x, w[r], scale[r], mins[r]);
                 }
                 const uint8_t * al = act.data() + (size_t) l * NS * 2 * KQ * 64;
 // sub-block j's products for column tile 0 (and 1) through the given tiles
@@ -409,7 +421,7 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
         } while (0)
 #    define K_AMX_SUB(j, ta, tc0, tb0, tc1, tb1)                       \
         do {                                                           \
-            AMX_TILE_LOAD(ta, w[j], S);                                  \
+            AMX_TILE_LOAD(ta, &w[0][(j) * S], QK_K);                     \
             AMX_TILE_ZERO(tc0);                                          \
             AMX_TILE_LOAD(tb0, al + ((j) * 2) * KQ * 64, 64);            \
             K_AMX_DP(tc0, ta, tb0);                                    \
@@ -457,6 +469,175 @@ K_AVX512 void amx_rows(int ith, int nth, int64_t m, int64_t n, int nb, const typ
             }
         }
     }
+}
+
+// Decode-sized products (2..16 columns) on AMX. With few columns a product tile
+// of one sub-block is mostly empty and its tile instructions cost as much as a
+// full one's, so P sub-blocks share one product (P S = 64 bytes deep, or as
+// many as P NCP <= 16 columns allow): the weight tile's rows are P sub-blocks
+// of a weight row, and the activation tile is block-diagonal, sub-block s's
+// activations in rows s S/4.. of column slot s (NCP columns) and zero in the
+// others. A product's 16 x V integers (V = P NCP) are stored row after row and
+// fill V vectors of 16 lanes, RV = 16 / V rows each (lane L: row L / V, slot
+// (L / NCP) % P, column L % NCP), so the float pass takes V steps per product
+// and the columns are summed over the slots at the end. Q4_K: P = 2 up to 8
+// columns; Q6_K: P = 4 up to 4 columns, 2 at 8.
+struct AmxActK {
+    std::vector<uint8_t> q;  // per block: its NS / P products' activation tiles
+    std::vector<float>   f;  // per block: 16 lanes of the columns' scale, then (MINS) per product the min terms x scale
+};
+
+thread_local AmxActK tl_act_k;
+
+template <class T>
+K_AVX512 void amx_pack_k(AmxActK & p, const block_q8_K * B, int64_t ldb, int nc, int nb, int NCP, int P) {
+    constexpr int KQ = T::S / 4, NS = QK_K / T::S;
+    const int     V = P * NCP, NP = NS / P;
+    const size_t  prod  = (size_t) P * KQ * 4 * V;  // bytes of one product's activation tile
+    const size_t  block = NP * prod;
+    const int     nf    = 16 * (1 + (T::MINS ? NP : 0));
+    p.q.assign(nb * block, 0);
+    p.f.assign((size_t) nb * nf, 0.0f);
+    // where the block's 64 groups of 4 activations go, for column 0
+    alignas(64) int32_t off[64];
+    for (int g = 0; g < 64; g++) {
+        const int j = T::pos(g / KQ), s = j % P;
+        off[g] = (int32_t) ((j / P) * prod + (s * KQ + g % KQ) * 4 * V + 4 * s * NCP);
+    }
+    for (int c = 0; c < nc; c++) {
+        const block_q8_K * y = B + (int64_t) c * ldb;
+        for (int l = 0; l < nb; l++) {
+            uint8_t * base = p.q.data() + l * block + 4 * c;
+            for (int u = 0; u < 8; u++) {
+                _mm256_i32scatter_epi32(base, _mm256_load_si256((const __m256i *) (off + 8 * u)),
+                                        _mm256_loadu_si256((const __m256i *) (y[l].qs + 32 * u)), 1);
+            }
+            float * f = p.f.data() + (size_t) l * nf;
+            for (int L = c; L < 16; L += NCP) {
+                f[L] = y[l].d;
+                if constexpr (T::MINS) {
+                    for (int i = 0; i < NP; i++) f[16 * (1 + i) + L] = y[l].d * T::column_term(y[l], i * P + (L / NCP) % P);
+                }
+            }
+        }
+    }
+}
+
+template <class T, int NCP, int P>
+K_AVX512 void amx_chunk_k(int64_t r0, int64_t r1, int nc, int nb, const typename T::BA * A, int64_t lda,
+                          const AmxActK & pb, float * C, int64_t ldc) {
+    constexpr int V = P * NCP, RV = 16 / V, NS = QK_K / T::S, KQ = T::S / 4, NP = NS / P;
+    constexpr int KB  = P * T::S;  // bytes per weight tile row
+    constexpr int REG = RV * NS;   // the scales a vector of products needs lie in REG floats from q REG
+    static_assert(V <= 16 && 16 % V == 0 && REG <= 32 && NS % (2 * P) == 0, "AMX K-quant layout");
+    constexpr size_t prod  = (size_t) P * KQ * 4 * V;
+    constexpr int    nf    = 16 * (1 + (T::MINS ? NP : 0));
+    alignas(64) uint8_t w[16][QK_K];
+    alignas(64) int32_t pr[NP][16 * V];
+    // a row's scales (and mins) at r NS, and 16 floats past the last row for the loads of REG < 16
+    alignas(64) float sc[16 * NS + 16], mn[T::MINS ? 16 * NS + 16 : 1];
+    std::memset(w, 0, sizeof(w));
+    std::memset(sc, 0, sizeof(sc));
+    std::memset(mn, 0, sizeof(mn));
+    // lane L of a vector takes its scale from row L / V, sub-block i P + (L / NCP) % P (add i P)
+    alignas(64) int32_t ix[16];
+    for (int L = 0; L < 16; L++) ix[L] = (L / V) * NS + (L / NCP) % P;
+    const __m512i idx0 = _mm512_load_si512(ix);
+    for (int64_t g = r0; g < r1; g += 16) {
+        const int rows = (int) std::min<int64_t>(16, r1 - g);
+        __m512    acc[V];
+        for (int q = 0; q < V; q++) acc[q] = _mm512_setzero_ps();
+        for (int l = 0; l < nb; l++) {
+            for (int r = 0; r < rows; r++) {
+                const auto * x = A + (g + r) * lda + l;
+                // (the same block of the next group's rows: a group reads its 16 rows side by side)
+                K_PREFETCH(x + 16 * lda, sizeof(*x));
+                T::unpack(*x, w[r], sc + r * NS, mn + (T::MINS ? r * NS : 0));
+            }
+            const uint8_t * act = pb.q.data() + l * NP * prod;
+            const float *   f   = pb.f.data() + (size_t) l * nf;
+// product i into tile tc from weights ta and activations tb, stored to pr[i]
+#    define K_AMX_PRODUCT(i, tc, ta, tb)                      \
+        do {                                                  \
+            AMX_TILE_LOAD(ta, &w[0][(i) * KB], QK_K);           \
+            AMX_TILE_LOAD(tb, act + (i) * prod, 4 * V);         \
+            AMX_TILE_ZERO(tc);                                  \
+            if constexpr (T::SIGNED) AMX_TILE_DPBSSD(tc, ta, tb); \
+            else AMX_TILE_DPBUSD(tc, ta, tb);                   \
+            AMX_TILE_STORE(tc, pr[i], 4 * V);                   \
+        } while (0)
+            for (int i = 0; i < NP; i += 2) {
+                K_AMX_PRODUCT(i, 0, 1, 2);
+                K_AMX_PRODUCT(i + 1, 4, 5, 6);
+            }
+#    undef K_AMX_PRODUCT
+            const __m512 dy = _mm512_loadu_ps(f);
+            for (int i = 0; i < NP; i++) {
+                const __m512i idx = _mm512_add_epi32(idx0, _mm512_set1_epi32(i * P));
+                __m512        bt  = _mm512_setzero_ps();
+                if constexpr (T::MINS) bt = _mm512_loadu_ps(f + 16 * (1 + i));
+                for (int q = 0; q < V; q++) {
+                    const __m512 v = _mm512_cvtepi32_ps(_mm512_load_si512((const void *) (pr[i] + 16 * q)));
+                    __m512       s, mv;
+                    const float * sq = sc + q * REG;
+                    if constexpr (REG <= 16) s = _mm512_permutexvar_ps(idx, _mm512_loadu_ps(sq));
+                    else s = _mm512_permutex2var_ps(_mm512_loadu_ps(sq), idx, _mm512_loadu_ps(sq + 16));
+                    acc[q] = _mm512_fmadd_ps(v, _mm512_mul_ps(s, dy), acc[q]);
+                    if constexpr (T::MINS) {
+                        const float * mq = mn + q * REG;
+                        if constexpr (REG <= 16) mv = _mm512_permutexvar_ps(idx, _mm512_loadu_ps(mq));
+                        else mv = _mm512_permutex2var_ps(_mm512_loadu_ps(mq), idx, _mm512_loadu_ps(mq + 16));
+                        acc[q] = _mm512_fmadd_ps(mv, bt, acc[q]);
+                    }
+                }
+            }
+        }
+        alignas(64) float out[16 * V];  // [row][slot][column]
+        for (int q = 0; q < V; q++) _mm512_store_ps(out + 16 * q, acc[q]);
+        for (int c = 0; c < nc; c++) {
+            float * dst = C + (int64_t) c * ldc + g;
+            for (int r = 0; r < rows; r++) {
+                float v = 0.0f;
+                for (int s = 0; s < P; s++) v += out[r * V + s * NCP + c];
+                dst[r] = v;
+            }
+        }
+    }
+}
+
+// sub-blocks per product for NCP column slots: as many as fit 64 bytes deep and 16 columns
+template <class T> constexpr int amx_slots(int ncp) {
+    return std::min(64 / T::S, 16 / ncp);
+}
+
+template <class T, int NCP>
+K_AVX512 void amx_small_ncp(int64_t r0, int64_t r1, int nc, int nb, const typename T::BA * A, int64_t lda,
+                            const block_q8_K * B, int64_t ldb, float * C, int64_t ldc) {
+    constexpr int P = amx_slots<T>(NCP), V = P * NCP;
+    AmxActK &     pb = tl_act_k;
+    amx_pack_k<T>(pb, B, ldb, nc, nb, NCP, P);
+    llmatic_amx::TileConfig cfg;
+    cfg.palette = 1;
+    for (int t : { 0, 4 }) cfg.rows[t] = 16, cfg.colsb[t] = (uint16_t) (4 * V);
+    for (int t : { 1, 5 }) cfg.rows[t] = 16, cfg.colsb[t] = (uint16_t) (P * T::S);
+    for (int t : { 2, 6 }) cfg.rows[t] = (uint8_t) (P * T::S / 4), cfg.colsb[t] = (uint16_t) (4 * V);
+    llmatic_amx::tile_config_load(cfg);
+    amx_chunk_k<T, NCP, P>(r0, r1, nc, nb, A, lda, pb, C, ldc);
+}
+
+// 2..16 columns, this thread's rows
+template <class T>
+K_AVX512 void amx_small(int ith, int nth, int64_t m, int64_t n, int nb, const typename T::BA * A, int64_t lda,
+                        const block_q8_K * B, int64_t ldb, float * C, int64_t ldc) {
+    const int64_t r0 = m * ith / nth;
+    const int64_t r1 = m * (ith + 1) / nth;
+    if (r0 >= r1) return;
+    llmatic_amx::TileScope scope;
+    const int nc = (int) n;
+    if (nc <= 2) amx_small_ncp<T, 2>(r0, r1, nc, nb, A, lda, B, ldb, C, ldc);
+    else if (nc <= 4) amx_small_ncp<T, 4>(r0, r1, nc, nb, A, lda, B, ldb, C, ldc);
+    else if (nc <= 8) amx_small_ncp<T, 8>(r0, r1, nc, nb, A, lda, B, ldb, C, ldc);
+    else amx_small_ncp<T, 16>(r0, r1, nc, nb, A, lda, B, ldb, C, ldc);
 }
 
 }  // namespace
@@ -581,7 +762,10 @@ bool run_variant(int variant, int ith, int nth, int64_t m, int64_t n, int nb, in
     const auto * a6 = (const block_q6_K *) A;
     switch (variant) {
         case LLMATIC_QGEMM_K_AMX:
-            if (q4) amx_rows<AmxQ4K>(ith, nth, m, n, nb, a4, lda, B, ldb, C, ldc);
+            if (n >= 2 && n <= 16) {
+                if (q4) amx_small<AmxQ4K>(ith, nth, m, n, nb, a4, lda, B, ldb, C, ldc);
+                else amx_small<AmxQ6K>(ith, nth, m, n, nb, a6, lda, B, ldb, C, ldc);
+            } else if (q4) amx_rows<AmxQ4K>(ith, nth, m, n, nb, a4, lda, B, ldb, C, ldc);
             else amx_rows<AmxQ6K>(ith, nth, m, n, nb, a6, lda, B, ldb, C, ldc);
             return true;
         case LLMATIC_QGEMM_K_AVX512_VNNI:
@@ -603,9 +787,10 @@ bool run_variant(int variant, int ith, int nth, int64_t m, int64_t n, int nb, in
 // A variant other than AVX2 is used only if it computes what the AVX2 one does
 // on a small product of pseudo-random blocks (checked once, on CPUs that run
 // both): a wrong result there would otherwise be wrong text, with nothing to
-// say why. 40 columns: two column chunks, the second of 8.
-bool agrees_with_avx2(int variant) {
-    constexpr int           m = 24, n = 40, nb = 2;
+// say why. 40 columns: two column chunks, the second of 8 (AMX: prompt-sized
+// products); 3 and 12: decode-sized ones (AMX: several sub-blocks per product).
+bool agrees_with_avx2(int variant, int n) {
+    constexpr int           m = 24, nb = 2;
     Lcg                     r{ 12345 };
     std::vector<block_q8_K> B  = random_q8k(n * nb, r);
     std::vector<block_q4_K> A4 = random_q4k(m * nb, r);
@@ -624,6 +809,13 @@ bool agrees_with_avx2(int variant) {
         for (int i = 0; i < m * n; i++) {
             if (!(std::abs(c2[i] - cv[i]) <= 1e-4f * (1.0f + std::abs(c2[i])))) return false;
         }
+    }
+    return true;
+}
+
+bool agrees_with_avx2(int variant) {
+    for (int n : { 40, 3, 12 }) {
+        if (!agrees_with_avx2(variant, n)) return false;
     }
     return true;
 }
@@ -664,15 +856,18 @@ int forced_variant = 0;  // 0: the faster this CPU runs (chosen_variant)
 // faster end to end (bench:engine tg 0.93 vs 0.84 of llama-bench, bench:http 4
 // clients 1.64 vs 1.50 of llama-server), which a small timed product, resident
 // in L2, does not show.
-// AMX, where it runs, takes every product of 8 columns or more (prompts too):
-// its cost hardly grows with the columns, so from 8 on it is ahead. On a
-// Sapphire-Rapids-class Xeon, one thread, 8192 x 2048 weights, per block and
-// column: Q4_K 2.7 / 2.9 / 2.3 ns at 8 / 16 / 32 columns against 4.2 / 5.3 /
-// 5.5 for AVX-VNNI; Q6_K 4.9 / 2.9 / 2.4 against 7.3 / 6.0 / 6.9; at 4
-// columns it is behind (4.9 and 7.8 against 4.5 and 4.8). End to end
-// on bench-1b (two threads, a decode step of n sequences): 82 against 100 ms
-// at 8, 108 against 207 at 16, 81 against 62 at 4.
-// Index 0: up to 7 columns, 1: 8 to 16, 2: more.
+// AMX, where it runs, takes every product of 2 columns or more (prompts too);
+// one column stays with AVX512, as one sub-block product per 16 rows costs AMX
+// as much as 16 columns do. On a Sapphire-Rapids-class Xeon, one thread, per
+// block and column, 2 / 4 / 8 / 16 columns (amx_small), 8192 x 2048 weights
+// (in L3): Q4_K 4.6 / 2.7 / 1.9 / 1.3 ns against AVX512's 6.5 / 4.5 / 3.8 / 4.2,
+// Q6_K 6.5 / 4.0 / 2.4 / 1.8 against 7.0 / 4.6 / 3.7 / 4.1; 393216 x 2048 (from
+// memory): Q4_K 7.5 / 4.2 / 2.4 / 1.6 against 8.4 / 5.0 / 4.0 / 4.4, Q6_K 9.7 /
+// 5.5 / 3.2 / 2.3 against 9.4 / 5.4 / 4.0 / 4.2 (a tie at 2 and 4). 32 columns
+// (amx_rows): Q4_K 2.3 against 5.5, Q6_K 2.4 against 6.9. End to end on bench-1b
+// (two threads, a decode step of n sequences, 2 / 4 / 8 / 16): 46 / 55 / 76 / 110
+// ms against AVX512's 50 / 68 / 109 / 222.
+// Index 0: one column, 1: 2 to 16, 2: more.
 struct Choice {
     int variant[3];
 };
@@ -705,7 +900,7 @@ Choice choose_variants() {
 
 // Choice's index for a product of n columns
 int choice_index(int64_t n) {
-    return n <= 7 ? 0 : n <= 16 ? 1 : 2;
+    return n <= 1 ? 0 : n <= 16 ? 1 : 2;
 }
 
 const int * chosen_variant() {
