@@ -74,6 +74,7 @@ const SHIM_SOURCES = [
   "src/sampler.cpp",
   "src/qgemm.cpp",
   "src/qgemm_k.cpp",
+  "src/attn.cpp",
   "src/qgemm_k_avx2.inc",
   "src/cpu-level.c",
   "src/train.cpp",

@@ -446,7 +446,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 1 << 20,
     default: 16,
     arg: "N",
-    help: "llmatic's own matrix kernels: Q4_K/Q6_K weights in every batch (AVX2, AVX-VNNI, AVX512-VNNI or AMX; a Q4_K_M model then loads without ggml's weight repacking), and Q8_0/Q5_0 weights in batches of 1..N tokens (AVX512-VNNI only). 0 = off: ggml's kernels and repacking, as stock llama.cpp",
+    help: "llmatic's own matrix kernels: Q4_K/Q6_K weights in every batch (AVX2, AVX-VNNI, AVX512-VNNI or AMX; a Q4_K_M model then loads without ggml's weight repacking), and Q8_0/Q5_0 weights in batches of 1..N tokens (AVX512-VNNI only); and attention for decode batches (under 64 tokens per sequence, f16 KV cache, AVX2). 0 = off: ggml's kernels, attention and repacking, as stock llama.cpp",
   },
   {
     key: "isolation",

@@ -219,7 +219,7 @@ describe("dist/llmatic", () => {
       else if (/%[yz]mm/.test(line)) avx.add(current);
     }
     const kernels =
-      /q4k_row|q6k_row|amx_rows|amx_chunk|amx_run|AmxQ[46]K|4tileI|4rowsI|3runI|qgemm_avx512|pack_b|unpack/;
+      /q4k_row|q6k_row|amx_rows|amx_chunk|amx_run|AmxQ[46]K|4tileI|4rowsI|3runI|qgemm_avx512|pack_b|unpack|attn_rows/;
     expect([...avx].filter((f) => !kernels.test(f))).toEqual([]);
     expect(avx.size).toBeGreaterThan(0);
   }, 60_000);

@@ -20,7 +20,22 @@ const uri = (b: Buffer) => `data:image/png;base64,${b.toString("base64")}`;
 
 beforeAll(async () => {
   const { model, projector } = await ensureQwenVisionModel();
-  ours = await startServerProcess(["-m", model, "--parallel", "2", "-c", "4096", "--threads", "2"]);
+  // ggml's own kernels and attention (--qgemm-max-batch 0), as llama-server's: llmatic's
+  // decode attention sums in f32 where ggml's sums V in f16, which moves these logprobs
+  // by up to 1e-3, as much as the position errors this file looks for
+  // (test/attention.test.ts checks that kernel against an exact reference)
+  ours = await startServerProcess([
+    "-m",
+    model,
+    "--parallel",
+    "2",
+    "-c",
+    "4096",
+    "--threads",
+    "2",
+    "--qgemm-max-batch",
+    "0",
+  ]);
   ({ url: theirsUrl, proc: theirs } = await startLlamaServer([
     "-m",
     model,

@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define LLMATIC_ABI_VERSION 9
+#define LLMATIC_ABI_VERSION 10
 
 // The largest grammar (GBNF text) built from a request's schema or tools.
 #define LLMATIC_MAX_GRAMMAR_BYTES (2u * 1024u * 1024u)
@@ -61,6 +61,17 @@ int32_t llmatic_set_qgemm_max_batch(int32_t max_batch);
 // see qgemm_k.cpp): while max_batch > 0 they take every product, one column
 // included.
 uint32_t llmatic_qgemm_calls(void);
+
+// Attention of decode-sized batches (attn.cpp): with on (the default) products of
+// fewer than 64 query rows per stream with f16 K/V go through llmatic's kernel
+// instead of ggml-cpu's per-cell loop. Set between decodes only. Returns the
+// previous setting; the count is of the ops it took (llmatic_attention_calls).
+int32_t  llmatic_set_fast_attention(int32_t on);
+uint32_t llmatic_attention_calls(void);
+// for the tests: one attention op through ggml's CPU backend (see attn.cpp)
+bool     llmatic_attention_probe(const float * q, const uint16_t * k, const uint16_t * v, const uint16_t * mask,
+                                 int32_t DK, int32_t DV, int32_t N, int32_t NKV, int32_t HQ, int32_t HKV, int32_t NS,
+                                 float scale, int32_t threads, int32_t on, float * out);
 // ggml's own dequantization of n values (a whole number of blocks) of `type`
 // into floats: the reference the kernels' tests compare with. Returns false
 // for a type ggml cannot dequantize or an n that is not whole blocks.

@@ -47,10 +47,10 @@ export function chooseKernels(modelPath: string, repack: boolean, qgemmMaxBatch:
   }
   if (q4k > other) {
     const name = (v: number) => VARIANT_NAMES[v] ?? "none";
-    const [few, batch, prompt] = [1, 8, 17].map((n) => name(lib().llmatic_qgemm_k_chosen(n)));
+    const [one, batch, prompt] = [1, 2, 17].map((n) => name(lib().llmatic_qgemm_k_chosen(n)));
     return {
       repack: false,
-      reason: `Q4_K weights use llmatic's small-batch kernels instead of ggml's repacked ones (${few} up to 7 tokens, ${batch} for 8 to 16, ${prompt} beyond: the faster here)`,
+      reason: `Q4_K weights use llmatic's small-batch kernels instead of ggml's repacked ones (${one} for one token, ${batch} for 2 to 16, ${prompt} beyond: the faster here)`,
     };
   }
   return { repack: true, reason: q4k > 0 ? "most repackable weights are not Q4_K" : "no Q4_K weights" };

@@ -264,7 +264,11 @@ export function runEngine(
       const n = cfg.sgemmMinBatch < 0 ? (lib().llmatic_qgemm_supported() ? 8 : 0) : cfg.sgemmMinBatch;
       lib().llmatic_set_sgemm_min_batch(n);
     }
-    if (cfg.qgemmMaxBatch !== undefined) lib().llmatic_set_qgemm_max_batch(cfg.qgemmMaxBatch);
+    if (cfg.qgemmMaxBatch !== undefined) {
+      lib().llmatic_set_qgemm_max_batch(cfg.qgemmMaxBatch);
+      // (0: all of llmatic's kernels off, its decode attention too)
+      lib().llmatic_set_fast_attention(cfg.qgemmMaxBatch === 0 ? 0 : 1);
+    }
     const progressBuf = new SharedArrayBuffer(4);
     const progress = new Float32Array(progressBuf);
     const timer = setInterval(() => port.post({ type: "progress", value: progress[0] as number }), PROGRESS_EVERY_MS);

@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { symbols } from "./symbols";
 
-export const ABI_VERSION = 9;
+export const ABI_VERSION = 10;
 
 export type Lib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 

@@ -16,6 +16,12 @@ export const symbols = {
   llmatic_sgemm_declined: { args: [], returns: u32 },
   llmatic_set_qgemm_max_batch: { args: [i32], returns: i32 },
   llmatic_qgemm_calls: { args: [], returns: u32 },
+  llmatic_set_fast_attention: { args: [i32], returns: i32 },
+  llmatic_attention_calls: { args: [], returns: u32 },
+  llmatic_attention_probe: {
+    args: [ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32, i32, i32, f32, i32, i32, ptr],
+    returns: bool,
+  },
   llmatic_dequantize: { args: [i32, ptr, ptr, i64], returns: bool },
   // ---- qgemm.h
   llmatic_qgemm_supported: { args: [], returns: bool },
