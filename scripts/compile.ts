@@ -7,7 +7,8 @@
 // package.json), so no part of the executable needs more than the CPU has.
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { buildNative } from "../native/build";
+import { buildNative, CPU_LEVELS } from "../native/build";
+import { embeddedFileHash } from "../src/embedded";
 
 const root = join(import.meta.dir, "..");
 if (process.platform !== "linux" || process.arch !== "x64") {
@@ -20,6 +21,10 @@ if (!existsSync(runtime)) {
   process.exit(1);
 }
 await buildNative({ cpuLevels: true });
+// the embedded libraries' content hashes, which src/bin.ts names their extracted copies by
+const cpuDir = join(root, "native", "lib", "cpu");
+const hashes: Record<string, string> = { probe: embeddedFileHash(join(cpuDir, "libllmatic-cpu.so")) };
+for (const level of CPU_LEVELS) hashes[level] = embeddedFileHash(join(cpuDir, `libllmatic-${level}.so`));
 const outfile = join(root, "dist", "llmatic");
 const started = performance.now();
 const result = await Bun.build({
@@ -31,6 +36,7 @@ const result = await Bun.build({
   ],
   compile: { outfile, target: "bun-linux-x64-baseline", executablePath: runtime },
   minify: true,
+  define: { LLMATIC_EMBEDDED_HASHES: JSON.stringify(hashes) },
 });
 if (!result.success) {
   for (const m of result.logs) console.error(m);

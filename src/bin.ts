@@ -15,17 +15,22 @@ import { chooseLevel, type Level, probeLevel } from "./cpu-level";
 import { extractOnce, useEmbedded } from "./embedded";
 
 const libs: Record<Level, string> = { "x86-64-v2": v2, "x86-64-v3": v3, "x86-64-v4": v4 };
+// scripts/compile.ts defines this: each embedded library's content hash, so a
+// start need not read a library to find its extracted copy
+declare const LLMATIC_EMBEDDED_HASHES: Record<"probe" | Level, string>;
+const hashes: Partial<Record<"probe" | Level, string>> =
+  typeof LLMATIC_EMBEDDED_HASHES === "object" ? LLMATIC_EMBEDDED_HASHES : {};
 if (!process.env.LLMATIC_LIB) {
   let level: Level;
   try {
-    level = chooseLevel(probeLevel(extractOnce(probe)), process.env.LLMATIC_CPU_LEVEL || undefined);
+    level = chooseLevel(probeLevel(extractOnce(probe, hashes.probe)), process.env.LLMATIC_CPU_LEVEL || undefined);
   } catch (e) {
     process.stderr.write(`llmatic: ${(e as Error).message}\n`);
     process.exit(1);
   }
   process.env.LLMATIC_CPU_CODE = level;
   // the engines open the library from this path
-  process.env.LLMATIC_LIB = extractOnce(libs[level]);
+  process.env.LLMATIC_LIB = extractOnce(libs[level], hashes[level]);
 }
 useEmbedded({ lib: process.env.LLMATIC_LIB, vocab, template });
 if (process.env.LLMATIC_ENGINE_CHILD === "1") await import("./engine/child");

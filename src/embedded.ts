@@ -3,7 +3,18 @@
 // not find each other there: llmatic's one self-contained .so is extracted once
 // to a private directory under TMPDIR (0700, ours, checked) and reused by every
 // later start whose copy has the same content hash.
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,7 +39,6 @@ export function embedded(): EmbeddedFiles | null {
   return files;
 }
 
-/** True for paths inside a compiled executable's embedded file system. */
 /**
  * The command that runs one of the server's child processes: the executable
  * itself (its entry point picks the child by an environment variable), or bun
@@ -38,6 +48,7 @@ export function childCommand(script: URL): string[] {
   return embedded() ? [process.execPath] : [process.execPath, fileURLToPath(script)];
 }
 
+/** True for paths inside a compiled executable's embedded file system. */
 export function isEmbeddedPath(p: string): boolean {
   return p.startsWith("/$bunfs/") || p.startsWith("B:/~BUN/") || p.startsWith("B:\\~BUN\\");
 }
@@ -64,33 +75,49 @@ function privateDir(): string {
   return mkdtempSync(join(tmpdir(), `llmatic-${uid}-`));
 }
 
-// A content hash against a copy that is truncated or not ours, in a directory no
-// other user can write: wyhash (64 bits) reads the 14 MB library in about 2 ms
-// where sha256 took 13, and both the server and each engine process check it at
-// start (bench:startup: the executable 1.08x of `bun src/main.ts` with sha256
-// on a Sapphire-Rapids-class Xeon)
+// The extracted copy is named by a 64-bit content hash (wyhash) of the embedded
+// file and reused only when its own content has that hash: a copy of another
+// content (damaged, or edited) is written again. The executable's build
+// computes the native libraries' hashes (scripts/compile.ts), so a start reads
+// and hashes only the extracted copy, not the 14 MB embedded library as well
+// (both, on every start, made the executable 1.7-3.0% slower to start than
+// `bun src/main.ts` on the tiny model, bench:startup on 2026-12-03). A copy is
+// written to a temporary name, synced and renamed.
 const contentHash = (bytes: Uint8Array) => Bun.hash.wyhash(bytes).toString(16).padStart(16, "0");
 
 /**
  * A real file with the embedded file's contents, in a private directory: the
- * same path on every start (named by the content's hash), reused only when
- * its content has that hash, else written again.
+ * same path on every start (named by the content's hash, `knownHash` when the
+ * build computed it), reused when its content has that hash, else written again.
  */
-export function extractOnce(embeddedPath: string): string {
+export function extractOnce(embeddedPath: string, knownHash?: string): string {
   if (!isEmbeddedPath(embeddedPath)) return embeddedPath;
-  const bytes = readFileSync(embeddedPath);
-  const hash = contentHash(bytes);
+  let bytes: Uint8Array | null = knownHash ? null : readFileSync(embeddedPath);
+  const hash = knownHash ?? contentHash(bytes as Uint8Array);
   const name = basename(embeddedPath).replace(/(\.[^.]+)?$/, (ext) => `-${hash.slice(0, 16)}${ext}`);
   const dir = privateDir();
   const dest = join(dir, name);
+  const size = bytes ? bytes.byteLength : Bun.file(embeddedPath).size;
   try {
     const st = lstatSync(dest);
-    if (st.isFile() && st.uid === userInfo().uid && contentHash(readFileSync(dest)) === hash) return dest;
+    if (st.isFile() && st.uid === userInfo().uid && st.size === size && contentHash(readFileSync(dest)) === hash) {
+      return dest;
+    }
   } catch {
     // not there yet
   }
+  bytes ??= readFileSync(embeddedPath);
   const tmp = `${dest}.${process.pid}.tmp`;
-  writeFileSync(tmp, bytes, { mode: 0o700 });
+  const fd = openSync(tmp, "w", 0o700);
+  try {
+    for (let at = 0; at < bytes.byteLength; ) at += writeSync(fd, bytes, at);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(tmp, dest);
   return dest;
 }
+
+/** The hash extractOnce names a copy by (the executable's build records it for the libraries). */
+export const embeddedFileHash = (path: string): string => contentHash(readFileSync(path));
