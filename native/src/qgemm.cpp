@@ -469,6 +469,18 @@ static int chosen_variant() {
 
 static int qgemm_forced = 0;  // 0: chosen_variant()
 
+// One column (a single sequence's decode step) is a row-by-row dot product: with
+// AMX this kernel is the faster (on a Sapphire-Rapids-class Xeon it decoded the
+// bench model's token in 23 ms against ggml's 35.6), without it ggml's own
+// vec_dot is, or ties: on a Zen 5 EPYC the AVX512 kernel's two-row tiles
+// streamed a matrix from memory at less than half ggml's speed (4096 x 896 Q8_0
+// weights, in L3: 0.079 ms against 0.092; 65536 x 896, from memory: 4.8 ms
+// against 1.9), and bench:engine's tg128 on the bench model was 0.70 of
+// llama-bench with it and 1.03 without.
+static bool one_column_ours() {
+    return (chosen_variant() & LLMATIC_QGEMM_AMX) != 0;
+}
+
 int llmatic_qgemm_variants(void) {
     return qgemm_variants();
 }
@@ -486,6 +498,7 @@ bool llmatic_qgemm(int ith, int nth, int64_t m, int64_t n, int64_t k, const void
     if (atype != GGML_TYPE_Q8_0 && atype != GGML_TYPE_Q5_0) return false;
     if (n < 1 || k <= 0 || m <= 0 || k > INT32_MAX) return false;
     int variant = __atomic_load_n(&qgemm_forced, __ATOMIC_RELAXED);
+    if (variant == 0 && n == 1 && !one_column_ours()) return false;
     if (variant == 0) variant = chosen_variant();
     // ggml passes k in blocks
     run_variant(variant, ith, nth, m, n, (int) k, A, lda, B, ldb, (float *) C, ldc, atype);
