@@ -39,7 +39,7 @@ bool llmatic_qgemm(int ith, int nth, int64_t m, int64_t n, int64_t k, const void
 int  llmatic_qgemm_k_variants(void);
 // the variant used for a product of n columns: up to 7, AVX512 where it runs,
 // else AVX-VNNI where it runs, else AVX2; 8 or more, AMX where it runs; past
-// 16, where AVX512 runs and AMX does not, AVX512 only if it timed 15% faster
+// 16, where AVX512 runs and AMX does not, AVX512 only if it timed 5% faster
 // than the 256-bit one on this CPU at first use
 int  llmatic_qgemm_k_chosen(int n);
 // use only this variant (0: the best the CPU runs); returns the one set before,

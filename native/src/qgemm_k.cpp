@@ -853,11 +853,15 @@ int forced_variant = 0;  // 0: the faster this CPU runs (chosen_variant)
 // which is faster for prompts is the CPU's business: on Zen 4, whose 512-bit
 // instructions take two 256-bit steps, the AVX2 variant (half the float state
 // per row and column, which a prompt's 32-column chunks keep in L1) prefilled a
-// 1B model 1.1-1.2x faster. So both are timed once on a prompt-sized product
-// (64 rows x 2048, 32 columns), best of 15 alternating runs, and AVX512 serves
-// prompts only where it is 15% faster or more (that machine's noise reached
-// 10%; a tie goes to the 256-bit variant, whose float order is ggml's own, so
-// engines started apart agree). Decode-sized products (up to 16 columns) take
+// 1B model 1.1-1.2x faster (in chunks of 32 columns, then). So both are timed
+// once on a prompt-sized product (64 rows x 2048, 32 columns), best of 15
+// alternating runs, and AVX512 serves prompts where it is 5% faster or more (a
+// tie goes to the 256-bit variant, whose float order is ggml's own). The margin
+// is what keeps engines started apart on the same choice: on a Zen 5 EPYC
+// AVX512 timed 0.79 of AVX-VNNI, and with a 15% threshold one engine of a
+// bench:engine run prefilled at AVX-VNNI's speed (0.87 of llama-bench against
+// 1.08-1.12), which the 5% threshold leaves 16% away, as far as Zen 4's 1.1-1.2
+// on the other side. Decode-sized products (up to 16 columns) take
 // AVX512 wherever it runs: on the same Zen 4 it decoded one and 4-8 streams
 // faster end to end (bench:engine tg 0.93 vs 0.84 of llama-bench, bench:http 4
 // clients 1.64 vs 1.50 of llama-server), which a small timed product, resident
@@ -900,7 +904,7 @@ Choice choose_variants() {
         best256 = std::min(best256, timed(v256));
         best512 = std::min(best512, timed(LLMATIC_QGEMM_K_AVX512_VNNI));
     }
-    const int prompt = best512 < 0.85 * best256 ? LLMATIC_QGEMM_K_AVX512_VNNI : v256;
+    const int prompt = best512 < 0.95 * best256 ? LLMATIC_QGEMM_K_AVX512_VNNI : v256;
     return { { LLMATIC_QGEMM_K_AVX512_VNNI, LLMATIC_QGEMM_K_AVX512_VNNI, prompt } };
 }
 
