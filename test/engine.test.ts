@@ -604,7 +604,7 @@ describe("small-batch kernels", () => {
     });
   });
 
-  test("decodes of 2..--qgemm-max-batch tokens use llmatic's kernel where the CPU has AVX512-VNNI, one token where it has AMX too", () => {
+  test("decodes of 1..--qgemm-max-batch tokens use llmatic's kernel where the CPU has AVX512-VNNI", () => {
     const l = lib();
     withTiny((decode) => {
       const calls = (n: number) =>
@@ -613,10 +613,8 @@ describe("small-batch kernels", () => {
           () => decode(n),
         );
       const vnni = l.llmatic_qgemm_supported();
-      const amx = (l.llmatic_qgemm_variants() & QGEMM_AMX) !== 0;
       expect(calls(3)).toBe(vnni ? 1 : 0); // the Q8_0 output product
-      // one column: ggml's own dot product without AMX (qgemm.cpp's one_column_ours)
-      expect(calls(1)).toBe(amx ? 1 : 0);
+      expect(calls(1)).toBe(vnni ? 1 : 0);
       l.llmatic_set_qgemm_max_batch(0);
       expect(calls(1)).toBe(0);
       l.llmatic_set_qgemm_max_batch(2);

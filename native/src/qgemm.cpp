@@ -191,6 +191,11 @@ QGEMM_TARGET static void rows(const BA * A, int64_t lda, const packed_b & p, int
 template <typename BA>
 QGEMM_TARGET static void run(int ith, int nth, int64_t m, const BA * A, int64_t lda, const packed_b & p, int nb,
                              float * C, int64_t ldc) {
+    // (One column too: a2e925c handed it to ggml's vec_dot on CPUs without AMX,
+    // as the two-row tiles without a prefetch decoded the bench model's token at
+    // 0.70 of llama-bench on a Zen 5 EPYC; one row at a time with the prefetch,
+    // bench:engine tg128 there: this kernel 93.5 t/s, ggml's vec_dot 63.0,
+    // llama-bench 62.8, and bench:http's second-turn TTFT 111 ms against 161.)
     // Under 8 columns a row at a time: pairs of rows, read two blocks of each in
     // turn, streamed from memory slower on a Zen 5 EPYC (65536 x 896 Q8_0
     // weights, one thread, 2 / 4 / 7 columns: 2.8 / 3.1 / 3.9 ms as pairs, 1.9 /
@@ -492,18 +497,6 @@ static int chosen_variant() {
 
 static int qgemm_forced = 0;  // 0: chosen_variant()
 
-// One column (a single sequence's decode step) is a row-by-row dot product: with
-// AMX this kernel is the faster (on a Sapphire-Rapids-class Xeon it decoded the
-// bench model's token in 23 ms against ggml's 35.6), without it ggml's own
-// vec_dot is, or ties: on a Zen 5 EPYC the AVX512 kernel's two-row tiles, before
-// their prefetch, streamed a matrix from memory at less than half ggml's speed
-// (65536 x 896 Q8_0 weights, one thread: 4.8 ms against 1.9; bench:engine's
-// tg128 on the bench model 0.70 of llama-bench with it, 1.03 without), and one
-// row at a time with the prefetch ties it (1.96 ms; in L3 0.10 against 0.092).
-static bool one_column_ours() {
-    return (chosen_variant() & LLMATIC_QGEMM_AMX) != 0;
-}
-
 int llmatic_qgemm_variants(void) {
     return qgemm_variants();
 }
@@ -521,7 +514,6 @@ bool llmatic_qgemm(int ith, int nth, int64_t m, int64_t n, int64_t k, const void
     if (atype != GGML_TYPE_Q8_0 && atype != GGML_TYPE_Q5_0) return false;
     if (n < 1 || k <= 0 || m <= 0 || k > INT32_MAX) return false;
     int variant = __atomic_load_n(&qgemm_forced, __ATOMIC_RELAXED);
-    if (variant == 0 && n == 1 && !one_column_ours()) return false;
     if (variant == 0) variant = chosen_variant();
     // ggml passes k in blocks
     run_variant(variant, ith, nth, m, n, (int) k, A, lda, B, ldb, (float *) C, ldc, atype);
