@@ -3,21 +3,11 @@
 // not find each other there: llmatic's one self-contained .so is extracted once
 // to a private directory under TMPDIR (0700, ours, checked) and reused by every
 // later start whose copy has the same content hash.
-import {
-  chmodSync,
-  closeSync,
-  fsyncSync,
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeSync,
-} from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { writeFileAtomic } from "./atomic";
 
 export interface EmbeddedFiles {
   /** libllmatic.so */
@@ -77,13 +67,15 @@ function privateDir(): string {
 
 // The extracted copy is named by a 64-bit content hash (wyhash) of the embedded
 // file and reused only when its own content has that hash: a copy of another
-// content (damaged, or edited) is written again. The executable's build
-// computes the native libraries' hashes (scripts/compile.ts), so a start reads
-// and hashes only the extracted copy, not the 14 MB embedded library as well
-// (both, on every start, made the executable 1.7-3.0% slower to start than
-// `bun src/main.ts` on the tiny model, bench:startup on 2026-12-03). A copy is
-// written to a temporary name, synced and renamed.
+// content (damaged, or edited) is written again (atomically). The executable's
+// build computes the native libraries' hashes (scripts/compile.ts), so a start
+// reads and hashes only the extracted copy, not the 14 MB embedded library as
+// well (both, on every start, made the executable 1.7-3.0% slower to start
+// than `bun src/main.ts` on the tiny model, bench:startup on 2026-12-03).
 const contentHash = (bytes: Uint8Array) => Bun.hash.wyhash(bytes).toString(16).padStart(16, "0");
+
+/** The hash extractOnce names a copy by (the executable's build records it for the libraries). */
+export const embeddedFileHash = (path: string): string => contentHash(readFileSync(path));
 
 /**
  * A real file with the embedded file's contents, in a private directory: the
@@ -92,32 +84,15 @@ const contentHash = (bytes: Uint8Array) => Bun.hash.wyhash(bytes).toString(16).p
  */
 export function extractOnce(embeddedPath: string, knownHash?: string): string {
   if (!isEmbeddedPath(embeddedPath)) return embeddedPath;
-  let bytes: Uint8Array | null = knownHash ? null : readFileSync(embeddedPath);
-  const hash = knownHash ?? contentHash(bytes as Uint8Array);
+  const hash = knownHash ?? embeddedFileHash(embeddedPath);
   const name = basename(embeddedPath).replace(/(\.[^.]+)?$/, (ext) => `-${hash.slice(0, 16)}${ext}`);
-  const dir = privateDir();
-  const dest = join(dir, name);
-  const size = bytes ? bytes.byteLength : Bun.file(embeddedPath).size;
+  const dest = join(privateDir(), name);
   try {
     const st = lstatSync(dest);
-    if (st.isFile() && st.uid === userInfo().uid && st.size === size && contentHash(readFileSync(dest)) === hash) {
-      return dest;
-    }
+    if (st.isFile() && st.uid === userInfo().uid && contentHash(readFileSync(dest)) === hash) return dest;
   } catch {
     // not there yet
   }
-  bytes ??= readFileSync(embeddedPath);
-  const tmp = `${dest}.${process.pid}.tmp`;
-  const fd = openSync(tmp, "w", 0o700);
-  try {
-    for (let at = 0; at < bytes.byteLength; ) at += writeSync(fd, bytes, at);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, dest);
+  writeFileAtomic(dest, readFileSync(embeddedPath), 0o700);
   return dest;
 }
-
-/** The hash extractOnce names a copy by (the executable's build records it for the libraries). */
-export const embeddedFileHash = (path: string): string => contentHash(readFileSync(path));

@@ -191,12 +191,8 @@ QGEMM_TARGET static void rows(const BA * A, int64_t lda, const packed_b & p, int
 template <typename BA>
 QGEMM_TARGET static void run(int ith, int nth, int64_t m, const BA * A, int64_t lda, const packed_b & p, int nb,
                              float * C, int64_t ldc) {
-    // (One column too: a2e925c handed it to ggml's vec_dot on CPUs without AMX,
-    // as the two-row tiles without a prefetch decoded the bench model's token at
-    // 0.70 of llama-bench on a Zen 5 EPYC; one row at a time with the prefetch,
-    // bench:engine tg128 there: this kernel 93.5 t/s, ggml's vec_dot 63.0,
-    // llama-bench 62.8, and bench:http's second-turn TTFT 111 ms against 161.)
-    // Under 8 columns a row at a time: pairs of rows, read two blocks of each in
+    // Under 8 columns (one column too: bench:engine tg128 on the bench model, Zen 5
+    // EPYC, 93.5 t/s this way against 63.0 through ggml's vec_dot) a row at a time: pairs of rows, read two blocks of each in
     // turn, streamed from memory slower on a Zen 5 EPYC (65536 x 896 Q8_0
     // weights, one thread, 2 / 4 / 7 columns: 2.8 / 3.1 / 3.9 ms as pairs, 1.9 /
     // 2.5 / 3.9 one row at a time, both with the prefetch; without it 6.3 / 6.9 /
