@@ -705,9 +705,10 @@ void run_cols(int ith, int nth, int64_t m, int64_t n, int nb, const BA * A, int6
 template <typename BA, template <int> class Row>
 void run_rows(int ith, int nth, int64_t m, int64_t n, int nb, const BA * A, int64_t lda, const block_q8_K * B,
               int64_t ldb, float * C, int64_t ldc) {
-    const int64_t chunk = n > 16 ? 8 : 16;
-    for (int64_t c = 0; c < n; c += chunk) {
-        run_cols<BA, Row>(ith, nth, m, std::min(chunk, n - c), nb, A, lda, B + c * ldb, ldb, C + c * ldc, ldc);
+    if (n <= 16) return run_cols<BA, Row>(ith, nth, m, n, nb, A, lda, B, ldb, C, ldc);
+    constexpr int64_t CHUNK = 8;
+    for (int64_t c = 0; c < n; c += CHUNK) {
+        run_cols<BA, Row>(ith, nth, m, std::min(CHUNK, n - c), nb, A, lda, B + c * ldb, ldb, C + c * ldc, ldc);
     }
 }
 

@@ -8,9 +8,9 @@
 // bytes are mostly Q4_K (a Q4_K_M file), llmatic's kernels measured faster for
 // decode batches and as fast for one token and prompts (bench:engine and
 // bench:http on the 1B bench model: on a Zen 3, and on an AMX Xeon against
-// ggml's AMX kernels; on a Zen 5 EPYC, with prompts in chunks of 8 columns; on a
-// Zen 4 ggml's repacked ones prefill faster), so such
-// a model loads without repacking where the CPU runs them.
+// ggml's AMX kernels; on a Zen 5 EPYC, with prompts in chunks of 8 columns; on
+// a Zen 4 ggml's repacked ones prefill faster), so such a model loads without
+// repacking where the CPU runs them.
 import { lib } from "../ffi/library";
 import { GgmlType, readGguf, tensorBytes } from "../gguf/gguf";
 
